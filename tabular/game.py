@@ -1,0 +1,390 @@
+"""Preference games: validation, policy helpers and the game families.
+
+A game is a preference matrix ``P`` (n x n, ``P[y, y']`` = probability that ``y`` is preferred to
+``y'``; ``0 <= P <= 1`` and ``P + P.T = 1``) and a reference policy ``mu`` (full support). Every
+public entry point validates once, here, with :func:`validate_game`; hot functions elsewhere trust
+their inputs. All arrays are float64 and may carry leading batch axes (``P`` of shape (..., n, n),
+policies of shape (..., n)).
+
+Families (each returns ``P`` as an (n, n) float64 array; seeds make them reproducible):
+
+- :func:`bradley_terry` / :func:`bradley_terry_random`: ``P = sigmoid(s_y - s_y')`` (transitive).
+- :func:`cyclic`: ``P[y, y+k mod n] = 1/2 + strength`` for ``k = 1..floor((n-1)/2)``; n = 3 is
+  rock-paper-scissors.
+- :func:`perturbed_rps`: ``P = (A + 3) / 6`` with ``A = [[0,-3,3],[3,0,-1],[-3,1,0]]``; solving
+  ``A pi = 0`` by hand gives its (tau = 0) equilibrium (1, 3, 3) / 7.
+- :func:`biased_rps`: ``P = 1/2 + B`` with OpenSpiel's biased RPS payoff
+  ``B = [[0,-.25,.5],[.25,0,-.05],[-.5,.05,0]]``, equilibrium (1, 10, 5) / 16 (OpenSpiel
+  ``lp_solver_test.py``).
+- :func:`random_game`: lower triangle ``U(0, 1)``, upper triangle ``1 - P.T`` (EGPO style).
+- :func:`annotator_majority`: probability that a majority of several Bradley-Terry annotators
+  prefers ``y`` (intransitive in general).
+- :func:`load_matrix`: ``.npy``, ``.csv`` or ``.json``.
+- :func:`make_game`: parses ``FAMILY[:ARGS]`` strings used by the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.special import expit, log_softmax, logsumexp
+
+__all__ = [
+    "SYMMETRY_TOL",
+    "validate_game",
+    "validate_preference",
+    "validate_reference",
+    "validate_tau",
+    "validate_beta",
+    "validate_eta",
+    "uniform",
+    "softmax",
+    "kl",
+    "mixture_policy",
+    "log_mixture_policy",
+    "best_response",
+    "win_rate",
+    "bradley_terry",
+    "bradley_terry_random",
+    "cyclic",
+    "rock_paper_scissors",
+    "perturbed_rps",
+    "biased_rps",
+    "random_game",
+    "annotator_majority",
+    "intransitive_blend",
+    "load_matrix",
+    "load_vector",
+    "make_game",
+    "GAME_FAMILIES",
+]
+
+SYMMETRY_TOL = 1e-12  # |P + P.T - 1| and |sum(mu) - 1| tolerance (float64 round-off of inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: one routine, used wherever a game enters the package.
+# --------------------------------------------------------------------------------------------
+def validate_preference(P) -> np.ndarray:
+    """Return ``P`` as float64 after checking shape (..., n, n), finiteness, range and P + P.T = 1."""
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim < 2 or P.shape[-1] != P.shape[-2]:
+        raise ValueError(f"P must be a square matrix (..., n, n), got shape {P.shape}")
+    if P.shape[-1] < 2:
+        raise ValueError(f"P must have at least 2 actions, got n = {P.shape[-1]}")
+    if not np.all(np.isfinite(P)):
+        raise ValueError("P has non-finite entries (nan or inf)")
+    if P.min() < 0.0 or P.max() > 1.0:
+        raise ValueError(f"P entries must lie in [0, 1], got range [{P.min():.6g}, {P.max():.6g}]")
+    asym = np.abs(P + np.swapaxes(P, -1, -2) - 1.0).max()
+    if asym > SYMMETRY_TOL:
+        raise ValueError(f"P + P.T must equal 1 (within {SYMMETRY_TOL:g}); max deviation {asym:.3g}")
+    return P
+
+
+def validate_reference(mu, n: int | None = None) -> np.ndarray:
+    """Return ``mu`` as float64 after checking finiteness, full support and normalisation."""
+    mu = np.asarray(mu, dtype=np.float64)
+    if mu.ndim < 1:
+        raise ValueError(f"mu must be a probability vector, got a scalar {mu!r}")
+    if n is not None and mu.shape[-1] != n:
+        raise ValueError(f"mu has {mu.shape[-1]} entries but P has {n} actions")
+    if not np.all(np.isfinite(mu)):
+        raise ValueError("mu has non-finite entries (nan or inf)")
+    if mu.min() <= 0.0:
+        raise ValueError(f"mu must have full support (all entries > 0), min is {mu.min():.6g}")
+    dev = np.abs(mu.sum(-1) - 1.0).max()
+    if dev > SYMMETRY_TOL:
+        raise ValueError(f"mu must sum to 1 (within {SYMMETRY_TOL:g}); deviation {dev:.3g}")
+    return mu
+
+
+def validate_game(P, mu=None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a game; ``mu`` defaults to uniform. Returns float64 ``(P, mu)``."""
+    P = validate_preference(P)
+    n = P.shape[-1]
+    mu = uniform(n) if mu is None else validate_reference(mu, n)
+    return P, mu
+
+
+def validate_tau(tau, allow_zero: bool = False) -> float:
+    """``tau > 0`` (or ``tau == 0`` where the zero-sum LP applies)."""
+    try:
+        tau = float(tau)
+    except (TypeError, ValueError):
+        raise ValueError(f"tau must be a number, got {tau!r}") from None
+    if not math.isfinite(tau) or tau < 0 or (tau == 0 and not allow_zero):
+        need = "tau >= 0" if allow_zero else "tau > 0"
+        raise ValueError(f"{need} required, got tau = {tau!r}")
+    return tau
+
+
+def validate_beta(beta) -> float:
+    """``beta`` in [0, 1]."""
+    try:
+        beta = float(beta)
+    except (TypeError, ValueError):
+        raise ValueError(f"beta must be a number, got {beta!r}") from None
+    if not (0.0 <= beta <= 1.0):
+        raise ValueError(f"beta must lie in [0, 1], got beta = {beta!r}")
+    return beta
+
+
+def validate_eta(eta) -> float:
+    """``eta > 0``."""
+    try:
+        eta = float(eta)
+    except (TypeError, ValueError):
+        raise ValueError(f"eta must be a number, got {eta!r}") from None
+    if not math.isfinite(eta) or eta <= 0:
+        raise ValueError(f"eta > 0 required, got eta = {eta!r}")
+    return eta
+
+
+# --------------------------------------------------------------------------------------------
+# Policy helpers (float64, batched over leading axes).
+# --------------------------------------------------------------------------------------------
+def uniform(n: int) -> np.ndarray:
+    return np.full(n, 1.0 / n)
+
+
+def softmax(logits) -> np.ndarray:
+    return np.exp(log_softmax(np.asarray(logits, dtype=np.float64), axis=-1))
+
+
+def kl(p, q) -> np.ndarray:
+    """KL(p || q) over the last axis, with 0 log 0 = 0."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
+    return terms.sum(-1)
+
+
+def log_mixture_policy(log_pi, log_mu, beta: float) -> np.ndarray:
+    """log of ``mix_beta(pi) ∝ pi^(1-beta) mu^beta`` (SPEC §1), normalised."""
+    return log_softmax((1.0 - beta) * np.asarray(log_pi) + beta * np.asarray(log_mu), axis=-1)
+
+
+def mixture_policy(pi, mu, beta: float) -> np.ndarray:
+    """Geometric mixture ``mix_beta(pi)(y) ∝ pi(y)^(1-beta) mu(y)^beta`` (the "regularised policy")."""
+    with np.errstate(divide="ignore"):
+        return np.exp(log_mixture_policy(np.log(pi), np.log(mu), beta))
+
+
+def best_response(P, mu, tau: float, pi) -> np.ndarray:
+    """Regularised best response ``BR(pi) ∝ mu exp(P @ pi / tau)`` (SPEC §2)."""
+    Ppi = np.einsum("...ij,...j->...i", P, pi)
+    return np.exp(log_softmax(np.log(mu) + Ppi / tau, axis=-1))
+
+
+def win_rate(P, pi, pi_prime) -> np.ndarray:
+    """``P(pi > pi') = pi @ P @ pi'``."""
+    return np.einsum("...i,...ij,...j->...", pi, P, pi_prime)
+
+
+# --------------------------------------------------------------------------------------------
+# Families.
+# --------------------------------------------------------------------------------------------
+def _skew_to_preference(A: np.ndarray) -> np.ndarray:
+    # Symmetrise exactly so that P + P.T == 1 holds to the last bit (round-off in A would not).
+    A = 0.5 * (A - np.swapaxes(A, -1, -2))
+    return 0.5 + A
+
+
+def bradley_terry(scores) -> np.ndarray:
+    """``P[y, y'] = sigmoid(s_y - s_y')``: transitive preferences from scalar scores."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or s.size < 2 or not np.all(np.isfinite(s)):
+        raise ValueError("bradley_terry needs a finite 1-d vector of at least 2 scores")
+    d = s[:, None] - s[None, :]
+    # expit(d) - 1/2 is odd in d; build from the skew part so P + P.T = 1 exactly.
+    return _skew_to_preference(expit(d) - 0.5)
+
+
+def bradley_terry_random(n: int, seed: int = 0, scale: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Bradley-Terry game with scores ``N(0, scale^2)``; returns ``(P, scores)``."""
+    scores = np.random.default_rng(seed).normal(0.0, scale, size=n)
+    return bradley_terry(scores), scores
+
+
+def cyclic(n: int = 3, strength: float = 0.5) -> np.ndarray:
+    """Cyclic preferences: ``y`` beats the next ``floor((n-1)/2)`` actions with prob 1/2 + strength."""
+    if n < 3:
+        raise ValueError(f"cyclic needs n >= 3, got {n}")
+    if not (0.0 <= strength <= 0.5):
+        raise ValueError(f"cyclic strength must lie in [0, 1/2], got {strength}")
+    A = np.zeros((n, n))
+    for k in range(1, (n - 1) // 2 + 1):
+        idx = np.arange(n)
+        A[idx, (idx + k) % n] += strength
+        A[(idx + k) % n, idx] -= strength
+    return _skew_to_preference(A)
+
+
+def rock_paper_scissors() -> np.ndarray:
+    """Deterministic rock-paper-scissors (cyclic with n = 3, strength 1/2)."""
+    return cyclic(3, 0.5)
+
+
+def perturbed_rps() -> np.ndarray:
+    """``P = (A + 3) / 6``, ``A = [[0,-3,3],[3,0,-1],[-3,1,0]]``; Nash at tau=0 is (1, 3, 3)/7.
+
+    (Rows of ``A pi = 0``: ``-3 p1 + 3 p2 = 0`` and ``3 p0 - p2 = 0``.)
+    """
+    A = np.array([[0.0, -3.0, 3.0], [3.0, 0.0, -1.0], [-3.0, 1.0, 0.0]])
+    return _skew_to_preference(A / 6.0)
+
+
+def biased_rps() -> np.ndarray:
+    """OpenSpiel's biased rock-paper-scissors, ``P = 1/2 + B``; Nash at tau=0 is (1, 10, 5)/16."""
+    B = np.array([[0.0, -0.25, 0.5], [0.25, 0.0, -0.05], [-0.5, 0.05, 0.0]])
+    return _skew_to_preference(B)
+
+
+def random_game(n: int, seed: int = 0) -> np.ndarray:
+    """Lower triangle ``U(0, 1)``, diagonal 1/2, upper triangle ``1 - P.T`` (EGPO's random games)."""
+    rng = np.random.default_rng(seed)
+    L = np.tril(rng.uniform(0.0, 1.0, size=(n, n)), -1)
+    A = L - 0.5 * np.tril(np.ones((n, n)), -1)
+    return _skew_to_preference(A - A.T)
+
+
+def annotator_majority(n: int, annotators: int = 3, seed: int = 0, scale: float = 3.0) -> np.ndarray:
+    """Majority vote of ``annotators`` (odd) independent Bradley-Terry raters with random scores.
+
+    ``P[y, y']`` = probability that more than half of the raters prefer ``y``, each rater ``k``
+    preferring ``y`` with probability ``sigmoid(s_k(y) - s_k(y'))``. Intransitive in general
+    (Condorcet cycles).
+    """
+    if annotators < 1 or annotators % 2 == 0:
+        raise ValueError(f"annotators must be a positive odd number, got {annotators}")
+    scores = np.random.default_rng(seed).normal(0.0, scale, size=(annotators, n))
+    q = expit(scores[:, :, None] - scores[:, None, :])  # (K, n, n) per-rater preferences
+    # Poisson-binomial distribution of the number of raters preferring y, by dynamic programming.
+    dist = np.zeros((annotators + 1, n, n))
+    dist[0] = 1.0
+    for k in range(annotators):
+        dist[1:] = dist[1:] * (1 - q[k]) + dist[:-1] * q[k]
+        dist[0] = dist[0] * (1 - q[k])
+    P = dist[annotators // 2 + 1 :].sum(0)
+    return _skew_to_preference(P - 0.5)
+
+
+def intransitive_blend(n: int, alpha: float, seed: int = 0) -> np.ndarray:
+    """``(1 - alpha) * BT + alpha * cyclic``: Bradley-Terry at alpha = 0, strongly cyclic at 1."""
+    if not (0.0 <= alpha <= 1.0):
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    P_bt, _ = bradley_terry_random(n, seed)
+    return _skew_to_preference((1 - alpha) * (P_bt - 0.5) + alpha * (cyclic(n) - 0.5))
+
+
+def _load_array(path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix == ".csv":
+            arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1)
+        elif suffix == ".json":
+            with open(path) as f:
+                data = json.load(f)
+            if isinstance(data, dict):
+                key = next((k for k in ("P", "matrix", "mu", "pi") if k in data), None)
+                if key is None:
+                    raise ValueError("JSON object must hold a key 'P', 'matrix', 'mu' or 'pi'")
+                data = data[key]
+            arr = np.asarray(data, dtype=np.float64)
+        else:
+            raise ValueError(f"unsupported file type {suffix!r} (use .npy, .csv or .json)")
+    except ValueError as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+    return np.asarray(arr, dtype=np.float64)
+
+
+def load_matrix(path) -> np.ndarray:
+    """Load and validate a preference matrix from ``.npy``, ``.csv`` or ``.json``."""
+    P = _load_array(path)
+    try:
+        return validate_preference(P)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def load_vector(path, n: int | None = None) -> np.ndarray:
+    """Load and validate a reference policy ``mu`` from ``.npy``, ``.csv`` or ``.json``."""
+    mu = _load_array(path).reshape(-1)
+    try:
+        return validate_reference(mu, n)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+GAME_FAMILIES = {
+    "bt": "bt:N[:SEED] Bradley-Terry with N(0, 2^2) scores",
+    "cyclic": "cyclic:N[:STRENGTH] cyclic preferences (n=3 is rock-paper-scissors)",
+    "rps": "rps  rock-paper-scissors (3 actions)",
+    "perturbed_rps": "perturbed_rps  P=(A+3)/6, Nash (1,3,3)/7 at tau=0",
+    "biased_rps": "biased_rps  OpenSpiel's biased RPS, Nash (1,10,5)/16 at tau=0",
+    "random": "random:N[:SEED] lower triangle U(0,1)",
+    "majority": "majority:N[:ANNOTATORS[:SEED]] majority of Bradley-Terry annotators",
+    "blend": "blend:N:ALPHA[:SEED] (1-alpha) BT + alpha cyclic",
+    "file": "file:PATH  a .npy/.csv/.json matrix",
+}
+
+
+def make_game(spec: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Build ``P`` from ``FAMILY[:ARGS]``; returns ``(P, scores)`` (scores only for ``bt``).
+
+    ``seed`` is used when the spec gives none.
+    """
+    name, *args = spec.split(":")
+    try:
+        if name == "bt":
+            n = int(args[0]) if args else 5
+            s = int(args[1]) if len(args) > 1 else seed
+            return bradley_terry_random(n, s)
+        if name == "cyclic":
+            n = int(args[0]) if args else 3
+            strength = float(args[1]) if len(args) > 1 else 0.5
+            return cyclic(n, strength), None
+        if name == "rps":
+            return rock_paper_scissors(), None
+        if name == "perturbed_rps":
+            return perturbed_rps(), None
+        if name == "biased_rps":
+            return biased_rps(), None
+        if name == "random":
+            n = int(args[0]) if args else 5
+            s = int(args[1]) if len(args) > 1 else seed
+            return random_game(n, s), None
+        if name == "majority":
+            n = int(args[0]) if args else 5
+            k = int(args[1]) if len(args) > 1 else 3
+            s = int(args[2]) if len(args) > 2 else seed
+            return annotator_majority(n, k, s), None
+        if name == "blend":
+            n = int(args[0]) if args else 5
+            alpha = float(args[1]) if len(args) > 1 else 0.5
+            s = int(args[2]) if len(args) > 2 else seed
+            return intransitive_blend(n, alpha, s), None
+        if name == "file":
+            if not args:
+                raise ValueError("file: needs a path, e.g. file:P.npy")
+            return load_matrix(":".join(args)), None
+    except (IndexError, TypeError) as e:
+        raise ValueError(f"bad game spec {spec!r}: {e}") from None
+    except ValueError as e:
+        msg = str(e)
+        if "invalid literal" in msg or "could not convert" in msg:
+            raise ValueError(f"bad game spec {spec!r}: arguments must be numbers") from None
+        raise
+    raise ValueError(f"unknown game family {name!r}; choose from {', '.join(GAME_FAMILIES)}")

@@ -1,0 +1,128 @@
+"""The pairwise preference losses and the policy-gradient surrogate: one definition each.
+
+These pure torch functions are the single source of every loss in the project: the tabular
+sandbox (``tabular.algorithms``) and the transformer code (``llm``) both import them unchanged.
+
+A pairwise loss takes the margin ``h = h_pi(y, y') = r_pi(y) - r_pi(y')`` with
+``r_pi = log pi - log mu`` and a label ``p`` (the probability that ``y`` beats ``y'``; soft by
+default) and returns, per pair (the caller reduces),
+
+    loss(h, p) = p * l(h) + (1 - p) * l(-h)                                (SPEC §3)
+
+| loss | l(h)                         | minimiser in h            |
+|------|------------------------------|---------------------------|
+| IPO  | (h - 1/(2 tau))^2            | (p - 1/2) / tau           |
+| DPO  | -log sigmoid(tau * scale h)  | logit(p) / (tau * scale)  |
+| SLiC | max(0, margin - tau*scale h) | sign(p - 1/2) margin/(tau scale) |
+
+Naming: the paper's ``tau`` is TRL's ``beta``; the paper's ``beta`` (mixture) is TRL's
+``mixture_coef``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "ipo_loss",
+    "ipo_regression_loss",
+    "dpo_loss",
+    "slic_loss",
+    "pairwise_loss",
+    "PAIRWISE_LOSSES",
+    "LABEL_TYPES",
+    "make_labels",
+    "policy_gradient_loss",
+]
+
+
+def ipo_loss(margin: torch.Tensor, p: torch.Tensor, tau: float) -> torch.Tensor:
+    """IPO loss ``p (h - 1/(2 tau))^2 + (1 - p) (-h - 1/(2 tau))^2`` per pair.
+
+    Azar et al. 2023 (arXiv 2310.12036), Eq. 17, with the soft label ``p`` of Calandriello et al.
+    2024 (arXiv 2403.08635), Eq. 6. Minimised at ``h = (p - 1/2) / tau``; equals
+    :func:`ipo_regression_loss` plus ``p (1 - p) / tau^2``, a constant in ``h``.
+
+    Args:
+      margin: (...,) ``h = r_pi(y) - r_pi(y')``. p: (...,) labels in [0, 1]. tau: > 0.
+    Returns:
+      (...,) per-pair losses.
+    """
+    target = 0.5 / tau
+    return p * (margin - target) ** 2 + (1 - p) * (margin + target) ** 2
+
+
+def ipo_regression_loss(margin: torch.Tensor, p: torch.Tensor, tau: float) -> torch.Tensor:
+    """IPO as least squares ``(h - (p - 1/2)/tau)^2`` (same gradient in ``h`` as :func:`ipo_loss`)."""
+    return (margin - (p - 0.5) / tau) ** 2
+
+
+def dpo_loss(margin: torch.Tensor, p: torch.Tensor, tau: float, scale: float = 1.0) -> torch.Tensor:
+    """DPO loss ``-p log sigmoid(tau s h) - (1 - p) log sigmoid(-tau s h)`` per pair.
+
+    Rafailov et al. 2023 (arXiv 2305.18290), Eq. 7, soft-label form. ``scale`` (``s``, default 1)
+    is SPEC §3's **[open]** choice of the paper's exact scale: the minimiser is
+    ``h = logit(p) / (tau s)``.
+
+    Args/Returns: as :func:`ipo_loss`.
+    """
+    z = tau * scale * margin
+    # -log sigmoid(z) = softplus(-z): stable for large |z| (optax's log_sigmoid(-x) trick).
+    return p * F.softplus(-z) + (1 - p) * F.softplus(z)
+
+
+def slic_loss(margin: torch.Tensor, p: torch.Tensor, tau: float, scale: float = 1.0,
+              hinge_margin: float = 1.0) -> torch.Tensor:
+    """SLiC-HF calibration loss ``p max(0, d - tau s h) + (1 - p) max(0, d + tau s h)`` per pair.
+
+    Zhao et al. 2023 (arXiv 2305.10425), Eq. 2, on the reference-normalised margin ``h``
+    (SPEC §3, **[open]**: ``scale`` s = 1 and ``hinge_margin`` d = 1 by default; no SFT term).
+    Minimised at ``h = d / (tau s)`` if p > 1/2, ``-d / (tau s)`` if p < 1/2, anywhere in between
+    if p = 1/2.
+    """
+    z = tau * scale * margin
+    return p * F.relu(hinge_margin - z) + (1 - p) * F.relu(hinge_margin + z)
+
+
+PAIRWISE_LOSSES = {"ipo": ipo_loss, "dpo": dpo_loss, "slic": slic_loss}
+
+
+def pairwise_loss(name: str, margin: torch.Tensor, p: torch.Tensor, tau: float) -> torch.Tensor:
+    """Dispatch to one of :data:`PAIRWISE_LOSSES` by name (``"ipo"``, ``"dpo"``, ``"slic"``)."""
+    try:
+        fn = PAIRWISE_LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose from {', '.join(PAIRWISE_LOSSES)}") from None
+    return fn(margin, p, tau)
+
+
+LABEL_TYPES = ("soft", "bernoulli", "hard")
+
+
+def make_labels(p: torch.Tensor, label_type: str = "soft",
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Turn preference probabilities into the labels a loss sees (SPEC §3).
+
+    ``soft``: ``p`` itself (the paper's choice; lowest variance). ``bernoulli``: ``1[y wins]`` drawn
+    with probability ``p``. ``hard``: ``1[p > 1/2]``, with ties (p = 1/2) kept at 1/2.
+    """
+    if label_type == "soft":
+        return p
+    if label_type == "bernoulli":
+        u = torch.rand(p.shape, dtype=p.dtype, device=p.device, generator=generator)
+        return (u < p).to(p.dtype)
+    if label_type == "hard":
+        return torch.where(p == 0.5, torch.full_like(p, 0.5), (p > 0.5).to(p.dtype))
+    raise ValueError(f"unknown label type {label_type!r}; choose from {', '.join(LABEL_TYPES)}")
+
+
+def policy_gradient_loss(logp: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+    """REINFORCE surrogate ``-stopgrad(A) * log pi(y)`` per sample (or per token).
+
+    Its gradient is ``-A grad log pi(y)``: minimising it ascends ``E[A grad log pi]``. Used by
+    Nash-MD-PG with ``A = P(y, y') - 1/2 - tau r_pi(y)`` (Munos et al. 2023, arXiv 2312.00886,
+    Sec. 7; SPEC §4) and by the RL baseline with ``A = r(y) - tau r_pi(y)``. For an exact
+    expectation pass ``logp`` weighted by the (detached) probabilities of ``y``.
+    """
+    return -advantage.detach() * logp
