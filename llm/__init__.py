@@ -1,0 +1,53 @@
+"""Online preference optimisation of transformer language models (Calandriello et al. 2024).
+
+The same losses as the tabular sandbox (imported from :mod:`tabular.losses`, never redefined) on
+Hugging Face ``transformers`` models: SFT -> pairwise preference model -> online IPO, IPO-MD,
+online DPO/SLiC, Nash-MD-PG, self-play, RL and offline baselines -> side-by-side evaluation with a
+gold judge. CLI: ``python -m llm sft|train-pm|align|evaluate|pipeline --help``.
+
+Public API (imported lazily, so ``python -m llm --threads 2`` can set the OpenMP wait policy
+before torch loads):
+
+- stages: ``run_sft``, ``run_train_pm``, ``run_align``, ``run_evaluate``, ``run_pipeline`` and their
+  configs ``SFTConfig``, ``PMConfig``, ``AlignConfig``, ``EvalConfig``, ``PipelineConfig``;
+- tasks (:mod:`llm.tasks`): ``SyntheticTask``, ``TextTask``, ``make_task``, ``majority_prob``;
+- models (:mod:`llm.models`): ``Codec``, ``train_tokenizer``, ``new_causal_lm``, ``new_scorer``,
+  ``load_causal_lm``, ``load_scorer``, ``save_model``, ``UsageError``;
+- sampling (:mod:`llm.sampling`): ``sample`` (per-token geometric mixture with KV caches),
+  ``token_logprobs``, ``sequence_logprob``, ``pm_prob``, ``rm_reward``;
+- objectives (:mod:`llm.objectives`): ``METHODS``, ``pairwise_method_loss``, ``nash_md_pg_loss``,
+  ``rl_loss``, ``kl_to_go``; ``alignment_loss`` (:mod:`llm.align`): sample, score and loss of one step;
+- evaluation (:mod:`llm.evaluate`): ``win_matrices``, ``format_matrix``; ``main`` (:mod:`llm.cli`).
+"""
+
+import importlib
+
+_API = {
+    "run_sft": "train", "run_train_pm": "train", "pm_metrics": "train",
+    "run_align": "align", "alignment_loss": "align", "gold_winrate": "align",
+    "run_evaluate": "evaluate", "win_matrices": "evaluate", "format_matrix": "evaluate",
+    "sample_responses": "evaluate",
+    "run_pipeline": "pipeline",
+    "SFTConfig": "config", "PMConfig": "config", "AlignConfig": "config", "EvalConfig": "config",
+    "PipelineConfig": "config",
+    "SyntheticTask": "tasks", "TextTask": "tasks", "make_task": "tasks", "majority_prob": "tasks",
+    "Codec": "models", "train_tokenizer": "models", "new_causal_lm": "models", "new_scorer": "models",
+    "load_causal_lm": "models", "load_scorer": "models", "save_model": "models", "UsageError": "models",
+    "sample": "sampling", "token_logprobs": "sampling", "sequence_logprob": "sampling",
+    "pm_prob": "sampling", "rm_reward": "sampling",
+    "METHODS": "objectives", "pairwise_method_loss": "objectives", "nash_md_pg_loss": "objectives",
+    "rl_loss": "objectives", "kl_to_go": "objectives",
+    "main": "cli",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name in _API:
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'llm' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

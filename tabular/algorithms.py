@@ -139,11 +139,25 @@ class AlgorithmConfig:
             return self.lr
         if self.optimizer == "adam":
             return 0.01  # Adam moves each logit by about lr per step, whatever the loss scale
-        # SGD: the IPO population Hessian in logits is O(1) whatever tau (its targets scale as
-        # 1/tau, its curvature does not), so one default serves all tau. The policy-gradient
-        # objectives are tau/4 times smaller (Prop. 4.2: grad IPO = -(4/tau) grad self-play), so
-        # their default lr is 4/tau times larger: self_play then follows online_ipo exactly.
-        return 0.5 if self.kind == "pairwise" else 2.0 / self.tau
+        # SGD on the exact online-IPO loss: linearised at pi*, the update is theta -= lr J dtheta
+        # with J = 4 D - (4 / tau) D A D (D = diag(pi) - pi pi^T, A = P - 1/2 skew). Its symmetric
+        # part is O(1) whatever tau, its rotation grows like 1/tau on intransitive games, and
+        # plain gradient steps are stable only for lr < 2 Re(l) / |l|^2 over J's eigenvalues l,
+        # i.e. lr = O(tau^2) for small tau. min(0.5, 20 tau^2) converged on BT, cyclic, random
+        # and majority games with non-uniform mu for tau in [0.01, 10]; lr 0.5 at tau = 0.1 and
+        # lr 2 tau at tau = 0.05 oscillate on cyclic(5). Convergence is then slow at small tau:
+        # that is the method (extragradient is the fast alternative), not the step size.
+        lr_pairwise = min(0.5, 20.0 * self.tau**2)
+        # The other objectives get the lr that gives them a comparable step in the margin: DPO's
+        # curvature in h is at most tau^2 / 4 (IPO's is 2), SLiC's subgradient is tau, and the
+        # policy-gradient objectives are tau/4 times IPO's (Prop. 4.2: grad IPO = -(4/tau) grad
+        # self-play), so self_play follows online_ipo step for step.
+        loss = ALGORITHMS[self.name][1]
+        if loss == "dpo":
+            return lr_pairwise / (2.0 * self.tau**2)
+        if loss == "slic":
+            return lr_pairwise / (2.0 * self.tau)
+        return lr_pairwise if self.kind == "pairwise" else lr_pairwise * 4.0 / self.tau
 
 
 def nash_md_eta(cfg: AlgorithmConfig, t: int) -> float:
@@ -197,7 +211,7 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
             raise ValueError("rl needs Bradley-Terry scores (use a 'bt' game)")
         scores = torch.as_tensor(np.broadcast_to(np.asarray(scores, np.float64), (B, n)).copy())
     gen = torch.Generator().manual_seed(int(seed))
-    log_mu = torch.log(torch.as_tensor(mu))
+    log_mu = torch.log(torch.tensor(mu))
     if init == "mu":
         theta = log_mu.clone()
     elif init == "uniform":
@@ -212,7 +226,7 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
         theta.requires_grad_(True)
         opt_cls = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.Adam
         optimizer = opt_cls([theta], lr=cfg.effective_lr)
-    return State(cfg, torch.as_tensor(P), log_mu, theta, scores, optimizer, gen)
+    return State(cfg, torch.tensor(P), log_mu, theta, scores, optimizer, gen)  # copy: P may be read-only
 
 
 # --------------------------------------------------------------------------------------------

@@ -144,8 +144,8 @@ def _newton(A, log_mu, tau, z, max_iter, tol):
     for it in range(1, max_iter + 1):
         if r <= tol:
             return z, r, it - 1, True
-        D = np.diag(pi) - np.outer(pi, pi)
-        J = eye - (A @ D) / tau
+        # A D = A diag(pi) - (A pi) pi^T, formed in O(n^2) instead of a dense O(n^3) product.
+        J = eye - (A * pi[None, :] - np.outer(A @ pi, pi)) / tau
         dz = np.linalg.solve(J, -F)
         step = 1.0
         while True:

@@ -1,0 +1,134 @@
+"""``python -m figures [--quick] [--out DIR] [--seed N] [--only NAMES] [--llm-results DIR]``.
+
+Regenerates every figure into ``DIR`` (default ``figures/out``): per figure a PNG, a PDF and a CSV
+of the numbers plotted, plus ``README.md`` (one caption line per figure, with the command that
+produced it, and the LLM figures skipped and why) and ``config.json`` (arguments, sizes, package
+versions). Every file is written atomically (temp file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from .common import DEFAULT_SIZES, QUICK_SIZES, atomic_write_text, write_json
+
+TABULAR_FIGURES = ("simplex", "convergence", "equivalence", "dpo", "bias")
+ALL_NAMES = TABULAR_FIGURES + ("llm",)
+DEFAULT_LLM_RESULTS = Path("runs/pipeline")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # a usage error is one line and exit code 2 (STYLE.md, CLI)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m figures", description="Regenerate the paper's figures and the tabular evidence.",
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="much smaller sizes (< ~60 s; used by the tests)")
+    p.add_argument("--out", type=Path, default=Path("figures/out"), help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random games and of the sampled runs")
+    p.add_argument("--only", type=str, default=",".join(ALL_NAMES),
+                   help=f"comma-separated subset of: {', '.join(ALL_NAMES)}")
+    p.add_argument("--llm-results", type=Path, default=None,
+                   help=f"results folder of `python -m llm pipeline --out DIR` (default: {DEFAULT_LLM_RESULTS} "
+                        "if it exists)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "scipy", "torch", "matplotlib", "tqdm"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in only if s not in ALL_NAMES]
+    if not only or unknown:
+        parser.error(f"--only: unknown figure name(s) {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(ALL_NAMES)}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} exists and is not a folder")
+    if args.llm_results is not None and not args.llm_results.is_dir():
+        parser.error(f"--llm-results {args.llm_results} is not a folder")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        parser.error(f"cannot create --out {args.out}: {e.strerror}")
+
+    import torch
+    from tqdm import tqdm
+
+    from . import tabular_figures as tf
+    from .llm_figures import llm_figures
+
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead (and the machine is shared)
+    sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
+    command = "python -m figures " + " ".join(shlex.quote(a) for a in argv) if argv else "python -m figures"
+    command = command.strip()
+    write_json(args.out / "config.json", {
+        "command": command, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "sizes": dataclasses.asdict(sizes), "versions": _versions()})
+
+    work = {"simplex": lambda s: 12, "convergence": tf.convergence_work, "equivalence": tf.equivalence_work,
+            "dpo": tf.dpo_work, "bias": tf.bias_work}
+    funcs = {"simplex": tf.figure_simplex, "convergence": tf.figure_convergence,
+             "equivalence": tf.figure_equivalence, "dpo": tf.figure_dpo, "bias": tf.figure_bias}
+    todo = [n for n in TABULAR_FIGURES if n in only]
+    captions, timings = [], {}
+    bar = tqdm(total=sum(work[n](sizes) for n in todo), unit="run", disable=args.no_progress,
+               desc="figures", dynamic_ncols=True)
+    for name in todo:
+        bar.set_postfix_str(name)
+        t0 = time.perf_counter()
+        captions += funcs[name](args.out, sizes, args.seed, lambda: bar.update(1))
+        timings[name] = time.perf_counter() - t0
+    bar.close()
+
+    skipped = []
+    if "llm" in only:
+        results = args.llm_results
+        why = ""
+        if results is None:
+            if DEFAULT_LLM_RESULTS.is_dir():
+                results = DEFAULT_LLM_RESULTS
+            else:
+                why = (f"no --llm-results given and {DEFAULT_LLM_RESULTS} does not exist "
+                       "(run `python -m llm pipeline --out runs/pipeline` first)")
+        written, skipped = llm_figures(results, args.out, command, why)
+        captions += [(n, c) for n, c in written]
+        for n, reason in skipped:
+            print(f"figures: skipped {n}: {reason}", file=sys.stderr)
+
+    lines = ["# Figures", "", f"Produced by `{command}` (sizes: {'quick' if args.quick else 'default'}, "
+             f"seed {args.seed}); each figure has a PNG, a PDF and a CSV of the numbers plotted.", ""]
+    for name, caption in captions:
+        if not caption.rstrip().endswith("`."):
+            caption = f"{caption} Command: `{command}`."
+        lines.append(f"- **{name}** ({name}.png, {name}.pdf, {name}.csv): {caption}")
+    if skipped:
+        lines += ["", "## Skipped", ""]
+        lines += [f"- **{n}**: skipped: {reason}." for n, reason in skipped]
+    atomic_write_text(args.out / "README.md", "\n".join(lines) + "\n")
+    total = sum(timings.values())
+    print(f"figures: wrote {len(captions)} figure(s) to {args.out} in {total:.1f} s "
+          f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})")
+    return 0

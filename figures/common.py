@@ -1,0 +1,215 @@
+"""Shared pieces of the figures: sizes, atomic writes, games, a recording loop, plot helpers.
+
+Nothing here re-implements an algorithm or a loss: :func:`trajectory` only drives
+``tabular.make_state`` / ``tabular.step`` and evaluates ``tabular.metrics.policy_metrics`` at the
+requested iterations (log-spaced, so log-x plots start at iteration 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tabular import AlgorithmConfig, make_state, solve_equilibrium, step
+from tabular.game import annotator_majority, bradley_terry_random, cyclic, random_game
+from tabular.metrics import kl_log, policy_metrics
+
+FLOOR = 1e-16  # values below this (float64 round-off, or tiny negative KL) are drawn at FLOOR
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Problem sizes of every figure; ``default`` targets ~3-5 min on 2 cores, ``quick`` < 60 s."""
+
+    simplex_steps: int = 400
+    """Iterations of each trajectory on the 2-simplex (fig 1)."""
+    n_actions: int = 5
+    """Actions of the benchmark games (figs 2, 3, 5) and of the intransitive blend (fig 4)."""
+    conv_steps: int = 3000
+    """Iterations of the convergence runs (fig 2)."""
+    conv_seeds: int = 10
+    """Seeds of the sampled runs (fig 2); the band is the 2.5-97.5 percentile over seeds."""
+    equiv_steps: int = 6000
+    """Iterations of exact online IPO, IPO-MD and constant-eta Nash-MD (fig 3)."""
+    equiv_nash_steps: int = 10000
+    """Iterations of Nash-MD with the decaying step (fig 3b)."""
+    equiv_games: int = 4
+    """How many of the 4 benchmark games enter the equivalence grid (fig 3)."""
+    dpo_steps: int = 4000
+    """Iterations of online IPO / DPO / SLiC before reading off their limits (fig 4)."""
+    dpo_alphas: int = 11
+    """Points of the Bradley-Terry -> cyclic blend, alpha in [0, 1] (fig 4)."""
+    dpo_taus: int = 7
+    """Points of the tau sweep, tau in [0.03, 3] log-spaced (fig 4)."""
+    bias_steps: int = 6000
+    """Iterations of exact IPO-MD per beta (fig 5)."""
+    bias_betas: int = 11
+    """Points of the beta grid in [0, 1] (fig 5)."""
+
+
+DEFAULT_SIZES = Sizes()
+QUICK_SIZES = Sizes(simplex_steps=150, n_actions=4, conv_steps=120, conv_seeds=10, equiv_steps=600,
+                    equiv_nash_steps=400, equiv_games=2, dpo_steps=400, dpo_alphas=3, dpo_taus=3,
+                    bias_steps=1500, bias_betas=3)
+
+
+# --------------------------------------------------------------------------------------------
+# Step sizes: the library defaults (``AlgorithmConfig.effective_lr``: min(0.5, 20 tau^2) for IPO,
+# scaled per loss), recorded in the CSVs. Gradient methods need lr = O(tau^2) on intransitive games
+# (the rotational part of the dynamics grows like 1/tau); see tabular/algorithms.py.
+# --------------------------------------------------------------------------------------------
+def algorithm_lr(name: str, tau: float) -> float | None:
+    """Learning rate used in the figures (None for the mirror-descent methods)."""
+    if name in ("nash_md", "extragradient"):
+        return None
+    return AlgorithmConfig(name, tau=tau).effective_lr
+
+
+def config(name: str, tau: float, **kwargs) -> AlgorithmConfig:
+    return AlgorithmConfig(name, tau=tau, lr=kwargs.pop("lr", algorithm_lr(name, tau)), **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Games.
+# --------------------------------------------------------------------------------------------
+def reference_policy(n: int, seed: int) -> np.ndarray:
+    """A fixed non-uniform reference ``mu ∝ exp(0.7 N(0, 1))`` (on cyclic games with uniform mu the
+    uniform policy already is pi*, so every trajectory from mu would be a single point)."""
+    logits = 0.7 * np.random.default_rng(10_000 + seed).normal(size=n)
+    mu = np.exp(logits - logits.max())
+    return mu / mu.sum()
+
+
+def benchmark_games(n: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """``{label: (P, BT scores or None)}``: Bradley-Terry, cyclic, random, annotator majority."""
+    P_bt, scores = bradley_terry_random(n, seed)
+    return {
+        f"bt:{n}": (P_bt, scores),
+        f"cyclic:{n}": (cyclic(n), None),
+        f"random:{n}": (random_game(n, seed + 1), None),
+        f"majority:{n}": (annotator_majority(n, 3, seed + 2), None),
+    }
+
+
+def equilibria(P: np.ndarray, mu: np.ndarray, tau: float) -> np.ndarray:
+    """pi* for each game of a batch ``P`` (B, n, n); ``mu`` (n,) or (B, n)."""
+    mu = np.broadcast_to(mu, P.shape[:2])
+    return np.stack([solve_equilibrium(P[b], mu[b], tau).pi for b in range(P.shape[0])])
+
+
+# --------------------------------------------------------------------------------------------
+# The recording loop.
+# --------------------------------------------------------------------------------------------
+def log_steps(steps: int, points: int = 120) -> np.ndarray:
+    """0 and about ``points`` log-spaced iterations in [1, steps] (always including ``steps``)."""
+    grid = np.unique(np.round(np.logspace(0, np.log10(max(steps, 1)), points)).astype(int))
+    return np.concatenate([[0], grid[grid <= steps]])
+
+
+def trajectory(cfg: AlgorithmConfig, P, mu, steps: int, record_at=None, *, seed: int = 0,
+               scores=None, init_log_pi=None, pi_star=None, progress=None) -> dict:
+    """Run ``cfg`` on a batch of games and record policies and metrics at ``record_at``.
+
+    Returns ``{"steps": (K,), "log_pi": (K, B, n), <metric>: (K, B)}``; metrics as in
+    :func:`tabular.metrics.policy_metrics` (``kl_to_opt`` = KL(pi* || pi_t), ``gap``, ...).
+    ``init_log_pi`` (B, n) overrides the start pi_0 = mu.
+    """
+    P = np.array(P, np.float64)  # a writable copy (torch.as_tensor warns on read-only views)
+    if P.ndim == 2:
+        P = P[None]
+    state = make_state(cfg, P, mu, scores=scores, seed=seed)
+    if init_log_pi is not None:
+        start = torch.as_tensor(np.broadcast_to(init_log_pi, state.theta.shape).copy())
+        if state.theta.requires_grad:
+            with torch.no_grad():
+                state.theta.copy_(start)
+        else:
+            state.theta = start
+    mu_b = np.exp(state.log_mu.numpy())
+    if pi_star is None:
+        pi_star = equilibria(P, mu_b, cfg.tau)
+    record_at = set(range(steps + 1) if record_at is None else (int(s) for s in record_at))
+    rec_steps, rec_log_pi, rows = [], [], []
+    for t in range(steps + 1):
+        if t > 0:
+            step(state)
+            if progress is not None:
+                progress()
+        if t in record_at:
+            log_pi = state.log_pi.numpy().copy()
+            rec_steps.append(t)
+            rec_log_pi.append(log_pi)
+            rows.append(policy_metrics(P, mu_b, cfg.tau, log_pi, pi_star))
+    out = {"steps": np.asarray(rec_steps), "log_pi": np.stack(rec_log_pi), "pi_star": pi_star}
+    out.update({k: np.stack([r[k] for r in rows]) for k in rows[0]})
+    return out
+
+
+def kl_to(pi_star, log_pi) -> np.ndarray:
+    """KL(pi* || pi) from ``log pi``."""
+    with np.errstate(divide="ignore"):
+        return kl_log(np.log(pi_star), log_pi)
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic output.
+# --------------------------------------------------------------------------------------------
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts -> CSV (columns: union of keys in first-seen order); floats in repr precision."""
+    columns: list[str] = []
+    for r in rows:
+        columns.extend(k for k in r if k not in columns)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def save_figure(fig, out: Path, name: str) -> list[str]:
+    """Write ``name.png`` and ``name.pdf`` atomically; returns the file names."""
+    import matplotlib.pyplot as plt
+
+    files = []
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=130 if ext == "png" else None, bbox_inches="tight")
+        atomic_write_bytes(Path(out) / f"{name}.{ext}", buf.getvalue())
+        files.append(f"{name}.{ext}")
+    plt.close(fig)
+    return files
+
+
+def floor(x) -> np.ndarray:
+    """Clip to :data:`FLOOR` for log axes (the CSVs keep the raw values)."""
+    return np.maximum(np.asarray(x, np.float64), FLOOR)

@@ -1,0 +1,197 @@
+"""Figure 6: the LLM figures, drawn from the results folder of ``python -m llm pipeline --out DIR``.
+
+Inputs (each optional; a figure whose input is missing or malformed is skipped with a reason):
+
+- ``DIR/summary.json``: ``methods``, ``win_matrix_gold_mean``, ``win_matrix_gold_std`` (square,
+  ``p(row beats column)``; rows/columns are ``methods`` or, when the matrix has one more row,
+  ``["sft"] + methods``) -> ``fig6a_llm_win_matrix`` (Table 2-style annotated heatmap, mean ± std).
+- ``DIR/tau_sweep.csv`` (method,tau,seed,winrate_vs_sft) -> ``fig6b_llm_winrate_vs_tau``.
+- ``DIR/curves.csv`` (method,tau,beta,seed,step,winrate_vs_sft) -> ``fig6c_llm_training_curves``.
+- ``DIR/beta_sweep.csv`` (method,beta,tau,seed,winrate_vs_sft) -> ``fig6d_llm_ipo_md_beta``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .common import save_figure, write_csv
+
+LLM_FIGURES = ("fig6a_llm_win_matrix", "fig6b_llm_winrate_vs_tau", "fig6c_llm_training_curves",
+               "fig6d_llm_ipo_md_beta")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path.name} lacks column(s) {', '.join(missing)}")
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{path.name} has no rows")
+    return rows
+
+
+def _stats(values):
+    v = np.asarray(values, np.float64)
+    return v.mean(), (v.std(ddof=1) if v.size > 1 else 0.0), v.size
+
+
+def _win_matrix(d: Path, out: Path, command: str):
+    with open(d / "summary.json") as f:
+        s = json.load(f)
+    for key in ("methods", "win_matrix_gold_mean", "win_matrix_gold_std"):
+        if key not in s:
+            raise ValueError(f"summary.json lacks key {key!r}")
+    mean = np.asarray(s["win_matrix_gold_mean"], np.float64)
+    std = np.asarray(s["win_matrix_gold_std"], np.float64)
+    methods = list(s["methods"])
+    if mean.ndim != 2 or mean.shape[0] != mean.shape[1] or std.shape != mean.shape:
+        raise ValueError(f"win matrices must be square and of equal shape, got {mean.shape} and {std.shape}")
+    k = mean.shape[0]
+    if k == len(methods) + 1:
+        labels = ["sft"] + methods
+    elif k == len(methods):
+        labels = methods
+    else:
+        raise ValueError(f"win matrix is {k}x{k} but summary.json lists {len(methods)} methods")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.25 * k + 2.5, 1.0 * k + 1.6))
+    im = ax.imshow(mean, cmap="RdBu_r", vmin=0.0, vmax=1.0)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{mean[i, j]:.3f}\n±{std[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(mean[i, j] - 0.5) > 0.3 else "black")
+    ax.set_xticks(range(k), labels, rotation=30, ha="right")
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("column method")
+    ax.set_ylabel("row method")
+    ax.set_title("Side-by-side win rate p(row beats column), gold judge\n(mean ± std over seed pairs)")
+    fig.colorbar(im, ax=ax, label="p(row > column) (probability)")
+    fig.tight_layout()
+    name = LLM_FIGURES[0]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", [{"row": labels[i], "column": labels[j], "mean": mean[i, j], "std": std[i, j]}
+                                    for i in range(k) for j in range(k)])
+    return name, (f"Table 2-style side-by-side win-rate matrix of the LLM methods (mean ± std over seed pairs) "
+                  f"from {d}/summary.json; `{command}`.")
+
+
+def _tau_sweep(d: Path, out: Path, command: str):
+    rows = _read_csv(d / "tau_sweep.csv", ("method", "tau", "seed", "winrate_vs_sft"))
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], float(r["tau"]))].append(float(r["winrate_vs_sft"]))
+    methods = [m for m in ("online_ipo", "online_dpo") if any(k[0] == m for k in groups)]
+    methods += sorted({k[0] for k in groups} - set(methods))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    csv_rows = []
+    for m in methods:
+        taus = sorted(t for (mm, t) in groups if mm == m)
+        st = np.array([_stats(groups[(m, t)])[:2] for t in taus])
+        ax.errorbar(taus, st[:, 0], yerr=st[:, 1], marker="o", capsize=3, label=m)
+        csv_rows += [{"method": m, "tau": t, "mean": a, "std": b, "seeds": len(groups[(m, t)])}
+                     for t, (a, b) in zip(taus, st)]
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set(xlabel="regularisation τ", ylabel="win rate vs SFT (probability)",
+           title="LLM: win rate against the SFT policy vs τ (mean ± std over seeds)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    name = LLM_FIGURES[1]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, f"LLM win rate against SFT as a function of τ for online IPO vs online DPO, from {d}/tau_sweep.csv; `{command}`."
+
+
+def _curves(d: Path, out: Path, command: str):
+    rows = _read_csv(d / "curves.csv", ("method", "tau", "beta", "seed", "step", "winrate_vs_sft"))
+    groups = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        groups[r["method"]][(float(r["tau"]), float(r["beta"]), int(float(r["step"])))].append(float(r["winrate_vs_sft"]))
+    methods = sorted(groups)
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 4.2), squeeze=False, sharey=True)
+    csv_rows = []
+    for ax, m in zip(axes[0], methods):
+        settings = sorted({(t, b) for (t, b, _) in groups[m]})
+        for t, b in settings:
+            steps = sorted(s for (tt, bb, s) in groups[m] if (tt, bb) == (t, b))
+            st = np.array([_stats(groups[m][(t, b, s)])[:2] for s in steps])
+            lab = f"τ={t:g}" + (f", β={b:g}" if b else "")
+            ax.plot(steps, st[:, 0], marker=".", label=lab)
+            ax.fill_between(steps, st[:, 0] - st[:, 1], st[:, 0] + st[:, 1], alpha=0.2)
+            csv_rows += [{"method": m, "tau": t, "beta": b, "step": s, "mean": a, "std": sd,
+                          "seeds": len(groups[m][(t, b, s)])} for s, (a, sd) in zip(steps, st)]
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set(title=m, xlabel="training step", ylabel="win rate vs SFT (probability)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("LLM: win rate against SFT over training, per τ (mean ± std over seeds)")
+    fig.tight_layout()
+    name = LLM_FIGURES[2]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, f"LLM win rate against SFT over training steps, one line per τ (and β), one panel per method, from {d}/curves.csv; `{command}`."
+
+
+def _beta_sweep(d: Path, out: Path, command: str):
+    rows = _read_csv(d / "beta_sweep.csv", ("method", "beta", "tau", "seed", "winrate_vs_sft"))
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], float(r["tau"]), float(r["beta"]))].append(float(r["winrate_vs_sft"]))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    csv_rows = []
+    for m, t in sorted({(k[0], k[1]) for k in groups}):
+        betas = sorted(b for (mm, tt, b) in groups if (mm, tt) == (m, t))
+        st = np.array([_stats(groups[(m, t, b)])[:2] for b in betas])
+        ax.errorbar(betas, st[:, 0], yerr=st[:, 1], marker="o", capsize=3, label=f"{m}, τ={t:g}")
+        csv_rows += [{"method": m, "tau": t, "beta": b, "mean": a, "std": sd, "seeds": len(groups[(m, t, b)])}
+                     for b, (a, sd) in zip(betas, st)]
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="mixture coefficient β", ylabel="win rate vs SFT (probability)",
+           title="LLM: IPO-MD across β (mean ± std over seeds)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    name = LLM_FIGURES[3]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, f"LLM IPO-MD win rate against SFT across the mixture coefficient β, from {d}/beta_sweep.csv; `{command}`."
+
+
+def llm_figures(results: Path | None, out: Path, command: str, why_none: str = ""):
+    """Draw every LLM figure whose data exists. Returns ``(written, skipped)``:
+    ``written`` = [(name, caption)], ``skipped`` = [(name, reason)]."""
+    inputs = [(LLM_FIGURES[0], "summary.json", _win_matrix), (LLM_FIGURES[1], "tau_sweep.csv", _tau_sweep),
+              (LLM_FIGURES[2], "curves.csv", _curves), (LLM_FIGURES[3], "beta_sweep.csv", _beta_sweep)]
+    written, skipped = [], []
+    for name, fname, fn in inputs:
+        if results is None:
+            skipped.append((name, why_none))
+            continue
+        if not (results / fname).is_file():
+            skipped.append((name, f"{results / fname} does not exist"))
+            continue
+        try:
+            written.append(fn(results, out, command))
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+            skipped.append((name, f"{results / fname} is malformed: {e}"))
+    return written, skipped

@@ -1,0 +1,203 @@
+"""Stage ``align``: online / offline preference optimisation of the SFT policy (SPEC §4).
+
+``run_align`` steps (nanoGPT/CleanRL style, top to bottom):
+  1. config, seed; task; policy pi and frozen reference mu, both loaded from the SFT folder;
+     the preference model (or, for ``rl``, the reward model); AdamW;
+  2. resume from ``OUT/checkpoint.pt`` if asked (model, optimizer, step, RNG states);
+  3. loop: batch of prompts -> :func:`alignment_loss` (sample the pair from pi / mix_beta / mu with
+     the KV-cached sampler, score it with the PM, log-probs of pi with gradient and of mu without,
+     the method's loss from :mod:`tabular.losses`) -> step -> log -> every ``eval_every`` steps the
+     gold-judge win rate against the SFT model on held-out prompts -> checkpoint every K steps;
+  4. save ``OUT/model`` and ``OUT/done.json`` (final win rate, seconds per step).
+
+Paper mapping: the paper's tau is TRL's ``beta``; the paper's beta (mixture) is TRL's ``mixture_coef``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .models import UsageError, load_causal_lm, load_scorer, save_model
+from .objectives import METHODS, nash_md_pg_loss, pairwise_method_loss, rl_loss
+from .runtime import (CHECKPOINT, MetricLog, autocast, load_checkpoint, prepare_run_dir,
+                      save_checkpoint, start_run_dir)
+from .sampling import pm_prob, rm_reward, sample, sequence_logprob, token_logprobs
+from .tasks import make_task
+from .train import _done, _finish, setup_torch
+
+__all__ = ["run_align", "alignment_loss", "gold_winrate", "read_prompt_file"]
+
+
+def alignment_loss(method: str, policy, ref, prompt_ids, prompt_mask, *, tau: float, beta: float,
+                   generator: torch.Generator, max_new_tokens: int, eos_id, pad_id: int, judge=None,
+                   reward=None, label_type: str = "soft", logp_reduction: str = "sum",
+                   temperature: float = 1.0, label_generator: torch.Generator | None = None):
+    """Sample a pair per prompt as ``method`` says, score it, and return (scalar loss, stats).
+
+    Args:
+      prompt_ids, prompt_mask: (B, P) left-padded prompts.
+      judge: ``judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask) -> (B,) P(y > y')``
+        (the PM in training; an exact table in tests). reward: ``reward(ids, mask, y, y_mask) -> (B,)``.
+    """
+    m = METHODS[method]
+    B = prompt_ids.shape[0]
+    beta_y, beta_y_prime = m.betas(beta)
+    betas = torch.tensor([beta_y] * B + [beta_y_prime] * B, device=prompt_ids.device)  # (2B,)
+    ids2, mask2 = prompt_ids.repeat(2, 1), prompt_mask.repeat(2, 1)  # (2B, P)
+    response, resp_mask = sample(policy, ref, ids2, mask2, max_new_tokens, generator, eos_id, pad_id,
+                                 beta=betas, temperature=temperature)  # (2B, T), samples carry no gradient
+    with torch.no_grad():
+        ref_tok = token_logprobs(ref, ids2, mask2, response, resp_mask, temperature)  # (2B, T)
+    tok = token_logprobs(policy, ids2, mask2, response, resp_mask, temperature)  # (2B, T), with grad
+    y, y_mask, y_prime, y_prime_mask = response[:B], resp_mask[:B], response[B:], resp_mask[B:]
+    stats = {"kl/seq_logratio_y": (tok[:B] - ref_tok[:B]).sum(-1).mean().item(),
+             "charts/response_tokens": resp_mask.sum(-1).float().mean().item()}
+    if m.kind == "pairwise":
+        with torch.no_grad():
+            p = judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask)  # (B,)
+        logp = sequence_logprob(tok, resp_mask, logp_reduction)  # (2B,)
+        ref_logp = sequence_logprob(ref_tok, resp_mask, logp_reduction)  # (2B,)
+        losses = pairwise_method_loss(m.loss, logp[:B], logp[B:], ref_logp[:B], ref_logp[B:], p, tau,
+                                      label_type, label_generator)  # (B,)
+        stats["charts/margin_abs"] = ((logp[:B] - ref_logp[:B]) - (logp[B:] - ref_logp[B:])).abs().mean().item()
+    elif m.kind == "pg":
+        with torch.no_grad():
+            p = judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask)  # (B,)
+        losses = nash_md_pg_loss(tok[:B], ref_tok[:B], y_mask, p, tau)  # (B,), only y gets gradient
+    else:
+        with torch.no_grad():
+            r = reward(ids2, mask2, response, resp_mask)  # (2B,)
+        losses = rl_loss(tok, ref_tok, resp_mask, r, tau)  # (2B,)
+        p = torch.sigmoid(r[:B] - r[B:])
+    stats["charts/p_mean_abs_minus_half"] = (p - 0.5).abs().mean().item()
+    loss = losses.mean()
+    stats["loss/train"] = loss.item()
+    return loss, stats
+
+
+@torch.no_grad()
+def gold_winrate(task, codec, model, other_texts, prompts, seed, device, max_new_tokens, temperature=1.0):
+    """Mean exact gold ``P(model's response > other response)`` over ``prompts`` (aligned lists)."""
+    gen = torch.Generator(device).manual_seed(seed)
+    ids, mask = codec.encode_prompts(prompts)
+    resp, _ = sample(model, None, ids.to(device), mask.to(device), max_new_tokens, gen, codec.eos_id,
+                     codec.pad_id, temperature=temperature)
+    return float(task.gold_prob(prompts, codec.decode(resp), other_texts).mean())
+
+
+def read_prompt_file(path: str) -> list[str]:
+    if not os.path.isfile(path):
+        raise UsageError(f"prompt file does not exist: {path}")
+    with open(path, encoding="utf-8") as f:
+        prompts = [line.strip() for line in f if line.strip()]
+    if not prompts:
+        raise UsageError(f"prompt file is empty: {path}")
+    return prompts
+
+
+def run_align(cfg, progress: bool = True) -> dict:
+    """Align the SFT policy with ``cfg.method``; returns the ``done.json`` contents."""
+    # -- config, inputs (all checks before anything is written) --
+    cfg.validate()
+    resuming = prepare_run_dir(cfg)
+    if resuming and _done(cfg.out):
+        return _done(cfg.out)
+    device = setup_torch(cfg)
+    task = make_task(cfg.task, cfg.task_seed)
+    prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("train", 20000)
+    policy, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
+    ref, _ = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
+    m = METHODS[cfg.method]
+    scorer = None
+    if m.kind == "rl":
+        scorer, scorer_codec = load_scorer(cfg.rm, "--rm reward model", task.max_prompt_tokens)
+    else:
+        scorer, scorer_codec = load_scorer(cfg.pm, "--pm preference model", task.max_prompt_tokens)
+    if scorer_codec.tokenizer.to_str() != codec.tokenizer.to_str():
+        raise UsageError("the scoring model's tokenizer differs from the SFT model's")
+    start_run_dir(cfg, resuming)
+    max_new = cfg.max_new_tokens or task.max_new_tokens
+
+    # -- seed, models, optimiser --
+    torch.manual_seed(cfg.seed)
+    policy.to(device).train()
+    ref.to(device).eval().requires_grad_(False)  # mu: frozen SFT model
+    scorer.to(device).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    gen = torch.Generator(device).manual_seed(cfg.seed)  # sampling stream
+    label_gen = torch.Generator(device).manual_seed(cfg.seed + 1)  # Bernoulli labels
+    data_gen = torch.Generator().manual_seed(cfg.seed + 2)  # prompt batches
+    generators = {"sample": gen, "label": label_gen, "data": data_gen}
+    start = 0
+    if resuming and os.path.isfile(os.path.join(cfg.out, CHECKPOINT)):
+        start, _ = load_checkpoint(cfg.out, cfg, policy, optimizer, generators)
+    log = MetricLog(cfg.out, resume_step=start if resuming else None)
+
+    def judge(ids, mask, y, y_mask, y_prime, y_prime_mask):
+        return pm_prob(scorer, codec, ids, mask, y, y_mask, y_prime, y_prime_mask)
+
+    def reward(ids, mask, y, y_mask):
+        return rm_reward(scorer, codec, ids, mask, y, y_mask)
+
+    # held-out prompts (two responses each) and the SFT model's responses to them, for the curve
+    eval_prompts = task.prompts("heldout", cfg.eval_prompts) * 2
+    sft_texts = []
+    if cfg.eval_every:
+        egen = torch.Generator(device).manual_seed(10_000 + cfg.seed)
+        ids, mask = codec.encode_prompts(eval_prompts)
+        resp, _ = sample(ref, None, ids.to(device), mask.to(device), max_new, egen, codec.eos_id,
+                         codec.pad_id, temperature=cfg.temperature)
+        sft_texts = codec.decode(resp)
+
+    def evaluate(step):
+        policy.eval()
+        w = gold_winrate(task, codec, policy, sft_texts, eval_prompts, 20_000 + step, device, max_new,
+                         cfg.temperature)
+        policy.train()
+        return w
+
+    if start == 0 and cfg.eval_every and not log.rows:
+        log.log({"step": 0, "eval/winrate_vs_sft": evaluate(0)})
+
+    # -- loop: sample, score, loss, step, log, checkpoint --
+    step_times = []
+    bar = tqdm(range(start, cfg.steps), desc=f"align {cfg.method}", disable=not progress,
+               initial=start, total=cfg.steps)
+    for step in bar:
+        t0 = time.perf_counter()
+        idx = torch.randint(len(prompts), (cfg.batch_size,), generator=data_gen)
+        prompt_ids, prompt_mask = codec.encode_prompts([prompts[i] for i in idx.tolist()])  # (B, P)
+        with autocast(device, cfg.bf16):
+            loss, stats = alignment_loss(
+                cfg.method, policy, ref, prompt_ids.to(device), prompt_mask.to(device), tau=cfg.tau,
+                beta=cfg.beta, generator=gen, max_new_tokens=max_new, eos_id=codec.eos_id,
+                pad_id=codec.pad_id, judge=judge, reward=reward, label_type=cfg.label_type,
+                logp_reduction=cfg.logp_reduction, temperature=cfg.temperature, label_generator=label_gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step_times.append(time.perf_counter() - t0)
+        row = {"step": step + 1}
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            row.update(stats, **{"charts/step_time_s": float(np.mean(step_times[-cfg.log_every:]))})
+            bar.set_postfix(loss=f"{stats['loss/train']:.3f}", kl=f"{stats['kl/seq_logratio_y']:.2f}")
+        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            row["eval/winrate_vs_sft"] = evaluate(step + 1)
+        if len(row) > 1:
+            log.log(row)
+        if (step + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(cfg.out, step + 1, cfg, policy, optimizer, generators)
+
+    # -- save --
+    path = os.path.join(cfg.out, "model")
+    save_model(policy.cpu(), codec, path, {"stage": "align", "method": cfg.method, "tau": cfg.tau, "beta": cfg.beta})
+    wins = [r["eval/winrate_vs_sft"] for r in log.rows if "eval/winrate_vs_sft" in r]
+    return _finish(cfg.out, {"model": path, "method": cfg.method, "tau": cfg.tau, "beta": cfg.beta,
+                             "seed": cfg.seed, "steps": cfg.steps,
+                             "step_time_s": float(np.mean(step_times)) if step_times else None,
+                             "final_winrate_vs_sft": wins[-1] if wins else None})

@@ -1,0 +1,206 @@
+"""One configuration dataclass per stage; the CLI flags are built from their fields.
+
+Every field has ``metadata["help"]`` (shown by ``--help`` with its default). :meth:`validate`
+raises :class:`~llm.models.UsageError` with one line; the resolved config is written as
+``config.json`` in every run folder and stored in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .models import UsageError
+from .objectives import METHODS
+
+__all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
+           "STAGE_CONFIGS", "RESUMABLE_CHANGES"]
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+# Fields that may differ between a checkpoint and the run resuming it.
+RESUMABLE_CHANGES = {"resume", "overwrite", "device", "threads", "out"}
+
+
+@dataclass
+class RunConfig:
+    """Fields shared by every stage."""
+
+    out: str = _f("", "run folder (config.json, metrics, checkpoints, models)", required=True)
+    seed: int = _f(0, "random seed (model init, batches, sampling)")
+    task: str = _f("synthetic", "task: synthetic (facts with hidden salience) or text (stdlib docstrings)",
+                   choices=("synthetic", "text"))
+    task_seed: int = _f(0, "seed of the task's hidden judge and data splits (keep fixed across stages)")
+    device: str = _f("auto", "auto (CUDA if present), cpu, cuda or cuda:N")
+    bf16: bool = _f(False, "bf16 autocast on CUDA (ignored on CPU)")
+    threads: int = _f(1, "torch CPU threads (the CI machine's 2 cores are shared; >1 sets OMP_WAIT_POLICY=PASSIVE)")
+    checkpoint_every: int = _f(100, "write an atomic checkpoint (model, optimizer, RNG) every K steps")
+    log_every: int = _f(10, "log metrics every K steps")
+    resume: bool = _f(False, "continue the run in --out from its checkpoint")
+    overwrite: bool = _f(False, "replace the run already in --out")
+
+    def validate(self) -> None:
+        if not self.out:
+            raise UsageError("--out is required")
+        if self.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {self.threads}")
+        if self.checkpoint_every < 1 or self.log_every < 1:
+            raise UsageError("--checkpoint-every and --log-every must be >= 1")
+        if self.resume and self.overwrite:
+            raise UsageError("--resume and --overwrite exclude each other")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int) and f.name.endswith(("steps", "batch_size", "prompts", "pairs")) and value < 1:
+                raise UsageError(f"--{f.name.replace('_', '-')} must be >= 1, got {value}")
+            if f.name == "lr" and not value > 0:
+                raise UsageError(f"--lr must be > 0, got {value}")
+
+
+@dataclass
+class ModelShape:
+    """Shape of a freshly built GPT-2 (used when no --init path is given)."""
+
+    n_layer: int = _f(2, "GPT-2 layers of a new model")
+    n_embd: int = _f(64, "GPT-2 width of a new model")
+    n_head: int = _f(4, "GPT-2 attention heads of a new model")
+
+
+@dataclass
+class SFTConfig(ModelShape, RunConfig):
+    """``sft``: supervised fine-tuning on the task's reference summaries; the result is mu."""
+
+    init: str = _f("", "local causal LM to start from (with tokenizer.json); empty: new GPT-2 + new tokenizer")
+    steps: int = _f(1000, "optimiser steps")
+    batch_size: int = _f(64, "(prompt, reference summary) pairs per step")
+    lr: float = _f(3e-3, "AdamW learning rate (linear warm-down to 10%)")
+
+
+@dataclass
+class PMConfig(ModelShape, RunConfig):
+    """``train-pm``: pairwise preference model (+ Bradley-Terry reward model) on gold comparisons."""
+
+    sft: str = _f("", "SFT model folder (its samples are compared by the gold judge)", required=True)
+    n_pairs: int = _f(4000, "training pairs of SFT samples labelled by the gold judge")
+    heldout_pairs: int = _f(500, "held-out pairs (held-out prompts) for accuracy and calibration")
+    steps: int = _f(500, "optimiser steps for each model")
+    batch_size: int = _f(64, "pairs per step")
+    lr: float = _f(2e-3, "AdamW learning rate (linear warm-down to 10%)")
+    reward_model: bool = _f(True, "also train a Bradley-Terry reward model (for --method rl) into OUT/rm")
+
+
+@dataclass
+class AlignConfig(RunConfig):
+    """``align``: online/offline preference optimisation of the SFT policy against mu = SFT."""
+
+    sft: str = _f("", "SFT model folder: initial policy and frozen reference mu", required=True)
+    pm: str = _f("", "preference model folder (pairwise methods, nash_md_pg, self_play)")
+    rm: str = _f("", "reward model folder (method rl)")
+    method: str = _f("online_ipo", "alignment method", choices=tuple(METHODS))
+    tau: float = _f(0.1, "KL-regularisation strength tau (> 0); also the DPO/SLiC scale")
+    beta: float = _f(0.125, "geometric-mixture coefficient beta in [0, 1] (ipo_md, nash_md_pg)")
+    label_type: str = _f("soft", "labels from the PM probability", choices=("soft", "bernoulli", "hard"))
+    logp_reduction: str = _f("sum", "sequence log-prob: sum of token log-probs, or per-token mean",
+                             choices=("sum", "mean"))
+    temperature: float = _f(1.0, "sampling temperature = temperature of the log-probs in the loss")
+    steps: int = _f(150, "optimiser steps")
+    batch_size: int = _f(16, "prompts per step (two responses each)")
+    lr: float = _f(1e-3, "AdamW learning rate (constant)")
+    max_new_tokens: int = _f(0, "response length cap (0: the task's default)")
+    prompts: str = _f("", "file of training prompts, one per line (default: the task's train split)")
+    eval_every: int = _f(25, "gold win rate vs SFT on held-out prompts every K steps (0: never)")
+    eval_prompts: int = _f(64, "held-out prompts for the periodic win rate")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.tau > 0:
+            raise UsageError(f"--tau must be > 0, got {self.tau}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise UsageError(f"--beta must be in [0, 1], got {self.beta}")
+        if not self.temperature > 0:
+            raise UsageError(f"--temperature must be > 0, got {self.temperature}")
+        if self.method == "rl" and not self.rm:
+            raise UsageError("--method rl needs --rm (a reward model folder)")
+        if self.method != "rl" and not self.pm:
+            raise UsageError(f"--method {self.method} needs --pm (a preference model folder)")
+        if self.eval_every < 0 or self.max_new_tokens < 0:
+            raise UsageError("--eval-every and --max-new-tokens must be >= 0")
+
+
+@dataclass
+class EvalConfig(RunConfig):
+    """``evaluate``: side-by-side win-rate matrix (mean, std over seed pairs), gold judge and PM."""
+
+    models: list = _f([], "NAME=PATH entries; repeat a NAME for its seeds (e.g. sft=a online_ipo=b online_ipo=c)",
+                      required=True)
+    pm: str = _f("", "preference model folder for the PM-judged matrix (empty: gold judge only)")
+    n_prompts: int = _f(256, "held-out prompts")
+    samples_per_prompt: int = _f(1, "responses per prompt and model")
+    max_new_tokens: int = _f(0, "response length cap (0: the task's default)")
+    temperature: float = _f(1.0, "sampling temperature")
+    prompts: str = _f("", "file of prompts, one per line (default: the task's held-out split)")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.models:
+            raise UsageError("--models needs at least one NAME=PATH")
+        for entry in self.models:
+            if "=" not in entry or not entry.split("=", 1)[0] or not entry.split("=", 1)[1]:
+                raise UsageError(f"--models entry must be NAME=PATH, got {entry!r}")
+        if not self.temperature > 0:
+            raise UsageError(f"--temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class PipelineConfig(ModelShape, RunConfig):
+    """``pipeline``: sft -> train-pm -> align (methods x seeds) -> evaluate, the default CPU run."""
+
+    methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
+                       "methods to align (each for every seed)")
+    taus: list = _f(["online_ipo=0.1", "ipo_md=0.1", "online_dpo=0.5", "online_slic=0.5", "nash_md_pg=0.02",
+                     "rl=0.05", "self_play=0.02", "offline_ipo=0.1", "offline_dpo=0.5", "offline_slic=0.5"],
+                    "tau per method, METHOD=TAU")
+    beta: float = _f(0.125, "mixture coefficient for ipo_md and nash_md_pg")
+    seeds: int = _f(3, "seeds per method")
+    sft_steps: int = _f(1000, "SFT steps")
+    pm_steps: int = _f(500, "preference/reward model steps")
+    pm_pairs: int = _f(4000, "gold-labelled training pairs for the PM")
+    align_steps: int = _f(150, "alignment steps per run")
+    align_batch_size: int = _f(16, "prompts per alignment step")
+    align_lr: float = _f(1e-3, "alignment learning rate")
+    eval_every: int = _f(25, "gold win rate vs SFT every K alignment steps (curves.csv)")
+    eval_prompts: int = _f(64, "held-out prompts for the curves")
+    n_prompts: int = _f(256, "held-out prompts for the final win-rate matrices")
+    sweep: bool = _f(False, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md)")
+    sweep_taus: list = _f(["0.05", "0.2", "1.0"], "taus of the sweep")
+    sweep_betas: list = _f(["0.0", "0.5", "1.0"], "betas of the ipo_md sweep")
+    sweep_seeds: int = _f(1, "seeds per sweep point")
+
+    def tau_of(self, method: str) -> float:
+        table = dict(t.split("=", 1) for t in self.taus)
+        return float(table.get(method, 0.1))
+
+    def validate(self) -> None:
+        super().validate()
+        for m in self.methods:
+            if m not in METHODS:
+                raise UsageError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        try:
+            taus = [float(t.split("=", 1)[1]) for t in self.taus] + [float(v) for v in self.sweep_taus]
+            betas = [float(b) for b in self.sweep_betas] + [self.beta]
+        except (IndexError, ValueError):
+            raise UsageError("--taus must be METHOD=TAU entries; sweep values must be numbers") from None
+        if any(not t > 0 for t in taus):
+            raise UsageError("every tau must be > 0")
+        if any(not 0 <= b <= 1 for b in betas):
+            raise UsageError("every beta must be in [0, 1]")
+        if self.seeds < 1 or self.sweep_seeds < 1:
+            raise UsageError("--seeds and --sweep-seeds must be >= 1")
+
+
+STAGE_CONFIGS = {"sft": SFTConfig, "train-pm": PMConfig, "align": AlignConfig, "evaluate": EvalConfig,
+                 "pipeline": PipelineConfig}

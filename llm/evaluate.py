@@ -1,0 +1,133 @@
+"""Stage ``evaluate``: side-by-side win rates between policies, the paper's Table 2 format.
+
+Steps:
+  1. load every ``NAME=PATH`` policy (a NAME repeated = its seeds) and, optionally, the PM;
+  2. sample ``samples_per_prompt`` responses per held-out prompt from each policy (fixed seeds);
+  3. for every ordered pair of names (row, column) and every pair of their seeds, the mean over
+     prompts of ``P(row's response > column's response)`` under the **gold judge** (exact
+     probabilities) and under the **PM** (antisymmetric by averaging both orders);
+  4. the matrices of means and standard deviations over seed pairs (diagonal = 1/2 by symmetry),
+     written to ``OUT/eval.json`` and printed as ``mean (std)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .align import read_prompt_file
+from .models import UsageError, load_causal_lm, load_scorer
+from .runtime import prepare_run_dir, start_run_dir
+from .sampling import sample
+from .tasks import make_task
+from .train import _pm_forward, setup_torch
+
+__all__ = ["run_evaluate", "sample_responses", "win_matrices", "format_matrix"]
+
+
+@torch.no_grad()
+def sample_responses(model, codec, prompts, seed, device, max_new_tokens, temperature=1.0, batch=512):
+    """Responses to ``prompts`` as (texts, id rows without ``<eos>``)."""
+    gen = torch.Generator(device).manual_seed(seed)
+    model.to(device).eval()
+    texts, rows = [], []
+    for i in range(0, len(prompts), batch):
+        ids, mask = codec.encode_prompts(prompts[i:i + batch])
+        resp, _ = sample(model, None, ids.to(device), mask.to(device), max_new_tokens, gen, codec.eos_id,
+                         codec.pad_id, temperature=temperature)
+        texts += codec.decode(resp)
+        rows += [codec.summary_ids(r) for r in resp.tolist()]
+    return texts, rows
+
+
+@torch.no_grad()
+def win_matrices(task, codec, prompts, responses: dict, pm=None, device="cpu", progress=False) -> dict:
+    """Win-rate matrices ``p(row beats column)``: mean and std over seed pairs.
+
+    Args:
+      responses: ``{name: [(texts, rows) per seed]}``, all aligned with ``prompts``.
+    Returns:
+      dict with ``labels`` and ``gold_mean``, ``gold_std`` (and ``pm_mean``, ``pm_std`` with a PM),
+      square lists; ``gold_per_seed_pair[row][col]`` holds the raw values.
+    """
+    names = list(responses)
+    feats = {n: [task.features(prompts, texts) for texts, _ in responses[n]] for n in names}  # (N, F) each
+    x_rows = [codec.prompt_ids(x) for x in prompts]
+    k = len(names)
+    out = {"labels": names}
+    judges = ["gold"] + (["pm"] if pm is not None else [])
+    for j in judges:
+        out[f"{j}_mean"] = [[0.5] * k for _ in range(k)]
+        out[f"{j}_std"] = [[0.0] * k for _ in range(k)]
+        out[f"{j}_per_seed_pair"] = [[[0.5] for _ in range(k)] for _ in range(k)]
+    pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
+    for a, b in tqdm(pairs, desc="evaluate", disable=not progress):
+        values = {j: [] for j in judges}
+        for sa, (_, rows_a) in enumerate(responses[names[a]]):
+            for sb, (_, rows_b) in enumerate(responses[names[b]]):
+                values["gold"].append(task.gold_prob_from_features(feats[names[a]][sa], feats[names[b]][sb]).mean())
+                if pm is not None:
+                    q = torch.cat([_pm_forward(pm, codec, x_rows[i:i + 512], rows_a[i:i + 512], rows_b[i:i + 512],
+                                               device).cpu() for i in range(0, len(x_rows), 512)])
+                    values["pm"].append(q.mean().item())
+        for j in judges:
+            v = np.array(values[j], dtype=np.float64)
+            out[f"{j}_mean"][a][b], out[f"{j}_mean"][b][a] = float(v.mean()), float(1 - v.mean())
+            out[f"{j}_std"][a][b] = out[f"{j}_std"][b][a] = float(v.std())
+            out[f"{j}_per_seed_pair"][a][b] = v.tolist()
+            out[f"{j}_per_seed_pair"][b][a] = (1 - v).tolist()
+    return out
+
+
+def format_matrix(labels, mean, std) -> str:
+    """The paper's Table 2 layout: ``p(row > column)`` as ``mean (std)``."""
+    width = max(12, max(len(n) for n in labels) + 1)
+    lines = [" " * width + "".join(f"{n[:13]:>15}" for n in labels)]
+    for i, n in enumerate(labels):
+        lines.append(f"{n:<{width}}" + "".join(f"{mean[i][j]:>8.3f} ({std[i][j]:.3f})" for j in range(len(labels))))
+    return "\n".join(lines)
+
+
+def run_evaluate(cfg, progress: bool = True) -> dict:
+    """Evaluate ``cfg.models`` side by side on held-out prompts; returns the matrices."""
+    cfg.validate()
+    resuming = prepare_run_dir(cfg)
+    device = setup_torch(cfg)
+    task = make_task(cfg.task, cfg.task_seed)
+    prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("heldout", cfg.n_prompts)
+    prompts = prompts * cfg.samples_per_prompt
+    models, codec = {}, None
+    for entry in cfg.models:
+        name, path = entry.split("=", 1)
+        model, c = load_causal_lm(path, f"--models {name}", task.max_prompt_tokens)
+        if codec is not None and c.tokenizer.to_str() != codec.tokenizer.to_str():
+            raise UsageError(f"--models {name}={path} uses another tokenizer than the first model")
+        codec = c
+        models.setdefault(name, []).append(model)
+    pm = None
+    if cfg.pm:
+        pm, pm_codec = load_scorer(cfg.pm, "--pm preference model", task.max_prompt_tokens)
+        if pm_codec.tokenizer.to_str() != codec.tokenizer.to_str():
+            raise UsageError(f"--pm {cfg.pm} uses another tokenizer than the policies")
+        pm.to(device).eval()
+    start_run_dir(cfg, resuming)
+    max_new = cfg.max_new_tokens or task.max_new_tokens
+    responses = {name: [sample_responses(m, codec, prompts, 1000 * cfg.seed + 10 * i + s, device, max_new,
+                                         cfg.temperature) for s, m in enumerate(ms)]
+                 for i, (name, ms) in enumerate(models.items())}
+    result = win_matrices(task, codec, prompts, responses, pm, device, progress)
+    result["models"] = cfg.models
+    result["n_prompts"] = len(prompts)
+    with open(os.path.join(cfg.out, "eval.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    if progress:
+        print("gold judge, p(row > column), mean (std) over seed pairs:")
+        print(format_matrix(result["labels"], result["gold_mean"], result["gold_std"]))
+        if pm is not None:
+            print("preference model:")
+            print(format_matrix(result["labels"], result["pm_mean"], result["pm_std"]))
+    return result

@@ -1,0 +1,239 @@
+"""Models and tokenizers: Hugging Face ``transformers`` models built locally, no model hub.
+
+- Tokenizers are trained locally with ``tokenizers`` (word level for ``synthetic``, byte-level BPE
+  for ``text``) and saved as ``tokenizer.json`` beside each model.
+- The policy and the reference ``mu`` are causal LMs (default: a small GPT-2 configuration; any local
+  checkpoint path loads with ``from_pretrained``).
+- The pairwise preference model (PM) and the Bradley-Terry reward model (RM) are sequence
+  classifiers with one logit (``GPT2ForSequenceClassification`` by default).
+  PM input ``<bos> x <sep> y <vs> y' <eos>`` gives a logit ``g(x, y, y')``; antisymmetry is enforced
+  by averaging both orders: ``P(y > y') = (sigmoid(g(x, y, y')) + 1 - sigmoid(g(x, y', y))) / 2``,
+  so ``P(y > y') + P(y' > y) = 1`` exactly. RM input ``<bos> x <sep> y <eos>`` gives ``r(x, y)``.
+- :class:`Codec` turns text into left-padded prompt batches and PM/RM inputs.
+
+Every check on a user-supplied path raises :class:`UsageError` with one line naming the path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+__all__ = ["UsageError", "SPECIAL_TOKENS", "Codec", "train_tokenizer", "new_causal_lm",
+           "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model",
+           "pad_left", "pad_right"]
+
+SPECIAL_TOKENS = ["<pad>", "<bos>", "<sep>", "<eos>", "<unk>", "<vs>"]
+
+
+class UsageError(ValueError):
+    """A bad user input: the CLI prints its one-line message and exits with status 2."""
+
+
+def train_tokenizer(task) -> Tokenizer:
+    """Train a tokenizer on ``task.corpus()``: word level (synthetic) or byte-level BPE (text)."""
+    if task.name == "synthetic":
+        tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS)
+    else:
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=SPECIAL_TOKENS,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(task.corpus(), trainer)
+    return tok
+
+
+class Codec:
+    """Text <-> token ids with this project's templates (prompt, summary, PM and RM inputs)."""
+
+    def __init__(self, tokenizer: Tokenizer, max_prompt_tokens: int = 64):
+        self.tokenizer = tokenizer
+        self.max_prompt_tokens = max_prompt_tokens
+        ids = [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS]
+        if any(i is None for i in ids):
+            raise UsageError(f"tokenizer lacks the special tokens {SPECIAL_TOKENS}")
+        self.pad_id, self.bos_id, self.sep_id, self.eos_id, self.unk_id, self.vs_id = ids
+        self.vocab_size = tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """``<bos> x <sep>``: the policy continues with the summary and ``<eos>``."""
+        return [self.bos_id] + self.encode(prompt)[: self.max_prompt_tokens] + [self.sep_id]
+
+    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_left([self.prompt_ids(x) for x in prompts], self.pad_id)  # (B, P), (B, P)
+
+    def encode_summaries(self, summaries: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_right([self.encode(y) + [self.eos_id] for y in summaries], self.pad_id)
+
+    def decode(self, response: torch.Tensor) -> list[str]:
+        """(B, T) response ids -> texts, cut at ``<eos>``."""
+        texts = []
+        for row in response.tolist():
+            row = row[: row.index(self.eos_id)] if self.eos_id in row else row
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts
+
+    def summary_ids(self, response_row: list[int]) -> list[int]:
+        """Response ids up to (excluding) ``<eos>``, without padding."""
+        row = response_row[: response_row.index(self.eos_id)] if self.eos_id in response_row else response_row
+        return [t for t in row if t != self.pad_id]
+
+    def pm_inputs(self, prompt_rows, y_rows, y_prime_rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of ids (prompt incl. ``<bos>``/``<sep>``; summaries without ``<eos>``) -> (N, L) batch."""
+        seqs = [p + y + [self.vs_id] + yp + [self.eos_id]
+                for p, y, yp in zip(prompt_rows, y_rows, y_prime_rows)]
+        return pad_right(seqs, self.pad_id)
+
+    def rm_inputs(self, prompt_rows, y_rows) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_right([p + y + [self.eos_id] for p, y in zip(prompt_rows, y_rows)], self.pad_id)
+
+
+def pad_left(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad (prompts end where generation starts). Returns ids (B, L), mask (B, L)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r):] = torch.tensor(r)
+            mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def pad_right(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad (responses, classifier inputs). Returns ids (B, L), mask (B, L)."""
+    width = max(max(len(r) for r in rows), 1)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def _quiet_transformers() -> None:
+    """Our own tqdm bars report progress; transformers' load/save bars and notices would clutter
+    stderr (where a usage error must be the only line)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _gpt2_config(vocab_size: int, n_layer: int, n_embd: int, n_head: int, n_positions: int, pad_id: int):
+    from transformers import GPT2Config
+
+    _quiet_transformers()
+
+    # Dropout off: the small models are data-rich, and it keeps sampling/resume deterministic.
+    return GPT2Config(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                      n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                      pad_token_id=pad_id, bos_token_id=pad_id, eos_token_id=pad_id, num_labels=1)
+
+
+def new_causal_lm(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
+                  n_positions: int = 128, pad_id: int = 0):
+    """A freshly initialised GPT-2 causal LM (the default policy before SFT)."""
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel(_gpt2_config(vocab_size, n_layer, n_embd, n_head, n_positions, pad_id))
+
+
+def new_scorer(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
+               n_positions: int = 128, pad_id: int = 0):
+    """A freshly initialised GPT-2 with a one-logit head (PM or RM); reads the last non-pad token."""
+    from transformers import GPT2ForSequenceClassification
+
+    return GPT2ForSequenceClassification(_gpt2_config(vocab_size, n_layer, n_embd, n_head, n_positions, pad_id))
+
+
+def _check_dir(path: str, what: str) -> None:
+    if not path:
+        raise UsageError(f"missing path to the {what}")
+    if not os.path.isdir(path):
+        raise UsageError(f"{what} path does not exist or is not a directory: {path}")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise UsageError(f"{what} path holds no config.json (not a transformers model): {path}")
+
+
+def load_codec(path: str, max_prompt_tokens: int = 64) -> Codec:
+    file = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(file):
+        raise UsageError(f"no tokenizer.json beside the model: {file}")
+    try:
+        tok = Tokenizer.from_file(file)
+    except Exception as e:  # the tokenizers library raises a bare Exception on bad JSON
+        raise UsageError(f"cannot read tokenizer {file}: {str(e).splitlines()[0]}") from None
+    return Codec(tok, max_prompt_tokens)
+
+
+def _check_vocab(config, codec: Codec, path: str) -> None:
+    if codec.vocab_size != config.vocab_size:
+        raise UsageError(f"tokenizer/model vocabulary mismatch in {path}: tokenizer has "
+                         f"{codec.vocab_size} tokens, model {config.vocab_size}")
+
+
+def load_causal_lm(path: str, what: str = "model", max_prompt_tokens: int = 64):
+    """Load a local causal LM and its tokenizer; one-line :class:`UsageError` on any mismatch."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _check_dir(path, what)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as e:
+        raise UsageError(f"cannot read the {what} config in {path}: {str(e).splitlines()[0]}") from None
+    if type(config) not in AutoModelForCausalLM._model_mapping:
+        raise UsageError(f"{what} at {path} is not a causal LM (model_type {config.model_type!r})")
+    arch = (config.architectures or [""])[0]
+    if arch and not arch.endswith(("LMHeadModel", "ForCausalLM")):
+        raise UsageError(f"{what} at {path} is not a causal LM (architecture {arch})")
+    codec = load_codec(path, max_prompt_tokens)
+    _check_vocab(config, codec, path)
+    _quiet_transformers()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path)
+    except Exception as e:
+        raise UsageError(f"cannot load the {what} from {path}: {str(e).splitlines()[0]}") from None
+    return model, codec
+
+
+def load_scorer(path: str, what: str = "preference model", max_prompt_tokens: int = 64):
+    """Load a local one-logit sequence classifier (PM or RM) and its tokenizer."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    _check_dir(path, what)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as e:
+        raise UsageError(f"cannot read the {what} config in {path}: {str(e).splitlines()[0]}") from None
+    arch = (config.architectures or [""])[0]
+    if not arch.endswith("ForSequenceClassification") or config.num_labels != 1:
+        raise UsageError(f"{what} at {path} is not a one-logit sequence classifier ({arch or config.model_type})")
+    codec = load_codec(path, max_prompt_tokens)
+    _check_vocab(config, codec, path)
+    _quiet_transformers()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path)
+    except Exception as e:
+        raise UsageError(f"cannot load the {what} from {path}: {str(e).splitlines()[0]}") from None
+    return model, codec
+
+
+def save_model(model, codec: Codec, path: str, extra: dict | None = None) -> None:
+    """``save_pretrained`` + ``tokenizer.json`` (+ an optional ``info.json``) into ``path``."""
+    os.makedirs(path, exist_ok=True)
+    model.save_pretrained(path)
+    codec.tokenizer.save(os.path.join(path, "tokenizer.json"))
+    if extra is not None:
+        with open(os.path.join(path, "info.json"), "w") as f:
+            json.dump(extra, f, indent=2)

@@ -1,0 +1,177 @@
+"""Run folders, devices, atomic checkpoints and metric logs shared by every stage.
+
+Run folder ``OUT``: ``config.json`` (the resolved stage config), ``metrics.csv`` + ``metrics.jsonl``
+(one row per logged step), ``checkpoint.pt`` (latest, written atomically: temp file + ``os.replace``,
+so a kill leaves either the old or the new checkpoint, never half of one) and the stage's models.
+
+A checkpoint holds the model and optimizer state, the step, the torch RNG states (global and the
+run's own generators) and the config; :func:`load_checkpoint` refuses (one line naming the file) a
+file it cannot read or whose config differs from the current one outside ``RESUMABLE_CHANGES``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import os
+import shutil
+
+import torch
+
+from .config import RESUMABLE_CHANGES
+from .models import UsageError
+
+__all__ = ["resolve_device", "autocast", "prepare_run_dir", "write_config", "save_checkpoint",
+           "load_checkpoint", "MetricLog", "CHECKPOINT"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown --device {name!r}") from None
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on CUDA when asked; a no-op context otherwise."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_run_dir(config) -> bool:
+    """Check ``config.out`` may hold this run. Returns True when resuming. Writes nothing.
+
+    A folder that already holds a run (``config.json``) is refused unless ``--resume`` (same stage)
+    or ``--overwrite``; a non-empty folder that is not a run folder is never overwritten.
+    """
+    out = config.out
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out exists and is not a folder: {out}")
+    existing = os.path.join(out, "config.json")
+    has_run = os.path.isfile(existing)
+    if not has_run and os.path.isdir(out) and os.listdir(out) and not config.resume:
+        raise UsageError(f"--out is a non-empty folder that holds no run: {out}")
+    if has_run and not (config.resume or config.overwrite):
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
+    if has_run and config.resume:
+        try:
+            with open(existing) as f:
+                old = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise UsageError(f"cannot read {existing}: {e}") from None
+        _check_same(old, dataclasses.asdict(config), existing)
+    return has_run and config.resume
+
+
+def start_run_dir(config, resuming: bool) -> None:
+    """Create (or, with --overwrite, empty) the run folder and write ``config.json``."""
+    if config.overwrite and os.path.isdir(config.out):
+        shutil.rmtree(config.out)
+    os.makedirs(config.out, exist_ok=True)
+    if not resuming:
+        write_config(config, os.path.join(config.out, "config.json"))
+
+
+def write_config(config, path: str) -> None:
+    _atomic_write_text(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _check_same(old: dict, new: dict, path: str) -> None:
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+    if diff:
+        raise UsageError(f"checkpoint/config mismatch in {path}: {', '.join(diff)} differ from the current run")
+
+
+def save_checkpoint(out: str, step: int, config, model, optimizer, generators: dict, extra=None) -> None:
+    """Atomically write ``OUT/checkpoint.pt`` (temp file + rename)."""
+    state = {
+        "step": step,
+        "config": dataclasses.asdict(config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "generators": {k: g.get_state() for k, g in generators.items()},
+        "extra": extra or {},
+    }
+    path = os.path.join(out, CHECKPOINT)
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(out: str, config, model, optimizer, generators: dict) -> tuple[int, dict]:
+    """Restore a checkpoint into ``model``/``optimizer``/``generators``; returns (step, extra).
+
+    Raises :class:`UsageError` naming the file when it is unreadable or from another configuration.
+    """
+    path = os.path.join(out, CHECKPOINT)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "model" not in state:
+            raise ValueError("not a checkpoint of this project")
+    except Exception as e:
+        raise UsageError(f"corrupt checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    _check_same(state["config"], dataclasses.asdict(config), path)
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for k, g in generators.items():
+            g.set_state(state["generators"][k])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise UsageError(f"checkpoint {path} does not match the model: {str(e).splitlines()[0]}") from None
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"]), state["extra"]
+
+
+class MetricLog:
+    """Append rows to ``metrics.csv`` and ``metrics.jsonl``; on resume, drop rows after the checkpoint."""
+
+    def __init__(self, out: str, name: str = "metrics", resume_step: int | None = None):
+        self.csv_path = os.path.join(out, name + ".csv")
+        self.jsonl_path = os.path.join(out, name + ".jsonl")
+        self.rows: list[dict] = []
+        if resume_step is not None and os.path.isfile(self.jsonl_path):
+            with open(self.jsonl_path) as f:
+                self.rows = [r for r in map(json.loads, f) if r["step"] <= resume_step]
+        self._rewrite()
+
+    def log(self, row: dict) -> None:
+        self.rows.append(row)
+        with open(self.jsonl_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self._write_csv()
+
+    def _rewrite(self) -> None:
+        with open(self.jsonl_path, "w") as f:
+            for r in self.rows:
+                f.write(json.dumps(r) + "\n")
+        self._write_csv()
+
+    def _write_csv(self) -> None:
+        keys = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        with open(self.csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys or ["step"])
+            writer.writeheader()
+            writer.writerows(self.rows)

@@ -1,0 +1,158 @@
+"""Sampling from the policy, the reference, or their token-level geometric mixture; log-probs; scores.
+
+The mixture used by IPO-MD and Nash-MD-PG is applied **per token** (SPEC §4):
+
+    log mix(. | x, y_<t) = (1 - beta) log pi(. | x, y_<t) + beta log mu(. | x, y_<t) + const_t,
+
+renormalised at every position t. This is *not* the sequence-level geometric mixture
+``pi(y|x)^(1-beta) mu(y|x)^beta / Z(x)``: that one would need normalisers ``Z`` over all sequences
+(intractable); the per-token version equals it only for one-token responses. The paper
+(Calandriello et al. 2024, Sec. 5) samples the per-token version too.
+
+:func:`sample` steps:
+  1. one forward of the prompt through each model that is needed, keeping its KV cache;
+  2. per new token: mixed logits ``(1 - beta) log_softmax(pi / T) + beta log_softmax(mu / T)``;
+  3. Gumbel-max draw ``argmax(mixed + g)``, ``g = -log(-log u)``, ``u ~ U(0,1)^(B, V)`` from the given
+     generator (one (B, V) draw per position whatever beta is, so the random stream is shared:
+     beta = 0 reproduces exactly the policy's samples and beta = 1 exactly the reference's);
+  4. one forward of the new token through each model, reusing its cache; stop when all rows ended.
+
+``beta`` may be a scalar or one value per row ((B,) tensor), so ``y ~ pi`` and ``y' ~ mix`` come out
+of one call. Temperature ``T`` divides the logits for sampling and, by default (T = 1), the
+log-probs used in the losses are at the same temperature (:func:`token_logprobs` takes it too).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+__all__ = ["sample", "token_logprobs", "sequence_logprob", "pm_prob", "rm_reward", "gumbel"]
+
+
+def gumbel(shape, generator: torch.Generator, device) -> torch.Tensor:
+    """Standard Gumbel noise from ``generator`` (the sampler's whole random stream)."""
+    u = torch.rand(shape, generator=generator, device=device).clamp_min(1e-20)  # [0, 1) -> (0, 1)
+    exponential = (-torch.log(u)).clamp_min(1e-20)  # (0, inf); clamp guards log(1 - tiny) = 0
+    return -torch.log(exponential)
+
+
+def _forward_cached(model, cache, **inputs):
+    """One forward that reads and returns the KV cache; transformers >= 5.2x names it ``cache``,
+    earlier versions ``past_key_values`` (the GPU machine's 5.17)."""
+    if "cache" in inspect.signature(model.forward).parameters:
+        out = model(**inputs, cache=cache, use_cache=True)
+        return out.logits, out.cache
+    out = model(**inputs, past_key_values=cache, use_cache=True)
+    return out.logits, out.past_key_values
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp_min(0)  # left padding: real tokens count from 0
+
+
+@torch.no_grad()
+def sample(policy, ref, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max_new_tokens: int,
+           generator: torch.Generator, eos_id: int | None, pad_id: int, beta=0.0,
+           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample responses from the per-token geometric mixture of ``policy`` and ``ref`` with KV caches.
+
+    Args:
+      policy, ref: causal LMs (``ref`` may be None when beta == 0; ``policy`` may be None when
+        beta == 1). prompt_ids, prompt_mask: (B, P) left-padded. beta: float or (B,) tensor.
+      eos_id: ends a row (None: always ``max_new_tokens`` tokens).
+    Returns:
+      response (B, T) with ``pad_id`` after ``<eos>``; response_mask (B, T), 1 up to and incl. ``<eos>``.
+    """
+    device = prompt_ids.device
+    B = prompt_ids.shape[0]
+    beta = torch.as_tensor(beta, dtype=torch.float32, device=device).expand(B)[:, None]  # (B, 1)
+    use_pi = policy is not None and bool((beta < 1).any())
+    use_mu = ref is not None and bool((beta > 0).any())
+    if not use_pi and not use_mu:
+        raise ValueError("sample needs the policy for beta < 1 and the reference for beta > 0")
+    models = {"pi": policy if use_pi else None, "mu": ref if use_mu else None}
+    mask, pos = prompt_mask, _positions(prompt_mask)
+    cache = {k: None for k in models}
+    logp = {}
+    for k, m in models.items():
+        if m is not None:
+            logits, cache[k] = _forward_cached(m, None, input_ids=prompt_ids, attention_mask=mask, position_ids=pos)
+            logp[k] = torch.log_softmax(logits[:, -1].float() / temperature, -1)  # (B, V)
+    pos = pos[:, -1:]  # (B, 1)
+    tokens, alive = [], torch.ones(B, dtype=torch.bool, device=device)
+    for t in range(max_new_tokens):
+        mixed = 0.0
+        if use_pi:
+            mixed = (1 - beta) * logp["pi"]  # (B, V)
+        if use_mu:
+            mixed = mixed + beta * logp["mu"]  # (B, V); no renormalisation needed for Gumbel-max
+        g = gumbel(mixed.shape, generator, device)  # (B, V)
+        nxt = (mixed + g).argmax(-1)  # (B,)
+        nxt = torch.where(alive, nxt, torch.full_like(nxt, pad_id))
+        tokens.append(nxt)
+        if eos_id is not None:
+            alive = alive & (nxt != eos_id)
+        if not bool(alive.any()) or t == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)  # (B, P + t + 1)
+        pos = pos + 1
+        for k, m in models.items():
+            if m is not None:
+                logits, cache[k] = _forward_cached(m, cache[k], input_ids=nxt[:, None], attention_mask=mask,
+                                                   position_ids=pos)  # one new token, cached prefix
+                logp[k] = torch.log_softmax(logits[:, -1].float() / temperature, -1)  # (B, V)
+    response = torch.stack(tokens, 1)  # (B, T)
+    if eos_id is None:
+        response_mask = torch.ones_like(response)
+    else:
+        ended_before = torch.cumsum((response == eos_id).long(), 1) - (response == eos_id).long()
+        response_mask = (ended_before == 0).long()  # (B, T): tokens up to and including <eos>
+    return response, response_mask
+
+
+def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, response: torch.Tensor,
+                   response_mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Per-token ``log model(y_t | x, y_<t)`` at ``temperature``, zero on padding. Returns (B, T)."""
+    ids = torch.cat([prompt_ids, response], 1)  # (B, P + T)
+    mask = torch.cat([prompt_mask, response_mask], 1)  # (B, P + T)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits  # (B, P+T, V)
+    P = prompt_ids.shape[1]
+    logits = logits[:, P - 1:-1].float() / temperature  # (B, T, V): position P-1 predicts y_0
+    logp = torch.log_softmax(logits, -1).gather(-1, response[..., None]).squeeze(-1)  # (B, T)
+    return logp * response_mask
+
+
+def sequence_logprob(tok_logp: torch.Tensor, response_mask: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """(B, T) -> (B,): ``log pi(y|x) = sum_t`` (default, SPEC §3) or the per-token ``mean`` (option)."""
+    total = tok_logp.sum(-1)
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / response_mask.sum(-1).clamp_min(1)
+    raise ValueError(f"unknown log-prob reduction {reduction!r}; choose sum or mean")
+
+
+def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+    return [[t for t, m in zip(r, mr) if m] for r, mr in zip(ids.tolist(), mask.tolist())]
+
+
+def pm_prob(pm, codec, prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask) -> torch.Tensor:
+    """``P(y > y' | x)`` from the pairwise PM, antisymmetric by averaging both orders. Returns (B,)."""
+    x_rows = _rows(prompt_ids, prompt_mask)
+    y_rows = [codec.summary_ids(r) for r in _rows(y, y_mask)]
+    yp_rows = [codec.summary_ids(r) for r in _rows(y_prime, y_prime_mask)]
+    ids, mask = codec.pm_inputs(x_rows + x_rows, y_rows + yp_rows, yp_rows + y_rows)  # (2B, L)
+    ids, mask = ids.to(prompt_ids.device), mask.to(prompt_ids.device)
+    g = pm(input_ids=ids, attention_mask=mask).logits[:, 0].float()  # (2B,)
+    B = len(x_rows)
+    return 0.5 * (torch.sigmoid(g[:B]) + torch.sigmoid(-g[B:]))  # (B,); 1 - sigmoid(a) = sigmoid(-a)
+
+
+def rm_reward(rm, codec, prompt_ids, prompt_mask, y, y_mask) -> torch.Tensor:
+    """Bradley-Terry reward ``r(x, y)`` from the reward model. Returns (B,)."""
+    x_rows = _rows(prompt_ids, prompt_mask)
+    y_rows = [codec.summary_ids(r) for r in _rows(y, y_mask)]
+    ids, mask = codec.rm_inputs(x_rows, y_rows)
+    return rm(input_ids=ids.to(prompt_ids.device), attention_mask=mask.to(prompt_ids.device)).logits[:, 0].float()

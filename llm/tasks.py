@@ -1,0 +1,238 @@
+"""Tasks: prompts, reference summaries for SFT, and a gold judge with exact preference probabilities.
+
+A task gives
+  1. ``prompts(split, n)``: documents to summarise (deterministic per split: ``train`` / ``heldout``),
+  2. ``reference_summary(prompt, rng)``: the "human" summary SFT imitates (deliberately imperfect),
+  3. ``gold_prob(prompts, a, b)``: the exact probability ``P(a > b | prompt)`` that the hidden judge
+     prefers summary ``a`` to ``b`` (the paper's stronger side-by-side judge, SPEC §6),
+  4. ``corpus()``: text to train the tokenizer on.
+
+The gold judge is a **panel of Bradley-Terry raters aggregated by majority**. Rater ``k`` scores a
+summary by ``w_k . phi(x, y)`` (``phi`` = a few interpretable features) and prefers ``a`` to ``b``
+with probability ``sigmoid(w_k . (phi(a) - phi(b)))``. The panel's verdict is the majority vote of
+independent raters, whose probability is exact (Poisson-binomial, :func:`majority_prob`). Each
+rater alone is transitive; their majority is not (Condorcet): with criteria that disagree there are
+summaries ``a > b > c > a``, which is where Nash solutions and reward maximisation part ways.
+``P(a > b) + P(b > a) = 1`` holds exactly because every rater's probabilities do.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sysconfig
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Task", "SyntheticTask", "TextTask", "make_task", "TASKS", "majority_prob"]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|, exactly antisymmetric
+
+
+def majority_prob(p: np.ndarray) -> np.ndarray:
+    """Probability that a strict majority of independent raters vote "yes".
+
+    Args:
+      p: (N, K) per-rater probabilities, K odd.
+    Returns:
+      (N,) ``P(#yes > K/2)``, by dynamic programming over the vote count (Poisson-binomial).
+    """
+    n, k = p.shape
+    dist = np.zeros((n, k + 1))  # dist[:, j] = P(j yes votes so far)
+    dist[:, 0] = 1.0
+    for r in range(k):
+        shifted = np.zeros_like(dist)
+        shifted[:, 1:] = dist[:, :-1] * p[:, r:r + 1]
+        dist = dist * (1 - p[:, r:r + 1]) + shifted
+    return dist[:, k // 2 + 1:].sum(axis=1)
+
+
+@dataclass
+class Task:
+    """Base class: a gold judge from a feature map ``phi`` and rater weights ``rater_weights``."""
+
+    name: str = "task"
+    max_new_tokens: int = 8
+    max_prompt_tokens: int = 64
+    rater_names: tuple = ()
+    rater_weights: np.ndarray = field(default_factory=lambda: np.zeros((1, 1)))  # (K, F)
+
+    def features(self, prompts: list[str], summaries: list[str]) -> np.ndarray:  # (N, F)
+        return np.array([self.phi(x, y) for x, y in zip(prompts, summaries)], dtype=np.float64)
+
+    def gold_prob_from_features(self, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
+        """(N, F), (N, F) -> (N,) exact majority-of-raters probability that ``a`` beats ``b``."""
+        per_rater = _sigmoid((phi_a - phi_b) @ self.rater_weights.T)  # (N, K)
+        return majority_prob(per_rater)
+
+    def gold_prob(self, prompts: list[str], a: list[str], b: list[str]) -> np.ndarray:  # (N,)
+        return self.gold_prob_from_features(self.features(prompts, a), self.features(prompts, b))
+
+    def phi(self, prompt: str, summary: str) -> list[float]:
+        raise NotImplementedError
+
+
+@dataclass
+class SyntheticTask(Task):
+    """Documents of ``doc_facts`` distinct facts ``f0 .. f{n-1}``; each fact type has a hidden salience.
+
+    A good summary states the most salient facts of the document, briefly, faithfully (no fact that
+    is not in the document, no repeats) and in document order. Reference summaries (the SFT data) are
+    noisy on purpose: random length 1..``max_summary``, uniformly chosen facts, an invented fact with
+    probability ``p_invent``, shuffled order; so the SFT model ``mu`` is a broad, mediocre policy
+    and alignment has something to learn: which facts matter (only the judge knows the salience).
+
+    Features ``phi``: coverage (sum of saliences of distinct true facts stated), length (tokens),
+    unfaithful tokens (invented facts, repeats, non-fact tokens), order inversions. Raters:
+    coverage-minded, brevity-minded, faithfulness/order-minded; majority of the three.
+    """
+
+    name: str = "synthetic"
+    seed: int = 0
+    n_fact_types: int = 20
+    doc_facts: int = 5
+    max_summary: int = 4
+    p_invent: float = 0.15
+    max_new_tokens: int = 6
+    max_prompt_tokens: int = 16
+    rater_names: tuple = ("coverage", "brevity", "faithfulness")
+
+    def __post_init__(self):
+        rng = np.random.default_rng([self.seed, 7])
+        self.salience = rng.permutation(self.n_fact_types) / (self.n_fact_types - 1)  # (n,) hidden
+        #                      coverage length unfaithful inversions
+        self.rater_weights = np.array([[5.0, -0.5, -1.0, 0.0],
+                                       [1.5, -2.0, -1.0, 0.0],
+                                       [2.0, -0.5, -3.0, -1.5]])  # (K=3, F=4)
+
+    def corpus(self) -> list[str]:
+        return [" ".join(f"f{i}" for i in range(self.n_fact_types))]
+
+    def prompts(self, split: str, n: int) -> list[str]:
+        rng = np.random.default_rng([self.seed, {"train": 1, "heldout": 2, "pm": 3}[split]])
+        docs = (rng.choice(self.n_fact_types, self.doc_facts, replace=False) for _ in range(n))
+        return [" ".join(f"f{i}" for i in d) for d in docs]
+
+    def reference_summary(self, prompt: str, rng: np.random.Generator) -> str:
+        facts = prompt.split()
+        length = int(rng.integers(1, self.max_summary + 1))
+        chosen = list(rng.choice(facts, min(length, len(facts)), replace=False))
+        outside = [f"f{i}" for i in range(self.n_fact_types) if f"f{i}" not in facts]
+        chosen = [str(rng.choice(outside)) if rng.random() < self.p_invent else f for f in chosen]
+        return " ".join(chosen)
+
+    def phi(self, prompt: str, summary: str) -> list[float]:
+        position = {f: i for i, f in enumerate(prompt.split())}
+        tokens = summary.split()
+        seen, coverage, unfaithful, stated = set(), 0.0, 0, []
+        for tok in tokens:
+            if tok in position and tok not in seen:
+                seen.add(tok)
+                coverage += self.salience[int(tok[1:])]
+                stated.append(position[tok])
+            else:
+                unfaithful += 1  # invented fact, repeat, or a non-fact token
+        inversions = sum(a > b for i, a in enumerate(stated) for b in stated[i + 1:])
+        return [coverage, float(len(tokens)), float(unfaithful), float(inversions)]
+
+
+_WORD = re.compile(r"[a-z0-9_]+")
+
+
+@dataclass
+class TextTask(Task):
+    """Real human-written text that ships offline: CPython standard-library docstrings.
+
+    Prompt = the docstring body (first ``max_doc_words`` words), reference summary = its one-line
+    summary (human written). Gold judge: raters on unigram F1 overlap with the human summary (or the
+    document's first sentence for a prompt without one), brevity, novelty (fraction of summary words
+    in neither the document nor the human summary: hallucination) and fluency (fraction of summary
+    bigrams seen in the human summaries). Honest scope: a model of 1e5-1e6 parameters trained for
+    minutes learns the surface form (short imperative lines, copying salient words of the document,
+    stopping); it does not learn to understand code documentation.
+    """
+
+    name: str = "text"
+    seed: int = 0
+    max_doc_words: int = 40
+    max_new_tokens: int = 16
+    max_prompt_tokens: int = 64
+    rater_names: tuple = ("overlap", "brevity", "faithfulness")
+
+    def __post_init__(self):
+        pairs = {}
+        stdlib = sysconfig.get_paths()["stdlib"]
+        for root, dirs, files in os.walk(stdlib):
+            dirs[:] = sorted(d for d in dirs if d not in ("test", "tests", "idlelib", "site-packages"))
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    self._collect(os.path.join(root, name), pairs)
+        items = sorted(pairs.items())
+        rng = np.random.default_rng([self.seed, 11])
+        order = rng.permutation(len(items))
+        self._pairs = [items[i] for i in order]  # [(doc, summary)]
+        n_held = max(1, len(self._pairs) // 10)
+        self._split = {"heldout": self._pairs[:n_held], "train": self._pairs[n_held:]}
+        self._split["pm"] = self._split["train"]
+        self._reference = dict(self._pairs)
+        self._bigrams = {bg for _, s in self._split["train"] for bg in zip(_words(s), _words(s)[1:])}
+        #                       overlap length novelty fluency
+        self.rater_weights = np.array([[6.0, -0.1, -2.0, 1.0],
+                                       [2.0, -0.5, -2.0, 0.5],
+                                       [2.0, -0.1, -6.0, 2.0]])  # (K=3, F=4)
+
+    def _collect(self, path: str, pairs: dict) -> None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            return
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(node)
+                if not doc or "\n\n" not in doc:
+                    continue
+                head, body = doc.split("\n\n", 1)
+                summary = " ".join(head.split())
+                body = " ".join(body.split()[: self.max_doc_words])
+                if 3 <= len(summary.split()) <= 12 and len(body.split()) >= 8:
+                    pairs.setdefault(body, summary)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def corpus(self) -> list[str]:
+        return [t for pair in self._pairs for t in pair]
+
+    def prompts(self, split: str, n: int) -> list[str]:
+        pool = self._split[split]
+        return [pool[i % len(pool)][0] for i in range(n)]
+
+    def reference_summary(self, prompt: str, rng: np.random.Generator) -> str:
+        return self._reference.get(prompt) or prompt.split(". ")[0]
+
+    def phi(self, prompt: str, summary: str) -> list[float]:
+        words, doc = _words(summary), set(_words(prompt))
+        ref = _words(self._reference.get(prompt) or prompt.split(". ")[0])
+        common = len(set(words) & set(ref))
+        f1 = 2 * common / (len(set(words)) + len(set(ref))) if words else 0.0
+        novelty = sum(w not in doc and w not in ref for w in words) / max(len(words), 1)
+        fluency = (sum(bg in self._bigrams for bg in zip(words, words[1:])) / (len(words) - 1)
+                   if len(words) > 1 else 0.0)
+        return [f1, float(len(words)), novelty, fluency]
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+TASKS = {"synthetic": SyntheticTask, "text": TextTask}
+
+
+def make_task(name: str, seed: int = 0) -> Task:
+    """Build a task by name (``synthetic`` or ``text``); ``seed`` fixes the hidden judge and splits."""
+    return TASKS[name](seed=seed)

@@ -1,0 +1,214 @@
+"""Stages ``sft`` and ``train-pm``.
+
+``run_sft`` steps: config -> seed -> task + tokenizer -> GPT-2 -> AdamW -> loop (batch of prompts,
+reference summaries, token log-probs, mean NLL, step, log, checkpoint) -> save ``OUT/model`` (= mu).
+
+``run_train_pm`` steps: load the SFT model -> sample pairs of SFT responses on ``pm``-split prompts
+and label them with the exact gold probability -> train the pairwise PM (antisymmetric by averaging
+both orders) and the Bradley-Terry RM together by soft-label cross-entropy -> held-out accuracy and
+calibration against the gold probabilities -> save ``OUT/pm`` and ``OUT/rm``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .models import Codec, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
+from .runtime import (MetricLog, autocast, load_checkpoint, prepare_run_dir, resolve_device,
+                      save_checkpoint, start_run_dir, CHECKPOINT)
+from .sampling import sample, token_logprobs
+from .tasks import make_task
+
+__all__ = ["run_sft", "run_train_pm", "pm_metrics", "setup_torch"]
+
+
+def setup_torch(config) -> torch.device:
+    torch.set_num_threads(config.threads)
+    return resolve_device(config.device)
+
+
+def _done(out: str) -> dict | None:
+    path = os.path.join(out, "done.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def _finish(out: str, info: dict) -> dict:
+    with open(os.path.join(out, "done.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    return info
+
+
+def run_sft(cfg, progress: bool = True) -> dict:
+    """Supervised fine-tuning on reference summaries. Returns ``{"model": path, ...}``."""
+    cfg.validate()
+    resuming = prepare_run_dir(cfg)
+    if resuming and _done(cfg.out):
+        return _done(cfg.out)
+    device = setup_torch(cfg)
+    task = make_task(cfg.task, cfg.task_seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.init:
+        model, codec = load_causal_lm(cfg.init, "--init model", task.max_prompt_tokens)
+    else:
+        codec = Codec(train_tokenizer(task), task.max_prompt_tokens)
+        n_positions = task.max_prompt_tokens + task.max_new_tokens + 8
+        model = new_causal_lm(codec.vocab_size, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, codec.pad_id)
+    start_run_dir(cfg, resuming)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    prompts = task.prompts("train", 20000)
+    start = 0
+    if resuming and os.path.isfile(os.path.join(cfg.out, CHECKPOINT)):
+        start, _ = load_checkpoint(cfg.out, cfg, model, optimizer, {})
+    log = MetricLog(cfg.out, resume_step=start if resuming else None)
+    bar = tqdm(range(start, cfg.steps), desc="sft", disable=not progress, initial=start, total=cfg.steps)
+    for step in bar:
+        rng = np.random.default_rng([cfg.seed, step])  # batch depends only on (seed, step): resumable
+        batch = [prompts[i] for i in rng.integers(len(prompts), size=cfg.batch_size)]
+        targets = [task.reference_summary(x, rng) for x in batch]
+        prompt_ids, prompt_mask = codec.encode_prompts(batch)  # (B, P)
+        y, y_mask = codec.encode_summaries(targets)  # (B, T)
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.lr * (1 - 0.9 * step / cfg.steps)
+        with autocast(device, cfg.bf16):
+            tok_logp = token_logprobs(model, prompt_ids.to(device), prompt_mask.to(device),
+                                      y.to(device), y_mask.to(device))  # (B, T)
+        loss = -tok_logp.sum() / y_mask.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            log.log({"step": step + 1, "loss/nll_per_token": loss.item()})
+            bar.set_postfix(nll=f"{loss.item():.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(cfg.out, step + 1, cfg, model, optimizer, {})
+    path = os.path.join(cfg.out, "model")
+    save_model(model.cpu(), codec, path, {"stage": "sft", "task": cfg.task})
+    return _finish(cfg.out, {"model": path, "final_nll": log.rows[-1]["loss/nll_per_token"] if log.rows else None})
+
+
+def _sample_pairs(model, codec, task, prompts, seed, device, batch=512):
+    """Two SFT responses per prompt and their exact gold preference. Returns rows and (N,) p."""
+    gen = torch.Generator(device).manual_seed(seed)
+    x_rows, y_rows, yp_rows, p = [], [], [], []
+    for i in range(0, len(prompts), batch):
+        chunk = prompts[i:i + batch]
+        ids, mask = codec.encode_prompts(chunk + chunk)  # (2b, P)
+        resp, resp_mask = sample(model, None, ids.to(device), mask.to(device), task.max_new_tokens, gen,
+                                 codec.eos_id, codec.pad_id)  # (2b, T)
+        texts = codec.decode(resp)
+        b = len(chunk)
+        p.append(task.gold_prob(chunk, texts[:b], texts[b:]))
+        rows = [codec.summary_ids(r) for r in resp.tolist()]
+        x_rows += [codec.prompt_ids(x) for x in chunk]
+        y_rows += rows[:b]
+        yp_rows += rows[b:]
+    return x_rows, y_rows, yp_rows, torch.tensor(np.concatenate(p), dtype=torch.float32)
+
+
+def _pm_forward(pm, codec, x_rows, y_rows, yp_rows, device):
+    ids, mask = codec.pm_inputs(x_rows + x_rows, y_rows + yp_rows, yp_rows + y_rows)  # (2N, L)
+    g = pm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float()  # (2N,)
+    n = len(x_rows)
+    return 0.5 * (torch.sigmoid(g[:n]) + torch.sigmoid(-g[n:]))  # (N,) antisymmetric
+
+
+def _rm_forward(rm, codec, x_rows, y_rows, yp_rows, device):
+    ids, mask = codec.rm_inputs(x_rows + x_rows, y_rows + yp_rows)  # (2N, L)
+    r = rm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float()  # (2N,)
+    n = len(x_rows)
+    return torch.sigmoid(r[:n] - r[n:])  # (N,) Bradley-Terry
+
+
+def _soft_cross_entropy(q, p):
+    q = q.clamp(1e-6, 1 - 1e-6)
+    return -(p * torch.log(q) + (1 - p) * torch.log1p(-q)).mean()
+
+
+def pm_metrics(q: torch.Tensor, p: torch.Tensor, bins: int = 10) -> dict:
+    """Accuracy (sign agreement with the gold probability, ties excluded), expected calibration
+    error (``bins`` equal-width bins of the prediction; |mean prediction - mean gold p| weighted by
+    bin mass) and mean absolute error, all against the exact gold probabilities ``p``."""
+    q, p = q.double(), p.double()
+    decided = p != 0.5
+    acc = ((q[decided] > 0.5) == (p[decided] > 0.5)).double().mean().item()
+    which = torch.clamp((q * bins).long(), max=bins - 1)
+    ece = sum((which == b).double().mean().item() * abs(q[which == b].mean().item() - p[which == b].mean().item())
+              for b in range(bins) if (which == b).any())
+    return {"accuracy": acc, "calibration_error": ece, "mean_abs_error": (q - p).abs().mean().item()}
+
+
+def run_train_pm(cfg, progress: bool = True) -> dict:
+    """Train the pairwise preference model and the Bradley-Terry reward model on gold comparisons."""
+    cfg.validate()
+    resuming = prepare_run_dir(cfg)
+    if resuming and _done(cfg.out):
+        return _done(cfg.out)
+    device = setup_torch(cfg)
+    task = make_task(cfg.task, cfg.task_seed)
+    sft, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
+    start_run_dir(cfg, resuming)
+    sft.to(device).eval()
+    train = _sample_pairs(sft, codec, task, task.prompts("pm", cfg.n_pairs), cfg.seed, device)
+    held = _sample_pairs(sft, codec, task, task.prompts("heldout", cfg.heldout_pairs), cfg.seed + 1, device)
+    del sft
+    torch.manual_seed(cfg.seed)
+    n_positions = 2 * task.max_prompt_tokens + 2 * task.max_new_tokens + 8
+    shape = (codec.vocab_size, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, codec.pad_id)
+    models = torch.nn.ModuleDict({"pm": new_scorer(*shape), "rm": new_scorer(*shape)}).to(device).train()
+    if not cfg.reward_model:
+        del models["rm"]
+    optimizer = torch.optim.AdamW(models.parameters(), lr=cfg.lr, weight_decay=0.0)
+    start = 0
+    if resuming and os.path.isfile(os.path.join(cfg.out, CHECKPOINT)):
+        start, _ = load_checkpoint(cfg.out, cfg, models, optimizer, {})
+    log = MetricLog(cfg.out, resume_step=start if resuming else None)
+    x_rows, y_rows, yp_rows, p = train
+    bar = tqdm(range(start, cfg.steps), desc="train-pm", disable=not progress, initial=start, total=cfg.steps)
+    for step in bar:
+        idx = np.random.default_rng([cfg.seed, step]).integers(len(x_rows), size=cfg.batch_size)
+        bx, by, byp = [x_rows[i] for i in idx], [y_rows[i] for i in idx], [yp_rows[i] for i in idx]
+        target = p[idx].to(device)  # (B,) exact gold P(y > y')
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.lr * (1 - 0.9 * step / cfg.steps)
+        with autocast(device, cfg.bf16):
+            loss_pm = _soft_cross_entropy(_pm_forward(models["pm"], codec, bx, by, byp, device), target)
+            loss_rm = (_soft_cross_entropy(_rm_forward(models["rm"], codec, bx, by, byp, device), target)
+                       if cfg.reward_model else torch.zeros(()))
+        optimizer.zero_grad(set_to_none=True)
+        (loss_pm + loss_rm).backward()
+        optimizer.step()
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            log.log({"step": step + 1, "loss/pm": loss_pm.item(), "loss/rm": loss_rm.item()})
+            bar.set_postfix(pm=f"{loss_pm.item():.3f}", rm=f"{loss_rm.item():.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(cfg.out, step + 1, cfg, models, optimizer, {})
+    models.eval()
+    hx, hy, hyp, hp = held
+    with torch.no_grad():
+        result = {"pm": pm_metrics(_batched(_pm_forward, models["pm"], codec, hx, hy, hyp, device), hp)}
+        if cfg.reward_model:
+            result["rm"] = pm_metrics(_batched(_rm_forward, models["rm"], codec, hx, hy, hyp, device), hp)
+    result["gold_sft_pairs_mean_abs_p_minus_half"] = (hp - 0.5).abs().mean().item()
+    with open(os.path.join(cfg.out, "heldout.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    info = {"pm": os.path.join(cfg.out, "pm"), "heldout": result}
+    save_model(models["pm"].cpu(), codec, info["pm"], {"stage": "train-pm", "kind": "pairwise", **result["pm"]})
+    if cfg.reward_model:
+        info["rm"] = os.path.join(cfg.out, "rm")
+        save_model(models["rm"].cpu(), codec, info["rm"], {"stage": "train-pm", "kind": "bradley-terry", **result["rm"]})
+    return _finish(cfg.out, info)
+
+
+def _batched(fn, model, codec, x, y, yp, device, batch=512):
+    return torch.cat([fn(model, codec, x[i:i + batch], y[i:i + batch], yp[i:i + batch], device).cpu()
+                      for i in range(0, len(x), batch)])
+

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Two entry points that work on a fresh machine with only Python 3.11+.
+
+    python3 tasks.py run    # the main job: equivalence check, proposition ledger, LLM pipeline, figures
+    python3 tasks.py test   # the test suite (what CI runs)
+
+Both create ``.venv`` on first use and install the project into it (CPU build of torch, via
+``constraints-cpu.txt``; see README "Installing"). Run ``python3 tasks.py --help`` for options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+STAMP = VENV / ".installed"
+
+
+def _fingerprint() -> str:
+    h = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints-cpu.txt"):
+        h.update((ROOT / name).read_bytes())
+    return h.hexdigest()
+
+
+def ensure_venv() -> None:
+    """Create .venv and install the project (once; again when pyproject changes)."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"error: Python 3.11+ required, this is {sys.version.split()[0]}")
+    if PY.exists() and STAMP.exists() and STAMP.read_text() == _fingerprint():
+        return
+    if not PY.exists():
+        print("[tasks] creating .venv", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("[tasks] installing the project into .venv (CPU torch; takes ~2 minutes the first time)",
+          flush=True)
+    t0 = time.time()
+    cmd = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", ".[dev]",
+           "-c", "constraints-cpu.txt"]
+    if subprocess.call(cmd, cwd=ROOT) != 0:
+        sys.exit("error: pip install failed (see above); on a machine without the local CPU torch "
+                 "wheel, remove '-c constraints-cpu.txt' or install torch first")
+    STAMP.write_text(_fingerprint())
+    print(f"[tasks] installed in {time.time() - t0:.0f} s", flush=True)
+
+
+def _env(threads: int) -> dict:
+    env = dict(os.environ)
+    # The CPU cores are shared: spin-waiting OpenMP threads slow torch down badly (ENVIRONMENT.md).
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _step(title: str, args: list[str], env: dict) -> None:
+    print(f"\n[tasks] === {title}: python {' '.join(args)}", flush=True)
+    t0 = time.time()
+    rc = subprocess.call([str(PY), *args], cwd=ROOT, env=env)
+    print(f"[tasks] --- {title} finished in {time.time() - t0:.0f} s (exit {rc})", flush=True)
+    if rc != 0:
+        sys.exit(rc)
+
+
+def cmd_run(ns) -> None:
+    ensure_venv()
+    env = _env(1)
+    out = Path(ns.out)
+    _step("tabular equivalence (online IPO = Nash-MD = exact pi*)",
+          ["-m", "tabular", "equivalence"], env)
+    _step("tabular convergence experiment",
+          ["-m", "tabular", "run", "--algorithms",
+           "online_ipo,ipo_md,nash_md,extragradient,self_play,online_dpo,online_slic,offline_ipo",
+           "--game", "majority:8:5", "--tau", "0.1", "--beta", "0.125", "--steps", "2000",
+           "--seeds", "10", "--out", str(out / "tabular_run"), "--overwrite"], env)
+    _step("proposition ledger", ["-m", "proofs_check", *(["--quick"] if ns.quick else [])], env)
+    if not ns.no_llm:
+        _step("LLM pipeline (CPU)", ["-m", "llm", "pipeline", "--out", str(out / "llm"),
+                                     "--overwrite", *(["--quick"] if ns.quick else [])], env)
+    _step("figures", ["-m", "figures", "--out", str(out / "figures"),
+                      "--llm-results", str(out / "llm"), *(["--quick"] if ns.quick else [])], env)
+    print(f"\n[tasks] done: results and figures are in {out}/", flush=True)
+
+
+def cmd_test(ns) -> None:
+    ensure_venv()
+    args = ["-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    if not ns.all:
+        args += ["-m", "not slow"]
+    _step("tests", args + ns.pytest_args, _env(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="the main job: experiments, ledger, LLM pipeline, figures")
+    p.add_argument("--out", default="results", help="folder for every output (default: results)")
+    p.add_argument("--quick", action="store_true", help="small versions of every stage (~3 min)")
+    p.add_argument("--no-llm", action="store_true", help="skip the LLM pipeline (~15 min on 2 cores)")
+    p.set_defaults(fn=cmd_run)
+    t = sub.add_parser("test", help="run the test suite (slow-marked tests excluded unless --all)")
+    t.add_argument("--all", action="store_true", help="include tests marked slow")
+    t.add_argument("pytest_args", nargs="*", help="extra arguments passed to pytest")
+    t.set_defaults(fn=cmd_test)
+    ns = parser.parse_args()
+    ns.fn(ns)
+
+
+if __name__ == "__main__":
+    main()

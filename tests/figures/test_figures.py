@@ -1,0 +1,222 @@
+"""Smoke and content tests of ``python -m figures``.
+
+One ``--quick`` run (subprocess, as a user would type it) into a temporary folder, with a small
+synthetic LLM results folder (fake numbers: this tests the plotting, not results); then every file
+is checked to exist and be a real PNG / PDF, and each CSV to hold the numbers its figure claims.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from figures.cli import main
+from figures.llm_figures import LLM_FIGURES
+
+ROOT = Path(__file__).resolve().parents[2]
+TABULAR = ["fig1_simplex", "fig2_convergence_tau0.1", "fig2_convergence_tau0.01", "fig3_equivalence",
+           "fig4_dpo_not_nash", "fig5_mixture_bias"]
+METHODS = ["online_ipo", "online_dpo", "ipo_md"]
+
+
+def write_llm_results(d: Path, include_sft_in_methods: bool = False) -> None:
+    """Synthetic ``llm pipeline`` output: a 4x4 matrix over sft + 3 methods, and the three CSVs."""
+    d.mkdir(parents=True, exist_ok=True)
+    k = len(METHODS) + 1
+    mean = np.full((k, k), 0.5)
+    mean[np.triu_indices(k, 1)] = [0.6, 0.7, 0.65, 0.55, 0.52, 0.48]  # p(row > col) above the diagonal
+    mean[np.tril_indices(k, -1)] = 1 - mean.T[np.tril_indices(k, -1)]
+    methods = (["sft"] + METHODS) if include_sft_in_methods else METHODS
+    summary = {"methods": methods, "win_matrix_gold_mean": mean.tolist(),
+               "win_matrix_gold_std": np.full((k, k), 0.01).tolist(),
+               "winrate_vs_sft": {m: {"mean": 0.6, "std": 0.01, "per_seed": [0.59, 0.6, 0.61]} for m in METHODS}}
+    (d / "summary.json").write_text(json.dumps(summary))
+    with open(d / "curves.csv", "w") as f:
+        f.write("method,tau,beta,seed,step,winrate_vs_sft\n")
+        for m in METHODS:
+            for tau in (0.1, 1.0):
+                for seed in range(2):
+                    for step in (0, 50, 100):
+                        f.write(f"{m},{tau},{0.125 if m == 'ipo_md' else 0.0},{seed},{step},{0.5 + step / 1000}\n")
+    with open(d / "tau_sweep.csv", "w") as f:
+        f.write("method,tau,seed,winrate_vs_sft\n")
+        for m in ("online_ipo", "online_dpo"):
+            for tau in (0.1, 1.0, 5.0):
+                for seed in range(2):
+                    f.write(f"{m},{tau},{seed},{0.55 + 0.01 * seed}\n")
+    with open(d / "beta_sweep.csv", "w") as f:
+        f.write("method,beta,tau,seed,winrate_vs_sft\n")
+        for beta in (0.0, 0.125, 0.5):
+            for seed in range(2):
+                f.write(f"ipo_md,{beta},1.0,{seed},{0.6 - 0.1 * beta}\n")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("figs")
+    llm = base / "llm_results"
+    write_llm_results(llm)
+    out = base / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, "-m", "figures", "--quick", "--out", str(out), "--llm-results", str(llm),
+                           "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_file_exists_and_is_valid(quick_run):
+    out, _ = quick_run
+    for name in TABULAR + list(LLM_FIGURES):
+        png, pdf, table = (out / f"{name}.{e}" for e in ("png", "pdf", "csv"))
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert pdf.read_bytes()[:4] == b"%PDF", name
+        assert png.stat().st_size > 5000 and pdf.stat().st_size > 1000, name
+        assert len(read_csv(table)) > 0, name
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))  # atomic writes left no temp files
+
+
+def test_readme_has_one_caption_per_figure_and_config_json(quick_run):
+    out, _ = quick_run
+    readme = (out / "README.md").read_text()
+    for name in TABULAR + list(LLM_FIGURES):
+        lines = [ln for ln in readme.splitlines() if ln.startswith(f"- **{name}**")]
+        assert len(lines) == 1, name
+        assert "python -m figures --quick" in lines[0]
+    assert "Skipped" not in readme
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["args"]["quick"] is True and cfg["versions"]["numpy"] and cfg["versions"]["torch"]
+    assert cfg["sizes"]["conv_seeds"] >= 10
+
+
+def test_equivalence_csv(quick_run):
+    rows = read_csv(quick_run[0] / "fig3_equivalence.csv")
+    finals = [r for r in rows if r["panel"] == "a_online_ipo_final"]
+    assert finals and all(float(r["y"]) <= 1e-8 for r in finals)  # exact online IPO reaches pi*
+    pairs = [r for r in rows if r["panel"] == "d_ipo_md_vs_nash_md"]
+    assert {float(r["x"]) for r in pairs} == {0.125, 0.25, 0.5}
+    for r in pairs:  # IPO-MD(beta) and Nash-MD(eta = beta / tau) reach the same policy, the exact one
+        assert float(r["y"]) <= 1e-8 and float(r["ipo_md_to_exact"]) <= 1e-8 and float(r["nash_md_to_exact"]) <= 1e-8
+        assert math.isclose(float(r["eta"]), float(r["x"]) / float(r["tau"]))
+    bound = [r for r in rows if r["panel"] == "b_nash_md_decaying"]
+    assert all(float(r["y"]) <= float(r["bound"]) for r in bound)  # Munos et al. Thm 1
+    # (c) the constant-eta limit approaches pi* as eta -> 0: monotone in eta for each game and tau.
+    c = [r for r in rows if r["panel"] == "c_nash_md_constant_eta_limit"]
+    for key in {(r["game"], r["tau"]) for r in c}:
+        ys = [float(r["y"]) for r in sorted((r for r in c if (r["game"], r["tau"]) == key), key=lambda r: float(r["x"]))]
+        assert ys[0] < 1e-6 * ys[-1]
+
+
+def test_bias_csv_matches_prop_5_2(quick_run):
+    rows = read_csv(quick_run[0] / "fig5_mixture_bias.csv")
+    assert rows
+    for r in rows:
+        assert float(r["max_abs_mixture_minus_equilibrium"]) <= 1e-8, r  # mix_beta(limit) = pi*_(tau/(1-beta))
+        assert math.isclose(float(r["gap_mixture_of_limit"]), float(r["gap_equilibrium_tau_over_1_minus_beta"]),
+                            rel_tol=1e-6, abs_tol=1e-12)
+        if float(r["beta"]) == 0.0:
+            assert float(r["gap_ipo_md_limit"]) <= 1e-10  # beta = 0 is online IPO: no bias
+        else:
+            assert float(r["gap_ipo_md_limit"]) > 1e-10  # beta > 0: biased away from pi*_tau
+
+
+def test_dpo_csv(quick_run):
+    rows = read_csv(quick_run[0] / "fig4_dpo_not_nash.csv")
+    a = [r for r in rows if r["panel"] == "a_alpha"]
+    ipo = [float(r["kl_to_opt"]) for r in a if r["method"] == "online_ipo"]
+    dpo = [float(r["kl_to_opt"]) for r in a if r["method"] == "online_dpo"]
+    assert max(ipo) <= 1e-8 and min(dpo) > 1e-4
+
+
+def test_convergence_csv(quick_run):
+    for tau in ("0.1", "0.01"):
+        rows = read_csv(quick_run[0] / f"fig2_convergence_tau{tau}.csv")
+        algos = {r["algorithm"] for r in rows}
+        assert len(algos) == 12 and {r["game"] for r in rows} >= {"bt:4", "cyclic:4", "random:4", "majority:4"}
+        assert all(int(r["seeds"]) >= 10 for r in rows)
+        for r in rows:
+            assert float(r["sampled_p2.5"]) <= float(r["sampled_p97.5"]) + 1e-15
+    rows = read_csv(quick_run[0] / "fig2_convergence_tau0.1.csv")
+    eg = [r for r in rows if r["algorithm"] == "extragradient" and r["metric"] == "gap"]
+    for g in {r["game"] for r in eg}:  # exact extragradient decreases the gap on every game
+        ys = [float(r["exact"]) for r in eg if r["game"] == g]
+        assert ys[-1] < 1e-2 * ys[0]
+
+
+def test_simplex_csv(quick_run):
+    rows = read_csv(quick_run[0] / "fig1_simplex.csv")
+    from tabular import solve_equilibrium
+    from tabular.game import cyclic
+
+    stars = [r for r in rows if r["kind"] == "pi_star" and r["setting"].startswith("μ")]
+    pi = solve_equilibrium(cyclic(3, 0.5), np.array([0.6, 0.3, 0.1]), 0.1).pi
+    assert np.allclose([float(stars[0][f"pi_{i}"]) for i in range(3)], pi, atol=1e-12)
+    uni = [r for r in rows if r["kind"] in ("pi_star", "fixed_point") and r["setting"] == "uniform μ"]
+    assert all(abs(float(r["pi_0"]) - 1 / 3) < 1e-9 for r in uni)  # uniform mu on RPS: all at the centre
+
+
+def test_llm_heatmap_csv_holds_the_matrix(quick_run):
+    rows = read_csv(quick_run[0] / "fig6a_llm_win_matrix.csv")
+    assert len(rows) == 16 and rows[0]["row"] == "sft"
+    cell = next(r for r in rows if r["row"] == "sft" and r["column"] == "online_ipo")
+    assert float(cell["mean"]) == 0.6 and float(cell["std"]) == 0.01
+
+
+# --------------------------------------------------------------------------------------------
+# In-process: LLM skipping, label handling, bad input.
+# --------------------------------------------------------------------------------------------
+def test_llm_skipped_with_reason(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no runs/pipeline here
+    assert main(["--only", "llm", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert all(f"skipped {n}" in err for n in LLM_FIGURES) and "runs/pipeline does not exist" in err
+    readme = (tmp_path / "o" / "README.md").read_text()
+    assert "## Skipped" in readme and readme.count("skipped:") == len(LLM_FIGURES)
+
+
+def test_llm_methods_including_sft_and_malformed(tmp_path, capsys):
+    d = tmp_path / "r"
+    write_llm_results(d, include_sft_in_methods=True)
+    (d / "beta_sweep.csv").write_text("method,beta\nipo_md,0.1\n")  # lacks columns: skipped with reason
+    assert main(["--only", "llm", "--out", str(tmp_path / "o"), "--llm-results", str(d), "--no-progress"]) == 0
+    rows = read_csv(tmp_path / "o" / "fig6a_llm_win_matrix.csv")
+    assert [r["row"] for r in rows[::4]] == ["sft"] + METHODS
+    err = capsys.readouterr().err
+    assert "skipped fig6d_llm_ipo_md_beta" in err and "lacks column" in err
+    assert not (tmp_path / "o" / "fig6d_llm_ipo_md_beta.png").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["--only", "nope"], id="unknown-figure"),
+    pytest.param(["--only", ","], id="empty-only"),
+    pytest.param(["--seed", "-1"], id="negative-seed"),
+    pytest.param(["--seed", "x"], id="non-integer-seed"),
+    pytest.param(["--llm-results", "/nonexistent/dir"], id="missing-llm-results"),
+    pytest.param(["--bogus"], id="unknown-flag"),
+])
+def test_bad_input_exits_2_with_one_line(argv, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err
+
+
+def test_out_is_a_file_exits_2(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SystemExit) as e:
+        main(["--out", str(f), "--only", "llm"])
+    assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -1,0 +1,95 @@
+"""The ledger passes, is reproducible, and can fail: wrong variants make the affected rows FAIL."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tabular.losses as losses
+from proofs_check.__main__ import main
+from proofs_check.checks import (
+    check_ipo_md_centred,
+    check_nash_md_bound,
+    check_prop_4_1_stationary,
+    check_prop_4_2,
+    check_prop_4_2_symbolic,
+    run_ledger,
+)
+from proofs_check.instances import draw, instances
+from proofs_check.ledger import Variant, format_table, to_json
+
+COLUMNS = {"name", "statement", "method", "instances", "worst_error", "tolerance", "status"}
+
+
+@pytest.fixture(scope="module")
+def quick_ledger():
+    return run_ledger(quick=True, seed=0)
+
+
+def test_quick_ledger_all_rows_pass(quick_ledger):
+    failed = [(r.name, r.worst_error, r.details) for r in quick_ledger if r.status != "PASS"]
+    assert not failed, format_table(quick_ledger)
+    # SPEC §5 items 1-7 and the certificate (item 8) each have at least one row
+    names = " ".join(r.name for r in quick_ledger)
+    for item in ("Prop 4.1", "Prop 4.2", "Prop 5.1", "Prop 5.2", "Nash-MD", "App F", "App D",
+                 "Certificate"):
+        assert item in names
+
+
+def test_json_rows_have_the_columns(quick_ledger):
+    rows = json.loads(to_json(quick_ledger))
+    assert all(COLUMNS <= set(row) and row["status"] in ("PASS", "FAIL") for row in rows)
+
+
+def test_instances_are_reproducible():
+    a = draw(instances(), 10, seed=3)
+    draw(instances(logit_scale=8.0), 30, seed=5)  # earlier draws must not change later ones
+    import sympy  # noqa: F401  (nor newly imported modules: Hypothesis' local-constant pool)
+    b = draw(instances(), 10, seed=3)
+    assert [x.describe() for x in a] == [x.describe() for x in b]
+    assert all(np.array_equal(x.P, y.P) and np.array_equal(x.theta, y.theta) for x, y in zip(a, b))
+    assert {x.n for x in draw(instances(), 60, seed=0)} >= {2, 3}  # small and larger games
+
+
+def test_cli_json_and_exit_code(capsys):
+    assert main(["--quick", "--json", "--only", "check_prop_4_2", "check_certificate"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in rows] == ["PASS"] * len(rows) and len(rows) == 3
+
+
+# ---- the ledger can fail ----------------------------------------------------------------------
+def test_wrong_factor_fails_prop_4_2():
+    row = check_prop_4_2(6, 0, Variant(self_play_factor=2.0))
+    assert row.status == "FAIL" and row.worst_error > 0.1
+
+
+def test_wrong_factor_fails_symbolic():
+    row = check_prop_4_2_symbolic(0, 0, Variant(self_play_factor=2.0))
+    assert row.status == "FAIL"
+
+
+def test_wrong_nash_md_constant_fails():
+    row = check_nash_md_bound(8, 0, Variant(nash_md_bound=1e-4), steps=20)
+    assert row.status == "FAIL"
+
+
+def wrong_ipo_loss(margin, p, tau):
+    """The IPO loss with the target 1/tau instead of 1/(2 tau) (a plausible bug)."""
+    target = 1.0 / tau
+    return p * (margin - target) ** 2 + (1 - p) * (margin + target) ** 2
+
+
+def test_wrong_ipo_target_in_the_core_fails_the_ledger(monkeypatch):
+    # What a bug in the shared core looks like: population_pairwise_loss dispatches through
+    # tabular.losses.PAIRWISE_LOSSES, so the rows built on the IPO loss must FAIL.
+    monkeypatch.setitem(losses.PAIRWISE_LOSSES, "ipo", wrong_ipo_loss)
+    for check in (check_prop_4_2, check_prop_4_1_stationary, check_ipo_md_centred):
+        row = check(6, 0, Variant())
+        assert row.status == "FAIL", row.name
+    assert check_prop_4_2_symbolic(0, 0, Variant(), loss=wrong_ipo_loss).status == "FAIL"
+
+
+def test_nan_is_a_failure(monkeypatch):
+    monkeypatch.setitem(losses.PAIRWISE_LOSSES, "ipo", lambda m, p, t: m * torch.nan)
+    assert check_prop_4_2(3, 0, Variant()).status == "FAIL"

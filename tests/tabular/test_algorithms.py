@@ -1,0 +1,324 @@
+"""Algorithms (SPEC §4-5): limits of the exact forms, statistics of the sampled forms, batching.
+
+Every expected value is derived by hand or computed here with numpy, independently of the code
+under test (the solver is trusted only through its certificate, checked in test_solvers.py).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tabular import AlgorithmConfig, make_game, make_state, run, solve_equilibrium, step
+from tabular.algorithms import (exact_pg_loss, population_pairwise_loss, sampled_pairwise_loss,
+                                sampled_pg_loss, sampling_log_policy)
+from tabular_helpers import fixed_point_map, random_preference, random_reference
+
+
+def game_with_mu(spec, seed=0, spread=0.5):
+    """A family game with a non-uniform mu (with uniform mu, cyclic games have pi* = mu = pi_0)."""
+    P, scores = make_game(spec)
+    return P, random_reference(P.shape[0], np.random.default_rng(seed), spread), scores
+
+
+def mixture(pi, mu, beta):
+    m = pi ** (1 - beta) * mu ** beta
+    return m / m.sum()
+
+
+def max_abs(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max())
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact forms: limits.
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ["cyclic:5", "rps", "random:6:1", "bt:6:2", "majority:5:3:0"])
+@pytest.mark.parametrize("tau", [1.0, 0.5])
+def test_exact_online_ipo_converges_to_pi_star(spec, tau):
+    """Prop. 4.1: online IPO's population loss, sampled from pi itself, is minimised at pi*."""
+    P, mu, _ = game_with_mu(spec)
+    eq = solve_equilibrium(P, mu, tau)
+    res = run(AlgorithmConfig("online_ipo", tau=tau), P, mu, steps=1500, record_every=1500,
+              pi_star=eq.pi)
+    pi = res.final_pi[0]
+    assert float(res.metrics["gap"][-1, 0]) <= 1e-10
+    # The limit satisfies the fixed point pi = T(pi), with our own T.
+    assert max_abs(pi, fixed_point_map(P, mu, tau, pi)) <= 1e-10
+
+
+def test_offline_ipo_converges_to_mu_exp_P_mu():
+    """Prop. 4.1, offline: sampling from mu, the minimiser is pi ∝ mu exp(P mu / tau)."""
+    P, mu, _ = game_with_mu("random:5:4")
+    tau = 0.5
+    res = run(AlgorithmConfig("offline_ipo", tau=tau), P, mu, steps=1500, record_every=1500,
+              pi_star=mu)
+    assert max_abs(res.final_pi[0], fixed_point_map(P, mu, tau, mu)) <= 1e-10
+
+
+def test_decaying_nash_md_obeys_kl_bound_and_approaches_pi_star():
+    """Munos et al. Thm 1: eta_t = 2 / (tau (t+2)) gives KL(pi* || pi_T) <= 8 / (tau^2 (T+1))."""
+    for spec, tau in [("perturbed_rps", 0.2), ("random:6:0", 0.5), ("bt:5:1", 1.0)]:
+        P, mu, _ = game_with_mu(spec)
+        eq = solve_equilibrium(P, mu, tau)
+        res = run(AlgorithmConfig("nash_md", tau=tau), P, mu, steps=2000, record_every=1,
+                  pi_star=eq.pi)
+        T = res.steps
+        kl = res.metrics["kl_to_opt"][:, 0]
+        # Our own KL(pi* || pi_T) at the end agrees with the recorded metric.
+        pi_T = res.final_pi[0]
+        assert kl[-1] == pytest.approx(np.sum(eq.pi * np.log(eq.pi / pi_T)), rel=1e-6, abs=1e-15)
+        assert np.all(kl <= 8 / (tau**2 * (T + 1)))
+        # Approaches pi*: non-increasing after the first step (the first step, eta_0 tau = 1,
+        # jumps to BR(mu) and may overshoot) and far below its start.
+        assert np.all(np.diff(kl[1:]) <= 1e-15)
+        assert kl[-1] <= 1e-6 * max(kl[0], 1e-3)
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5, 0.9])
+def test_ipo_md_converges_to_the_mixture_fixed_point(beta):
+    """SPEC Eq. 13: the limit satisfies pi ∝ mu exp(P mix_beta(pi) / tau) (checked here)."""
+    P, mu, _ = game_with_mu("random:5:2")
+    tau = 0.5
+    res = run(AlgorithmConfig("ipo_md", tau=tau, beta=beta), P, mu, steps=2000,
+              record_every=2000, pi_star=mu)
+    pi = res.final_pi[0]
+    assert max_abs(pi, fixed_point_map(P, mu, tau, mixture(pi, mu, beta))) <= 1e-10
+    # Prop. 5.2: mix_beta(pi) is the equilibrium at temperature tau / (1 - beta).
+    m = mixture(pi, mu, beta)
+    assert max_abs(m, fixed_point_map(P, mu, tau / (1 - beta), m)) <= 1e-10
+
+
+@pytest.mark.parametrize("eta", [0.1, 0.5, 2.0])
+def test_constant_eta_nash_md_reaches_the_ipo_md_point(eta):
+    """SPEC §5.5: Nash-MD with constant eta has the IPO-MD fixed point with beta = eta tau."""
+    P, mu, _ = game_with_mu("cyclic:5")
+    tau = 0.4
+    beta = eta * tau
+    res = run(AlgorithmConfig("nash_md", tau=tau, eta=eta), P, mu, steps=int(40 / beta) + 50,
+              record_every=10_000, pi_star=mu)
+    pi = res.final_pi[0]
+    assert max_abs(pi, fixed_point_map(P, mu, tau, mixture(pi, mu, beta))) <= 1e-10
+    # and it is not pi* (the O(eta) bias), which it approaches as eta -> 0:
+    assert max_abs(pi, solve_equilibrium(P, mu, tau).pi) > 1e-6
+
+
+def test_online_dpo_misses_pi_star_with_two_actions():
+    """App. F, by hand. With two actions and pair weights detached, online DPO's population loss is
+    2 pi0 pi1 dpo(h, p) in the single margin h = r(0) - r(1), minimised at h = logit(p) / tau.
+    pi* instead has h = ((P pi)_0 - (P pi)_1) / tau = (p - 1/2)(pi0 + pi1) / tau = (p - 1/2) / tau.
+    They agree only when p = 1/2."""
+    p, tau = 0.8, 0.5
+    P = np.array([[0.5, p], [1 - p, 0.5]])
+    mu = np.array([0.3, 0.7])
+    res = run(AlgorithmConfig("online_dpo", tau=tau), P, mu, steps=3000, record_every=3000,
+              pi_star=mu)
+    pi = res.final_pi[0]
+    margin = math.log(pi[0] / pi[1]) - math.log(mu[0] / mu[1])
+    assert margin == pytest.approx(math.log(p / (1 - p)) / tau, abs=1e-8)
+    pi_star = solve_equilibrium(P, mu, tau).pi
+    assert math.log(pi_star[0] / pi_star[1]) - math.log(mu[0] / mu[1]) == pytest.approx(
+        (p - 0.5) / tau, abs=1e-12)
+    assert max_abs(pi, pi_star) > 0.1
+
+
+def test_online_dpo_reaches_pi_star_when_p_is_half():
+    P = np.full((2, 2), 0.5)
+    mu = np.array([0.3, 0.7])
+    res = run(AlgorithmConfig("online_dpo", tau=0.5), P, mu, steps=10, record_every=10, pi_star=mu)
+    assert max_abs(res.final_pi[0], mu) <= 1e-15  # pi_0 = mu = pi* is stationary
+
+
+def test_rl_converges_to_the_rlhf_solution():
+    """Entropy-regularised policy gradient on scores s: the optimum is pi ∝ mu exp(s / tau)."""
+    P, mu, scores = game_with_mu("bt:4:0")
+    tau = 0.5
+    res = run(AlgorithmConfig("rl", tau=tau), P, mu, steps=3000, record_every=3000, pi_star=mu,
+              scores=scores)
+    target = mu * np.exp(scores / tau)
+    assert max_abs(res.final_pi[0], target / target.sum()) <= 1e-10
+
+
+@pytest.mark.parametrize("name", ["extragradient", "self_play"])
+def test_other_exact_methods_reach_pi_star(name):
+    P, mu, _ = game_with_mu("majority:5:3:1")
+    tau = 0.5
+    res = run(AlgorithmConfig(name, tau=tau), P, mu, steps=2000, record_every=2000, pi_star=mu)
+    pi = res.final_pi[0]
+    assert max_abs(pi, fixed_point_map(P, mu, tau, pi)) <= 1e-10
+
+
+def test_ipo_gradient_is_minus_four_over_tau_self_play_gradient():
+    """Prop. 4.2 by autodiff: grad of the online-IPO population loss (both pair orders summed)
+    equals -(4/tau) times the self-play gradient g_j = pi_j (A_j - E_pi A),
+    A(y) = (P pi)(y) - 1/2 - tau r(y), which is written out here in numpy."""
+    rng = np.random.default_rng(5)
+    n, tau = 6, 0.3
+    P, mu = random_preference(n, rng), random_reference(n, rng)
+    theta = torch.tensor(rng.normal(size=(1, n)), dtype=torch.float64, requires_grad=True)
+    log_mu = torch.log(torch.tensor(mu))[None]
+    log_q = sampling_log_policy(torch.log_softmax(theta, -1), log_mu, 0.0)
+    loss = population_pairwise_loss(theta, log_mu, torch.tensor(P)[None], tau, "ipo", log_q)
+    (grad,) = torch.autograd.grad(loss.sum(), theta)
+    pi = np.exp(theta.detach().numpy()[0]) / np.exp(theta.detach().numpy()[0]).sum()
+    A = P @ pi - 0.5 - tau * (np.log(pi) - np.log(mu))
+    self_play = pi * (A - pi @ A)
+    np.testing.assert_allclose(grad.numpy()[0], -(4 / tau) * self_play, rtol=1e-10, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampled forms approach the exact ones.
+# ---------------------------------------------------------------------------------------------
+def _gradients(loss_fn, theta0, B):
+    theta = theta0.expand(B, -1).clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(loss_fn(theta).sum(), theta)
+    return g  # (B, n): one independent estimate per batch element
+
+
+def _sampled_and_exact(kind, K, B=4000, seed=0):
+    rng = np.random.default_rng(8)
+    n, tau, beta = 5, 0.5, 0.3
+    P, mu = random_preference(n, rng), random_reference(n, rng)
+    theta0 = torch.tensor(rng.normal(size=(1, n)), dtype=torch.float64)
+    Pb = torch.tensor(P).expand(B, n, n)
+    log_mu = torch.log(torch.tensor(mu)).expand(B, n)
+    gen = torch.Generator().manual_seed(seed)
+
+    def log_q(theta):
+        return sampling_log_policy(torch.log_softmax(theta, -1), log_mu[: theta.shape[0]], beta)
+
+    if kind == "ipo_md":
+        sampled = _gradients(lambda th: sampled_pairwise_loss(
+            th, log_mu, Pb, tau, "ipo", log_q(th), K, "soft", gen), theta0, B)
+        exact = _gradients(lambda th: population_pairwise_loss(
+            th, log_mu[:1], Pb[:1], tau, "ipo", log_q(th)), theta0, 1)
+    else:  # nash_md_pg with Bernoulli labels: the noisiest estimator
+        cfg = AlgorithmConfig("nash_md_pg", tau=tau, beta=beta, sampled=True, batch=K,
+                              label_type="bernoulli")
+        sampled = _gradients(lambda th: sampled_pg_loss(cfg, th, log_mu, Pb, gen), theta0, B)
+        exact = _gradients(lambda th: exact_pg_loss(cfg, th, log_mu[:1], Pb[:1]), theta0, 1)
+    return sampled, exact[0]
+
+
+@pytest.mark.parametrize("kind", ["ipo_md", "nash_md_pg"])
+def test_sampled_gradient_is_unbiased_within_a_clt_bound(kind):
+    """B = 4000 independent batch-K gradient estimates; each coordinate's mean is within z = 5
+    standard errors of the exact gradient. Under the CLT a false failure has probability
+    < 2 * n * Phi(-5) ~ 3e-6 (n = 5 coordinates); the seed is fixed, so the test is deterministic."""
+    sampled, exact = _sampled_and_exact(kind, K=8)
+    mean = sampled.mean(0)
+    se = sampled.std(0) / math.sqrt(sampled.shape[0])
+    assert torch.all((mean - exact).abs() <= 5 * se + 1e-15)
+
+
+@pytest.mark.parametrize("kind", ["ipo_md", "nash_md_pg"])
+def test_sampled_gradient_error_shrinks_like_one_over_sqrt_batch(kind):
+    """i.i.d. pairs: E||g_K - g||^2 = c / K exactly, so K * MSE(K) is the same for every K.
+    MSE is estimated from B = 4000 replicates (relative standard error a few %), so a 35% band
+    is > 5 standard errors wide (false-failure rate < 1e-6 under the CLT; fixed seed)."""
+    scaled = []
+    for K in (4, 16, 64):
+        sampled, exact = _sampled_and_exact(kind, K=K, seed=K)
+        scaled.append(K * float(((sampled - exact) ** 2).sum(1).mean()))
+    assert max(scaled) / min(scaled) <= 1.35, scaled
+
+
+def test_sampled_online_ipo_run_approaches_exact_as_batch_grows():
+    """After 200 SGD steps the sampled iterate sits in a noise ball of radius ~ sqrt(lr / K)
+    around pi*: a 64x larger batch must shrink the mean distance (over 64 seeds) at least 3x
+    (the expected ratio is 8)."""
+    P, mu, _ = game_with_mu("random:4:3")
+    tau = 0.5
+    eq = solve_equilibrium(P, mu, tau)
+    distances = []
+    for K in (16, 1024):
+        res = run(AlgorithmConfig("online_ipo", tau=tau, sampled=True, batch=K),
+                  np.repeat(P[None], 64, 0), mu, steps=200, record_every=200, pi_star=eq.pi,
+                  seed=1)
+        distances.append(np.abs(res.final_pi - eq.pi).max(1).mean())
+    assert distances[1] * 3 <= distances[0], distances
+
+
+def test_sampled_nash_md_step_is_unbiased():
+    """The sampled P @ mix estimate (Bernoulli labels) averages to the exact Nash-MD input."""
+    P, mu, _ = game_with_mu("perturbed_rps")
+    B, K, tau, eta = 20000, 4, 0.5, 0.5
+    cfg = AlgorithmConfig("nash_md", tau=tau, eta=eta, sampled=True, batch=K,
+                          label_type="bernoulli")
+    state = make_state(cfg, np.repeat(P[None], B, 0), mu, seed=2)
+    from tabular.algorithms import _estimate_P_times
+    log_mix = sampling_log_policy(state.theta, state.log_mu, eta * tau)
+    est = _estimate_P_times(state.P, log_mix, cfg, state.generator).numpy()  # (B, n)
+    exact = P @ mixture(mu, mu, eta * tau)
+    se = est.std(0) / math.sqrt(B)
+    assert np.all(np.abs(est.mean(0) - exact) <= 5 * se)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectorisation and reproducibility.
+# ---------------------------------------------------------------------------------------------
+def test_thousand_seeds_run_as_one_batch():
+    P, mu, _ = game_with_mu("random:5:1")
+    eq = solve_equilibrium(P, mu, 0.5)
+    cfg = AlgorithmConfig("online_ipo", tau=0.5, sampled=True, batch=16)
+    res = run(cfg, np.repeat(P[None], 1000, 0), mu, steps=20, record_every=10, pi_star=eq.pi,
+              seed=7)
+    assert res.final_pi.shape == (1000, 5) and res.metrics["gap"].shape == (3, 1000)
+    # every seed sees its own samples ...
+    assert len({tuple(np.round(r, 12)) for r in res.final_pi}) == 1000
+    # ... and the whole batch is reproducible from the seed, and changes with it.
+    again = run(cfg, np.repeat(P[None], 1000, 0), mu, steps=20, record_every=10, pi_star=eq.pi,
+                seed=7)
+    np.testing.assert_array_equal(res.final_pi, again.final_pi)
+    other = run(cfg, np.repeat(P[None], 1000, 0), mu, steps=20, record_every=10, pi_star=eq.pi,
+                seed=8)
+    assert not np.array_equal(res.final_pi, other.final_pi)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("name", ["online_ipo", "ipo_md", "nash_md_pg", "nash_md"])
+def test_batch_elements_are_independent(name, optimizer):
+    """A batch of different games gives, element by element, the runs of each game alone."""
+    rng = np.random.default_rng(3)
+    games = [(random_preference(4, rng), random_reference(4, rng)) for _ in range(3)]
+    cfg = AlgorithmConfig(name, tau=0.5, beta=0.2, optimizer=optimizer)
+    P = np.stack([g[0] for g in games])
+    mu = np.stack([g[1] for g in games])
+    batched = run(cfg, P, mu, steps=50, record_every=50, pi_star=mu).final_pi
+    for b, (Pb, mub) in enumerate(games):
+        alone = run(cfg, Pb, mub, steps=50, record_every=50, pi_star=mub).final_pi[0]
+        np.testing.assert_allclose(batched[b], alone, rtol=1e-12, atol=1e-15)
+
+
+def test_step_advances_in_place():
+    P, mu, _ = game_with_mu("rps")
+    state = make_state(AlgorithmConfig("online_ipo", tau=1.0), P, mu)
+    before = state.log_pi.clone()
+    step(state)
+    assert state.t == 1 and not torch.equal(before, state.log_pi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration errors.
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(name="nosuch"), "unknown algorithm"),
+    (dict(name="online_ipo", tau=0.0), "tau"),
+    (dict(name="ipo_md", beta=1.5), "beta"),
+    (dict(name="nash_md", eta=-1.0), "eta"),
+    (dict(name="nash_md", tau=1.0, eta=2.0), "eta \\* tau <= 1"),
+    (dict(name="online_ipo", lr=0.0), "lr"),
+    (dict(name="online_ipo", optimizer="rmsprop"), "optimizer"),
+    (dict(name="online_ipo", batch=0), "batch"),
+    (dict(name="online_ipo", label_type="fuzzy"), "label type"),
+])
+def test_invalid_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AlgorithmConfig(**kwargs)
+
+
+def test_rl_needs_scores():
+    P, _ = make_game("random:4")
+    with pytest.raises(ValueError, match="Bradley-Terry"):
+        make_state(AlgorithmConfig("rl", tau=1.0), P)
