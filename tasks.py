@@ -77,11 +77,15 @@ def cmd_run(ns) -> None:
     out = Path(ns.out)
     _step("tabular equivalence (online IPO = Nash-MD = exact pi*)",
           ["-m", "tabular", "equivalence"], env)
-    _step("tabular convergence experiment",
-          ["-m", "tabular", "run", "--algorithms",
-           "online_ipo,ipo_md,nash_md,extragradient,self_play,online_dpo,online_slic,offline_ipo",
-           "--game", "majority:8:5", "--tau", "0.1", "--beta", "0.125", "--steps", "2000",
-           "--seeds", "10", "--out", str(out / "tabular_run"), "--overwrite"], env)
+    algorithms = "online_ipo,ipo_md,nash_md,extragradient,self_play,online_dpo,online_slic,offline_ipo"
+    game = ["--game", "majority:8:5", "--tau", "0.1", "--beta", "0.125"]
+    _step("tabular convergence experiment, exact",
+          ["-m", "tabular", "run", "--algorithms", algorithms, *game, "--steps", "2000",
+           "--out", str(out / "tabular_exact")], env)
+    _step("tabular convergence experiment, sampled (64 pairs a step, 10 seeds)",
+          ["-m", "tabular", "run", "--algorithms", algorithms, *game, "--steps", "2000",
+           "--sampled", "--batch", "64", "--seeds", "10", "--out", str(out / "tabular_sampled")],
+          env)
     _step("proposition ledger", ["-m", "proofs_check", *(["--quick"] if ns.quick else [])], env)
     if not ns.no_llm:
         _step("LLM pipeline (CPU)", ["-m", "llm", "pipeline", "--out", str(out / "llm"),

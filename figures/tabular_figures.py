@@ -116,7 +116,7 @@ def figure_simplex(out, sizes, seed, progress):
                f"(decaying step) on 3-action cyclic preferences at τ = {tau}; top: uniform μ (so π* and every fixed point "
                f"are uniform) from three non-uniform starts; bottom: non-uniform μ = (0.6, 0.3, 0.1) from π_0 = μ "
                f"and the same starts, where the fixed points separate; red star π*, orange cross each "
-               f"method's exact fixed point (tabular.limit_point); gradient methods use SGD lr = min(0.5, 2τ)/4.")
+               f"method's exact fixed point (tabular.limit_point); gradient methods use SGD at a quarter of the library default lr (min(0.5, 20τ²) for IPO), for smooth curves.")
     return [(name, caption)]
 
 
@@ -212,7 +212,7 @@ def figure_convergence(out, sizes, seed, progress):
             f"Duality gap and KL(π*‖π_t) against iterations (log-log) for all 12 algorithms at τ = {tau} on "
             f"BT, cyclic, random and annotator-majority games (n = {n}, non-uniform μ): exact population "
             f"updates dashed, sampled (batch 64, soft labels) solid = mean with a 2.5-97.5% band over {S} "
-            f"seeds; SGD lr = min(0.5, 2τ) for IPO (scaled per loss, see CSV column lr).")))
+            f"seeds; SGD at the library default lr, min(0.5, 20τ²) for IPO, scaled per loss (CSV column lr).")))
     return results
 
 

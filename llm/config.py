@@ -175,9 +175,9 @@ class PipelineConfig(ModelShape, RunConfig):
     eval_every: int = _f(25, "gold win rate vs SFT every K alignment steps (curves.csv)")
     eval_prompts: int = _f(64, "held-out prompts for the curves")
     n_prompts: int = _f(256, "held-out prompts for the final win-rate matrices")
-    sweep: bool = _f(False, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md)")
-    sweep_taus: list = _f(["0.05", "0.2", "1.0"], "taus of the sweep")
-    sweep_betas: list = _f(["0.0", "0.5", "1.0"], "betas of the ipo_md sweep")
+    sweep: bool = _f(True, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md)")
+    sweep_taus: list = _f(["0.02", "0.1", "0.5", "2.0"], "taus of the sweep (online_ipo and online_dpo)")
+    sweep_betas: list = _f(["0.0", "0.25", "0.5", "1.0"], "betas of the ipo_md sweep (at ipo_md's tau)")
     sweep_seeds: int = _f(1, "seeds per sweep point")
 
     def tau_of(self, method: str) -> float:

@@ -159,7 +159,7 @@ class TextTask(Task):
     name: str = "text"
     seed: int = 0
     max_doc_words: int = 40
-    max_new_tokens: int = 16
+    max_new_tokens: int = 24
     max_prompt_tokens: int = 64
     rater_names: tuple = ("overlap", "brevity", "faithfulness")
 

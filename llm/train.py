@@ -75,7 +75,7 @@ def run_sft(cfg, progress: bool = True) -> dict:
         batch = [prompts[i] for i in rng.integers(len(prompts), size=cfg.batch_size)]
         targets = [task.reference_summary(x, rng) for x in batch]
         prompt_ids, prompt_mask = codec.encode_prompts(batch)  # (B, P)
-        y, y_mask = codec.encode_summaries(targets)  # (B, T)
+        y, y_mask = codec.encode_summaries(targets, task.max_new_tokens)  # (B, T)
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * (1 - 0.9 * step / cfg.steps)
         with autocast(device, cfg.bf16):

@@ -82,8 +82,8 @@ class RunConfig:
                              "default: nash_md decays as 2/(tau(t+2)), extragradient 1/(2(tau+1))",
                              None)
     lr: float | None = _opt("learning rate of the gradient methods; default: AlgorithmConfig's "
-                            "(SGD: min(0.5, 2 tau) for the pairwise losses, 4/tau times that for "
-                            "the policy-gradient methods; Adam: 0.01)", None)
+                            "(SGD: min(0.5, 20 tau^2) for IPO, scaled per loss: /(2 tau^2) DPO, "
+                            "/(2 tau) SLiC, x 4/tau policy gradient; Adam: 0.01)", None)
     optimizer: str = _opt("optimiser of the gradient methods on the softmax logits", "sgd",
                           choices=("sgd", "adam"))
     sampled: bool = _opt("sampled form (--batch pairs per step, labels drawn from P) instead of "

@@ -76,9 +76,8 @@ def test_pm_metrics_by_hand():
     assert m["mean_abs_error"] == pytest.approx((0.1 + 0.2 + 0.3 + 0.05) / 4)
 
 
-@pytest.mark.slow
 def test_text_task_parses_stdlib_docstrings_and_round_trips_the_tokenizer():
-    """~15 s: parses the CPython standard library with ast and trains a byte-level BPE."""
+    """~6-15 s: parses the CPython standard library with ast and trains a byte-level BPE."""
     from llm.models import Codec, train_tokenizer
     from llm.tasks import TextTask
 
