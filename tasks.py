@@ -88,8 +88,10 @@ def cmd_run(ns) -> None:
           env)
     _step("proposition ledger", ["-m", "proofs_check", *(["--quick"] if ns.quick else [])], env)
     if not ns.no_llm:
+        quick = ["--sft-steps", "200", "--pm-steps", "150", "--align-steps", "30", "--seeds", "1",
+                 "--eval-prompts", "64", "--no-sweep"]
         _step("LLM pipeline (CPU)", ["-m", "llm", "pipeline", "--out", str(out / "llm"),
-                                     "--overwrite", *(["--quick"] if ns.quick else [])], env)
+                                     "--overwrite", *(quick if ns.quick else [])], env)
     _step("figures", ["-m", "figures", "--out", str(out / "figures"),
                       "--llm-results", str(out / "llm"), *(["--quick"] if ns.quick else [])], env)
     print(f"\n[tasks] done: results and figures are in {out}/", flush=True)

@@ -23,7 +23,8 @@ def no_cache_sample(model, ids, mask, max_new, gen, eos_id, pad_id):
     for _ in range(max_new):
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
-        nxt = (torch.log_softmax(logits, -1) - torch.log(-torch.log(torch.rand(logits.shape, generator=gen)))).argmax(-1)
+        gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=gen)))
+        nxt = (torch.log_softmax(logits, -1) + gumbel).argmax(-1)
         out.append(nxt)
         ids = torch.cat([ids, nxt[:, None]], 1)
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)

@@ -3,8 +3,8 @@
 Inputs (each optional; a figure whose input is missing or malformed is skipped with a reason):
 
 - ``DIR/summary.json``: ``methods``, ``win_matrix_gold_mean``, ``win_matrix_gold_std`` (square,
-  ``p(row beats column)``; rows/columns are ``methods`` or, when the matrix has one more row,
-  ``["sft"] + methods``) -> ``fig6a_llm_win_matrix`` (Table 2-style annotated heatmap, mean ± std).
+  ``p(row beats column)``; rows/columns are ``matrix_labels`` when present, else ``methods`` or,
+  when the matrix has one more row, ``["sft"] + methods``) -> ``fig6a_llm_win_matrix`` (Table 2-style annotated heatmap, mean ± std).
 - ``DIR/tau_sweep.csv`` (method,tau,seed,winrate_vs_sft) -> ``fig6b_llm_winrate_vs_tau``.
 - ``DIR/curves.csv`` (method,tau,beta,seed,step,winrate_vs_sft) -> ``fig6c_llm_training_curves``.
 - ``DIR/beta_sweep.csv`` (method,beta,tau,seed,winrate_vs_sft) -> ``fig6d_llm_ipo_md_beta``.
@@ -63,7 +63,11 @@ def _win_matrix(d: Path, out: Path, command: str):
     if mean.ndim != 2 or mean.shape[0] != mean.shape[1] or std.shape != mean.shape:
         raise ValueError(f"win matrices must be square and of equal shape, got {mean.shape} and {std.shape}")
     k = mean.shape[0]
-    if k == len(methods) + 1:
+    if "matrix_labels" in s:  # the llm pipeline states the row/column order explicitly
+        labels = list(s["matrix_labels"])
+        if len(labels) != k:
+            raise ValueError(f"win matrix is {k}x{k} but matrix_labels lists {len(labels)} names")
+    elif k == len(methods) + 1:
         labels = ["sft"] + methods
     elif k == len(methods):
         labels = methods

@@ -113,7 +113,6 @@ def run_align(cfg, progress: bool = True) -> dict:
     policy, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     ref, _ = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     m = METHODS[cfg.method]
-    scorer = None
     if m.kind == "rl":
         scorer, scorer_codec = load_scorer(cfg.rm, "--rm reward model", task.max_prompt_tokens)
     else:

@@ -87,7 +87,7 @@ class PMConfig(ModelShape, RunConfig):
     sft: str = _f("", "SFT model folder (its samples are compared by the gold judge)", required=True)
     n_pairs: int = _f(4000, "training pairs of SFT samples labelled by the gold judge")
     heldout_pairs: int = _f(500, "held-out pairs (held-out prompts) for accuracy and calibration")
-    steps: int = _f(500, "optimiser steps for each model")
+    steps: int = _f(800, "optimiser steps for each model")
     batch_size: int = _f(64, "pairs per step")
     lr: float = _f(2e-3, "AdamW learning rate (linear warm-down to 10%)")
     reward_model: bool = _f(True, "also train a Bradley-Terry reward model (for --method rl) into OUT/rm")
@@ -161,13 +161,13 @@ class PipelineConfig(ModelShape, RunConfig):
 
     methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
                        "methods to align (each for every seed)")
-    taus: list = _f(["online_ipo=0.1", "ipo_md=0.1", "online_dpo=0.5", "online_slic=0.5", "nash_md_pg=0.02",
-                     "rl=0.05", "self_play=0.02", "offline_ipo=0.1", "offline_dpo=0.5", "offline_slic=0.5"],
+    taus: list = _f(["online_ipo=0.05", "ipo_md=0.05", "online_dpo=0.5", "online_slic=0.5", "nash_md_pg=0.02",
+                     "rl=0.05", "self_play=0.02", "offline_ipo=0.05", "offline_dpo=0.5", "offline_slic=0.5"],
                     "tau per method, METHOD=TAU")
     beta: float = _f(0.125, "mixture coefficient for ipo_md and nash_md_pg")
     seeds: int = _f(3, "seeds per method")
     sft_steps: int = _f(1000, "SFT steps")
-    pm_steps: int = _f(500, "preference/reward model steps")
+    pm_steps: int = _f(800, "preference/reward model steps")
     pm_pairs: int = _f(4000, "gold-labelled training pairs for the PM")
     align_steps: int = _f(150, "alignment steps per run")
     align_batch_size: int = _f(16, "prompts per alignment step")
@@ -176,7 +176,7 @@ class PipelineConfig(ModelShape, RunConfig):
     eval_prompts: int = _f(64, "held-out prompts for the curves")
     n_prompts: int = _f(256, "held-out prompts for the final win-rate matrices")
     sweep: bool = _f(True, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md)")
-    sweep_taus: list = _f(["0.02", "0.1", "0.5", "2.0"], "taus of the sweep (online_ipo and online_dpo)")
+    sweep_taus: list = _f(["0.02", "0.05", "0.2", "1.0"], "taus of the sweep (online_ipo and online_dpo)")
     sweep_betas: list = _f(["0.0", "0.25", "0.5", "1.0"], "betas of the ipo_md sweep (at ipo_md's tau)")
     sweep_seeds: int = _f(1, "seeds per sweep point")
 

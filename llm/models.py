@@ -71,7 +71,8 @@ class Codec:
     def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_left([self.prompt_ids(x) for x in prompts], self.pad_id)  # (B, P), (B, P)
 
-    def encode_summaries(self, summaries: list[str], max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_summaries(self, summaries: list[str],
+                         max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``y <eos>``, right-padded; ``max_tokens`` (incl. ``<eos>``) truncates long summaries."""
         keep = None if max_tokens is None else max_tokens - 1
         return pad_right([self.encode(y)[:keep] + [self.eos_id] for y in summaries], self.pad_id)

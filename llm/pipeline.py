@@ -8,8 +8,9 @@ Writes into ``OUT``: ``sft/``, ``pm/``, ``align/METHOD/seedS/``, ``eval/`` (each
     ``pm_calibration_error`` (held-out, against the exact gold probabilities), ``rm_accuracy``,
     ``step_time_s`` ({method: seconds per alignment step}), ``wall_time_s``;
   - ``curves.csv``: ``method,tau,beta,seed,step,winrate_vs_sft`` (gold, every ``eval_every`` steps);
-  - with ``--sweep``: ``tau_sweep.csv`` (``method,tau,seed,winrate_vs_sft``; online_ipo and
-    online_dpo) and ``beta_sweep.csv`` (``method,beta,tau,seed,winrate_vs_sft``; ipo_md).
+  - with ``--sweep`` (default; ``--no-sweep`` skips it): ``tau_sweep.csv``
+    (``method,tau,seed,winrate_vs_sft``; online_ipo and online_dpo) and ``beta_sweep.csv``
+    (``method,beta,tau,seed,winrate_vs_sft``; ipo_md).
 With ``--resume`` finished stages are skipped and an interrupted one continues from its checkpoint.
 """
 
@@ -26,6 +27,7 @@ import numpy as np
 from .align import run_align
 from .config import AlignConfig, EvalConfig, PMConfig, SFTConfig
 from .evaluate import format_matrix, run_evaluate
+from .objectives import METHODS
 from .runtime import prepare_run_dir, start_run_dir
 from .train import run_sft, run_train_pm, setup_torch
 
@@ -67,37 +69,34 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
     pm = run_train_pm(PMConfig(out=os.path.join(out, "pm"), seed=cfg.seed, sft=sft["model"], steps=cfg.pm_steps,
                                n_pairs=cfg.pm_pairs, **shape, **common), progress)
 
-    # 3. alignment runs
+    # 3. alignment runs (a sweep point equal to a main run reuses it)
+    finished, curves = {}, []
+
     def align(method, seed, tau, beta, folder):
-        return run_align(AlignConfig(out=os.path.join(out, folder), seed=seed, sft=sft["model"], pm=pm["pm"],
-                                     rm=pm.get("rm", ""), method=method, tau=tau, beta=beta,
-                                     steps=cfg.align_steps, batch_size=cfg.align_batch_size, lr=cfg.align_lr,
-                                     eval_every=cfg.eval_every, eval_prompts=cfg.eval_prompts, **common), progress)
+        key = (method, seed, tau, beta if METHODS[method].kind != "pairwise" or method == "ipo_md" else None)
+        if key not in finished:
+            finished[key] = run_align(AlignConfig(
+                out=os.path.join(out, folder), seed=seed, sft=sft["model"], pm=pm["pm"], rm=pm.get("rm", ""),
+                method=method, tau=tau, beta=beta, steps=cfg.align_steps, batch_size=cfg.align_batch_size,
+                lr=cfg.align_lr, eval_every=cfg.eval_every, eval_prompts=cfg.eval_prompts, **common), progress)
+            curves.extend(_curve_rows(os.path.join(out, folder), method, tau, beta, seed))
+        return finished[key]
 
-    runs, curves = {}, []
-    for method in cfg.methods:
-        tau = cfg.tau_of(method)
-        for seed in range(cfg.seeds):
-            folder = os.path.join("align", method, f"seed{seed}")
-            runs.setdefault(method, []).append(align(method, seed, tau, cfg.beta, folder))
-            curves += _curve_rows(os.path.join(out, folder), method, tau, cfg.beta, seed)
+    runs = {m: [align(m, seed, cfg.tau_of(m), cfg.beta, os.path.join("align", m, f"seed{seed}"))
+                for seed in range(cfg.seeds)] for m in cfg.methods}
 
-    # 4. sweeps (optional): final gold win rate vs SFT of each run (its last curve point)
+    # 4. sweeps: final gold win rate vs SFT of each run (its last curve point)
     if cfg.sweep:
         tau_rows, beta_rows = [], []
         for method in ("online_ipo", "online_dpo"):
             for tau in map(float, cfg.sweep_taus):
                 for seed in range(cfg.sweep_seeds):
-                    folder = os.path.join("sweep", f"{method}_tau{tau:g}", f"seed{seed}")
-                    r = align(method, seed, tau, cfg.beta, folder)
-                    curves += _curve_rows(os.path.join(out, folder), method, tau, cfg.beta, seed)
+                    r = align(method, seed, tau, cfg.beta, os.path.join("sweep", f"{method}_tau{tau:g}", f"seed{seed}"))
                     tau_rows.append([method, tau, seed, r["final_winrate_vs_sft"]])
         tau = cfg.tau_of("ipo_md")
         for beta in map(float, cfg.sweep_betas):
             for seed in range(cfg.sweep_seeds):
-                folder = os.path.join("sweep", f"ipo_md_beta{beta:g}", f"seed{seed}")
-                r = align("ipo_md", seed, tau, beta, folder)
-                curves += _curve_rows(os.path.join(out, folder), "ipo_md", tau, beta, seed)
+                r = align("ipo_md", seed, tau, beta, os.path.join("sweep", f"ipo_md_beta{beta:g}", f"seed{seed}"))
                 beta_rows.append(["ipo_md", beta, tau, seed, r["final_winrate_vs_sft"]])
         _write_csv(os.path.join(out, "tau_sweep.csv"), ["method", "tau", "seed", "winrate_vs_sft"], tau_rows)
         _write_csv(os.path.join(out, "beta_sweep.csv"), ["method", "beta", "tau", "seed", "winrate_vs_sft"], beta_rows)

@@ -128,7 +128,8 @@ def load_checkpoint(out: str, config, model, optimizer, generators: dict) -> tup
         if not isinstance(state, dict) or "model" not in state:
             raise ValueError("not a checkpoint of this project")
     except Exception as e:
-        raise UsageError(f"corrupt checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"corrupt checkpoint {path}: {reason}") from None
     _check_same(state["config"], dataclasses.asdict(config), path)
     try:
         model.load_state_dict(state["model"])

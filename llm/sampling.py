@@ -6,8 +6,8 @@ The mixture used by IPO-MD and Nash-MD-PG is applied **per token** (SPEC §4):
 
 renormalised at every position t. This is *not* the sequence-level geometric mixture
 ``pi(y|x)^(1-beta) mu(y|x)^beta / Z(x)``: that one would need normalisers ``Z`` over all sequences
-(intractable); the per-token version equals it only for one-token responses. The paper
-(Calandriello et al. 2024, Sec. 5) samples the per-token version too.
+(intractable); the per-token version equals it only for one-token responses (tested against the
+exact mixture in ``tests/llm/test_objectives.py``). SPEC §4 prescribes this tractable version.
 
 :func:`sample` steps:
   1. one forward of the prompt through each model that is needed, keeping its KV cache;

