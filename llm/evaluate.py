@@ -12,7 +12,6 @@ Steps:
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from .align import read_prompt_file
 from .models import UsageError, load_causal_lm, load_scorer
-from .runtime import prepare_run_dir, start_run_dir
+from .runtime import atomic_write_json, prepare_run_dir, start_run_dir
 from .sampling import sample
 from .tasks import make_task
 from .train import _pm_forward, setup_torch
@@ -122,8 +121,7 @@ def run_evaluate(cfg, progress: bool = True) -> dict:
     result = win_matrices(task, codec, prompts, responses, pm, device, progress)
     result["models"] = cfg.models
     result["n_prompts"] = len(prompts)
-    with open(os.path.join(cfg.out, "eval.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    atomic_write_json(os.path.join(cfg.out, "eval.json"), result)
     if progress:
         print("gold judge, p(row > column), mean (std) over seed pairs:")
         print(format_matrix(result["labels"], result["gold_mean"], result["gold_std"]))

@@ -16,7 +16,6 @@ Every check on a user-supplied path raises :class:`UsageError` with one line nam
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch
@@ -238,5 +237,6 @@ def save_model(model, codec: Codec, path: str, extra: dict | None = None) -> Non
     model.save_pretrained(path)
     codec.tokenizer.save(os.path.join(path, "tokenizer.json"))
     if extra is not None:
-        with open(os.path.join(path, "info.json"), "w") as f:
-            json.dump(extra, f, indent=2)
+        from .runtime import atomic_write_json  # runtime imports this module: import here
+
+        atomic_write_json(os.path.join(path, "info.json"), extra)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 import time
@@ -28,17 +29,18 @@ from .align import run_align
 from .config import AlignConfig, EvalConfig, PMConfig, SFTConfig
 from .evaluate import format_matrix, run_evaluate
 from .objectives import METHODS
-from .runtime import prepare_run_dir, start_run_dir
+from .runtime import atomic_write_json, atomic_write_text, prepare_run_dir, start_run_dir
 from .train import run_sft, run_train_pm, setup_torch
 
 __all__ = ["run_pipeline"]
 
 
 def _write_csv(path: str, header: list[str], rows: list[list]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _curve_rows(run_dir: str, method: str, tau: float, beta: float, seed: int) -> list[list]:
@@ -129,8 +131,7 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
         "n_eval_prompts": ev["n_prompts"],
         "wall_time_s": time.perf_counter() - t_start,
     }
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    atomic_write_json(os.path.join(out, "summary.json"), summary)
     if progress:
         print("gold judge, p(row > column), mean (std) over seed pairs:")
         print(format_matrix(labels, ev["gold_mean"], ev["gold_std"]))

@@ -82,14 +82,19 @@ def start_run_dir(config, resuming: bool) -> None:
 
 
 def write_config(config, path: str) -> None:
-    _atomic_write_text(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
+    atomic_write_text(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
 
 
-def _atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file and ``os.replace``: readers never see half a file."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with open(tmp, "w", newline="") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def atomic_write_json(path: str, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _check_same(old: dict, new: dict, path: str) -> None:
@@ -163,16 +168,16 @@ class MetricLog:
         self._write_csv()
 
     def _rewrite(self) -> None:
-        with open(self.jsonl_path, "w") as f:
-            for r in self.rows:
-                f.write(json.dumps(r) + "\n")
+        atomic_write_text(self.jsonl_path, "".join(json.dumps(r) + "\n" for r in self.rows))
         self._write_csv()
 
     def _write_csv(self) -> None:
         keys = []
         for r in self.rows:
             keys += [k for k in r if k not in keys]
-        with open(self.csv_path, "w", newline="") as f:
+        tmp = self.csv_path + ".tmp"  # rewritten whole at each log: temp + rename, never half a file
+        with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys or ["step"])
             writer.writeheader()
             writer.writerows(self.rows)
+        os.replace(tmp, self.csv_path)

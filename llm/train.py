@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .models import Codec, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
 from .runtime import (MetricLog, autocast, load_checkpoint, prepare_run_dir, resolve_device,
-                      save_checkpoint, start_run_dir, CHECKPOINT)
+                      save_checkpoint, start_run_dir, CHECKPOINT, atomic_write_json)
 from .sampling import sample, token_logprobs
 from .tasks import make_task
 
@@ -41,8 +41,7 @@ def _done(out: str) -> dict | None:
 
 
 def _finish(out: str, info: dict) -> dict:
-    with open(os.path.join(out, "done.json"), "w") as f:
-        json.dump(info, f, indent=2)
+    atomic_write_json(os.path.join(out, "done.json"), info)
     return info
 
 
@@ -198,8 +197,7 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
         if cfg.reward_model:
             result["rm"] = pm_metrics(_batched(_rm_forward, models["rm"], codec, hx, hy, hyp, device), hp)
     result["gold_sft_pairs_mean_abs_p_minus_half"] = (hp - 0.5).abs().mean().item()
-    with open(os.path.join(cfg.out, "heldout.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    atomic_write_json(os.path.join(cfg.out, "heldout.json"), result)
     info = {"pm": os.path.join(cfg.out, "pm"), "heldout": result}
     save_model(models["pm"].cpu(), codec, info["pm"], {"stage": "train-pm", "kind": "pairwise", **result["pm"]})
     if cfg.reward_model:

@@ -379,7 +379,7 @@ def limit_point(cfg: AlgorithmConfig, P, mu):
     nash_md_pg(beta): ``pi ∝ mu exp(P mix_beta(pi) / tau)`` (SPEC Eq. 13). offline_ipo: beta = 1.
     nash_md with constant eta: beta = eta tau (SPEC §5.5). rl: ``mu exp(s / tau)`` normalised.
     """
-    from .solvers import Equilibrium, mixture_fixed_point, solve_equilibrium
+    from .solvers import mixture_fixed_point, solve_equilibrium
 
     name = cfg.name
     if name in ("online_ipo", "self_play", "extragradient") or (name == "nash_md" and cfg.eta is None):

@@ -30,7 +30,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy.special import expit, log_softmax, logsumexp
+from scipy.special import expit, log_softmax
 
 __all__ = [
     "SYMMETRY_TOL",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .game import kl, win_rate
+from .game import win_rate
 from .solvers import duality_gap
 
 __all__ = ["policy_metrics", "kl_log"]

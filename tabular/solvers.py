@@ -22,7 +22,6 @@ program (scipy HiGHS).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 

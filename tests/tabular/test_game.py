@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tabular.game import (annotator_majority, bradley_terry, cyclic, load_matrix, load_vector,
+from tabular.game import (annotator_majority, bradley_terry, load_matrix, load_vector,
                           make_game, mixture_policy, validate_beta, validate_eta, validate_game,
                           validate_tau)
 

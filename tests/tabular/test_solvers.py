@@ -1,6 +1,5 @@
 """Exact solver: certificates, fixed point, equivariance, the tau = 0 LP, mixture fixed point."""
 
-import warnings
 
 import numpy as np
 import pytest
