@@ -23,6 +23,8 @@ import torch
 from tqdm import tqdm
 
 from .models import UsageError, load_causal_lm, load_scorer, save_model
+from tabular.losses import make_labels
+
 from .objectives import METHODS, nash_md_pg_loss, pairwise_method_loss, rl_loss
 from .runtime import (CHECKPOINT, MetricLog, autocast, load_checkpoint, prepare_run_dir,
                       save_checkpoint, start_run_dir)
@@ -68,7 +70,8 @@ def alignment_loss(method: str, policy, ref, prompt_ids, prompt_mask, *, tau: fl
     elif m.kind == "pg":
         with torch.no_grad():
             p = judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask)  # (B,)
-        losses = nash_md_pg_loss(tok[:B], ref_tok[:B], y_mask, p, tau)  # (B,), only y gets gradient
+        label = make_labels(p, label_type, label_generator)  # (B,), as the pairwise methods do
+        losses = nash_md_pg_loss(tok[:B], ref_tok[:B], y_mask, label, tau)  # (B,), only y gets gradient
     else:
         with torch.no_grad():
             r = reward(ids2, mask2, response, resp_mask)  # (2B,)
@@ -124,7 +127,9 @@ def run_align(cfg, progress: bool = True) -> dict:
 
     # -- seed, models, optimiser --
     torch.manual_seed(cfg.seed)
-    policy.to(device).train()
+    # eval mode (dropout off) while training too: the samples, the log-probs in the loss and the
+    # frozen reference must all be the same deterministic functions, or r_pi != 0 at step 0.
+    policy.to(device).eval()
     ref.to(device).eval().requires_grad_(False)  # mu: frozen SFT model
     scorer.to(device).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -154,11 +159,8 @@ def run_align(cfg, progress: bool = True) -> dict:
         sft_texts = codec.decode(resp)
 
     def evaluate(step):
-        policy.eval()
-        w = gold_winrate(task, codec, policy, sft_texts, eval_prompts, 20_000 + step, device, max_new,
-                         cfg.temperature)
-        policy.train()
-        return w
+        return gold_winrate(task, codec, policy, sft_texts, eval_prompts, 20_000 + step, device,
+                            max_new, cfg.temperature)
 
     if start == 0 and cfg.eval_every and not log.rows:
         log.log({"step": 0, "eval/winrate_vs_sft": evaluate(0)})

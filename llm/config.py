@@ -123,6 +123,9 @@ class AlignConfig(RunConfig):
             raise UsageError(f"--beta must be in [0, 1], got {self.beta}")
         if not self.temperature > 0:
             raise UsageError(f"--temperature must be > 0, got {self.temperature}")
+        if self.method == "rl" and self.label_type != "soft":
+            raise UsageError("--label-type applies to methods labelled by the preference model; "
+                             "rl uses the reward model's score")
         if self.method == "rl" and not self.rm:
             raise UsageError("--method rl needs --rm (a reward model folder)")
         if self.method != "rl" and not self.pm:

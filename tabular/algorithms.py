@@ -53,6 +53,7 @@ __all__ = [
     "run",
     "RunResult",
     "sampling_log_policy",
+    "label_matrix",
     "population_pairwise_loss",
     "sampled_pairwise_loss",
     "exact_pg_loss",
@@ -148,10 +149,11 @@ class AlgorithmConfig:
         # lr 2 tau at tau = 0.05 oscillate on cyclic(5). Convergence is then slow at small tau:
         # that is the method (extragradient is the fast alternative), not the step size.
         lr_pairwise = min(0.5, 20.0 * self.tau**2)
-        # The other objectives get the lr that gives them a comparable step in the margin: DPO's
-        # curvature in h is at most tau^2 / 4 (IPO's is 2), SLiC's subgradient is tau, and the
-        # policy-gradient objectives are tau/4 times IPO's (Prop. 4.2: grad IPO = -(4/tau) grad
-        # self-play), so self_play follows online_ipo step for step.
+        # The policy-gradient objectives are tau/4 times IPO's (Prop. 4.2: grad IPO = -(4/tau)
+        # grad self-play), so with lr x 4/tau self_play follows online_ipo step for step. DPO and
+        # SLiC get lr / (2 tau^2) and lr / (2 tau): measured, not derived (their gradients in h
+        # scale like tau, and the rotation like 1/tau); 4x and 16x the DPO default oscillate on
+        # a BT-cyclic blend at tau = 0.1.
         loss = ALGORITHMS[self.name][1]
         if loss == "dpo":
             return lr_pairwise / (2.0 * self.tau**2)
@@ -237,6 +239,13 @@ def sampling_log_policy(log_pi: torch.Tensor, log_mu: torch.Tensor, beta: float)
     return torch.log_softmax((1.0 - beta) * log_pi.detach() + beta * log_mu, dim=-1)
 
 
+def label_matrix(P: torch.Tensor, label_type: str) -> torch.Tensor:
+    """The expected label of every pair: ``P`` for soft and Bernoulli labels (the losses and the
+    mirror-descent updates are linear in the label), ``1[P > 1/2]`` (ties 1/2) for hard labels.
+    Every exact form uses it, so exact and sampled forms follow the same game."""
+    return make_labels(P, "hard") if label_type == "hard" else P
+
+
 def population_pairwise_loss(theta, log_mu, P, tau, loss, log_q, label_type="soft"):
     """``sum_{y,y'} q(y) q(y') loss(h(y, y'), label(P[y, y']), tau)`` per game, shape (B,).
 
@@ -244,7 +253,7 @@ def population_pairwise_loss(theta, log_mu, P, tau, loss, log_q, label_type="sof
     """
     r = torch.log_softmax(theta, -1) - log_mu  # (B, n)
     margin = r[:, :, None] - r[:, None, :]  # (B, n, n)
-    label = P if label_type == "soft" or label_type == "bernoulli" else make_labels(P, label_type)
+    label = label_matrix(P, label_type)
     q = torch.exp(log_q)
     weights = q[:, :, None] * q[:, None, :]  # (B, n, n)
     return (weights * pairwise_loss(loss, margin, label, tau)).sum((-1, -2))
@@ -270,7 +279,7 @@ def _pg_advantage_exact(cfg, log_pi, log_mu, P, scores):
     if cfg.name == "rl":
         return scores - cfg.tau * r
     m = torch.exp(sampling_log_policy(log_pi, log_mu, cfg.effective_beta))
-    return torch.einsum("bij,bj->bi", P, m) - 0.5 - cfg.tau * r
+    return torch.einsum("bij,bj->bi", label_matrix(P, cfg.label_type), m) - 0.5 - cfg.tau * r
 
 
 def exact_pg_loss(cfg, theta, log_mu, P, scores=None):
@@ -303,7 +312,7 @@ def sampled_pg_loss(cfg, theta, log_mu, P, gen, scores=None):
 def _estimate_P_times(P, log_q, cfg, gen):
     """``P @ q`` exactly, or from ``batch`` samples ``y' ~ q`` (for every ``y``: full information)."""
     if not cfg.sampled:
-        return torch.einsum("bij,bj->bi", P, torch.exp(log_q))
+        return torch.einsum("bij,bj->bi", label_matrix(P, cfg.label_type), torch.exp(log_q))
     y_prime = _draw(log_q, cfg.batch, gen)  # (B, K)
     cols = torch.gather(P, 2, y_prime[:, None, :].expand(-1, P.shape[1], -1))  # (B, n, K)
     return make_labels(cols, cfg.label_type, gen).mean(-1)
@@ -371,17 +380,30 @@ def step(state: State) -> State:
     return state
 
 
-def limit_point(cfg: AlgorithmConfig, P, mu):
+def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
     """The known limit of an algorithm on one game (an :class:`~tabular.solvers.Equilibrium`),
-    or None where theory gives none (online DPO / SLiC, offline DPO / SLiC).
+    or None where theory gives none (online DPO / SLiC, offline DPO / SLiC, rl without scores).
 
     online_ipo, self_play, nash_md with decaying step, extragradient: ``pi*``. ipo_md and
     nash_md_pg(beta): ``pi ∝ mu exp(P mix_beta(pi) / tau)`` (SPEC Eq. 13). offline_ipo: beta = 1.
-    nash_md with constant eta: beta = eta tau (SPEC §5.5). rl: ``mu exp(s / tau)`` normalised.
+    nash_md with constant eta: beta = eta tau (SPEC §5.5). rl: ``mu exp(s / tau)`` normalised
+    (``residual`` 0, ``gap`` its duality gap in the game P). With hard labels every limit is that of
+    the game ``1[P > 1/2]`` (:func:`label_matrix`), which is what the updates then follow.
     """
-    from .solvers import mixture_fixed_point, solve_equilibrium
+    from .solvers import Equilibrium, duality_gap, mixture_fixed_point, solve_equilibrium
 
+    P, mu = validate_game(P, mu)
+    if cfg.label_type == "hard":
+        P = label_matrix(torch.as_tensor(P), "hard").numpy()
     name = cfg.name
+    if name == "rl":
+        if scores is None:
+            return None
+        log_pi = np.log(mu) + np.asarray(scores, np.float64) / cfg.tau
+        log_pi = log_pi - np.logaddexp.reduce(log_pi)
+        pi = np.exp(log_pi)
+        return Equilibrium(pi, log_pi, cfg.tau, float(duality_gap(P, mu, cfg.tau, pi)), 0.0, 0,
+                           True, "rlhf-closed-form", "mu exp(s / tau), normalised")
     if name in ("online_ipo", "self_play", "extragradient") or (name == "nash_md" and cfg.eta is None):
         return solve_equilibrium(P, mu, cfg.tau)
     if name in ("ipo_md", "nash_md_pg", "offline_ipo"):

@@ -322,7 +322,7 @@ def cmd_run(cfg: RunConfig) -> int:
             res = run(algo, P_batch, mu_vec, steps=cfg.steps, seed=cfg.seed,
                       record_every=cfg.record_every, scores=scores, init=cfg.init,
                       pi_star=eq.pi, progress=bar.update)
-            limit = limit_point(algo, P, mu_vec)
+            limit = limit_point(algo, P, mu_vec, scores=scores)
             if limit is not None:
                 res.extra["limit_distance"] = float(np.abs(res.final_pi - limit.pi).max())
             results.append((algo, res))

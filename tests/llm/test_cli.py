@@ -148,3 +148,14 @@ def test_bad_input_of_other_stages(tmp_path, capsys, argv):
     code, err = run_cli([argv[0], "--out", str(tmp_path / "run"), *argv[1:]], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_rl_rejects_label_type(tmp_path):
+    """--label-type is for preference-labelled methods; rl is scored by the reward model."""
+    from llm.config import AlignConfig
+    from llm.models import UsageError
+
+    cfg = AlignConfig(out=str(tmp_path / "run"), sft="x", rm="y", method="rl", label_type="hard")
+    with pytest.raises(UsageError, match="label-type"):
+        cfg.validate()
+    assert not (tmp_path / "run").exists()

@@ -322,3 +322,72 @@ def test_rl_needs_scores():
     P, _ = make_game("random:4")
     with pytest.raises(ValueError, match="Bradley-Terry"):
         make_state(AlgorithmConfig("rl", tau=1.0), P)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hard labels: every exact form follows the game H = 1[P > 1/2] (ties 1/2), like the sampled forms.
+# ---------------------------------------------------------------------------------------------
+def hard_matrix(P):
+    """Built here with numpy, independently of tabular.losses.make_labels."""
+    return np.where(P == 0.5, 0.5, (P > 0.5).astype(float))
+
+
+def test_hard_labels_prop_4_2_holds_for_exact_ipo_and_self_play():
+    """With hard labels, grad online-IPO = -(4/tau) grad self-play still holds (both on H)."""
+    P, mu, _ = game_with_mu("random:5:1")
+    tau = 0.5
+    theta = torch.tensor(np.log(mu) + np.random.default_rng(3).normal(size=5), requires_grad=True)
+    log_mu = torch.tensor(np.log(mu))[None]
+    Pt = torch.tensor(P)[None]
+    th = theta[None]
+    log_q = sampling_log_policy(torch.log_softmax(th, -1), log_mu, 0.0)
+    (g_ipo,) = torch.autograd.grad(
+        population_pairwise_loss(th, log_mu, Pt, tau, "ipo", log_q, "hard").sum(), theta)
+    cfg = AlgorithmConfig("self_play", tau=tau, label_type="hard")
+    (g_sp,) = torch.autograd.grad(exact_pg_loss(cfg, th, log_mu, Pt).sum(), theta)
+    np.testing.assert_allclose(g_ipo.numpy(), (4 / tau) * g_sp.numpy(), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["online_ipo", "self_play", "extragradient"])
+def test_hard_labels_exact_forms_converge_to_equilibrium_of_hard_game(name):
+    P, mu, _ = game_with_mu("random:5:1")
+    tau = 0.5
+    H = hard_matrix(P)
+    target = solve_equilibrium(H, mu, tau)  # trusted through its certificate
+    assert target.gap <= 1e-12
+    assert max_abs(target.pi, solve_equilibrium(P, mu, tau).pi) > 1e-2  # the two games differ
+    res = run(AlgorithmConfig(name, tau=tau, label_type="hard"), P, mu, steps=3000, record_every=3000)
+    assert max_abs(res.final_pi[0], target.pi) <= 1e-10
+
+
+def test_hard_labels_sampled_self_play_gradient_is_unbiased_for_exact():
+    """Sampled self-play with hard labels averages to the exact hard-label gradient (z <= 5)."""
+    P, mu, _ = game_with_mu("random:5:1")
+    tau, K, S = 0.5, 16, 4000
+    cfg_exact = AlgorithmConfig("self_play", tau=tau, label_type="hard")
+    cfg_sampled = AlgorithmConfig("self_play", tau=tau, label_type="hard", sampled=True, batch=K)
+    theta0 = np.log(mu) + np.random.default_rng(4).normal(size=5)
+    log_mu = torch.tensor(np.log(mu))[None].repeat(S, 1)
+    Pt = torch.tensor(P)[None].repeat(S, 1, 1)
+    theta = torch.tensor(np.tile(theta0, (S, 1)), requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
+    (g_s,) = torch.autograd.grad(sampled_pg_loss(cfg_sampled, theta, log_mu, Pt, gen).sum(), theta)
+    theta1 = torch.tensor(theta0[None], requires_grad=True)
+    (g_e,) = torch.autograd.grad(exact_pg_loss(cfg_exact, theta1, log_mu[:1], Pt[:1]).sum(), theta1)
+    mean, se = g_s.numpy().mean(0), g_s.numpy().std(0, ddof=1) / math.sqrt(S)
+    # 5 coordinates at |z| <= 5: false-failure rate < 5 * 5.7e-7.
+    assert np.all(np.abs(mean - g_e.numpy()[0]) <= 5 * se + 1e-12)
+
+
+def test_rl_converges_to_rlhf_solution():
+    """RL baseline on a BT game: the limit is mu exp(s / tau) normalised (computed here)."""
+    P, scores = make_game("bt:5:3")
+    mu = random_reference(5, np.random.default_rng(0), 0.5)
+    tau = 0.5
+    expected = mu * np.exp(scores / tau)
+    expected /= expected.sum()
+    cfg = AlgorithmConfig("rl", tau=tau)
+    res = run(cfg, P, mu, steps=3000, record_every=3000, scores=scores)
+    assert max_abs(res.final_pi[0], expected) <= 1e-4
+    from tabular import limit_point
+    assert max_abs(limit_point(cfg, P, mu, scores=scores).pi, expected) <= 1e-14
