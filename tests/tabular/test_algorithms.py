@@ -247,10 +247,14 @@ def test_sampled_nash_md_step_is_unbiased():
     cfg = AlgorithmConfig("nash_md", tau=tau, eta=eta, sampled=True, batch=K,
                           label_type="bernoulli")
     state = make_state(cfg, np.repeat(P[None], B, 0), mu, seed=2)
+    # start away from mu, so that the mixture (and a wrong beta = eta tau) would show
+    pi0 = np.array([0.6, 0.1, 0.3])
+    state.theta = torch.log(torch.tensor(pi0)).repeat(B, 1)
     from tabular.algorithms import _estimate_P_times
     log_mix = sampling_log_policy(state.theta, state.log_mu, eta * tau)
     est = _estimate_P_times(state.P, log_mix, cfg, state.generator).numpy()  # (B, n)
-    exact = P @ mixture(mu, mu, eta * tau)
+    exact = P @ mixture(pi0, mu, eta * tau)
+    assert np.abs(exact - P @ pi0).max() > 1e-2 and np.abs(exact - P @ mu).max() > 1e-2
     se = est.std(0) / math.sqrt(B)
     assert np.all(np.abs(est.mean(0) - exact) <= 5 * se)
 
