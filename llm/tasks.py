@@ -18,6 +18,7 @@ summaries ``a > b > c > a``, which is where Nash solutions and reward maximisati
 
 from __future__ import annotations
 
+import abc
 import ast
 import os
 import re
@@ -52,7 +53,7 @@ def majority_prob(p: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Task:
+class Task(abc.ABC):
     """Base class: a gold judge from a feature map ``phi`` and rater weights ``rater_weights``."""
 
     name: str = "task"
@@ -72,8 +73,9 @@ class Task:
     def gold_prob(self, prompts: list[str], a: list[str], b: list[str]) -> np.ndarray:  # (N,)
         return self.gold_prob_from_features(self.features(prompts, a), self.features(prompts, b))
 
+    @abc.abstractmethod
     def phi(self, prompt: str, summary: str) -> list[float]:
-        raise NotImplementedError
+        """The features of ``summary`` for ``prompt`` that the raters weigh (one task, one map)."""
 
 
 @dataclass
