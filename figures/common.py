@@ -1,8 +1,8 @@
-"""Shared pieces of the figures: sizes, atomic writes, games, a recording loop, plot helpers.
+"""Shared pieces of the figures: sizes, atomic writes, games, recorded runs, plot helpers.
 
-Nothing here re-implements an algorithm or a loss: :func:`trajectory` only drives
-``tabular.make_state`` / ``tabular.step`` and evaluates ``tabular.metrics.policy_metrics`` at the
-requested iterations (log-spaced, so log-x plots start at iteration 1).
+Nothing here re-implements an algorithm, a loss or the run loop: :func:`trajectory` is
+``tabular.run`` recorded at the requested iterations (log-spaced, so log-x plots start at
+iteration 1).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from tabular import AlgorithmConfig, make_state, solve_equilibrium, step
+from tabular import AlgorithmConfig, run, solve_equilibrium
 from tabular.game import annotator_majority, bradley_terry_random, cyclic, random_game
-from tabular.metrics import kl_log, policy_metrics
+from tabular.metrics import kl_log
 
 FLOOR = 1e-16  # values below this (float64 round-off, or tiny negative KL) are drawn at FLOOR
 
@@ -115,42 +114,17 @@ def log_steps(steps: int, points: int = 120) -> np.ndarray:
 
 
 def trajectory(cfg: AlgorithmConfig, P, mu, steps: int, record_at=None, *, seed: int = 0,
-               scores=None, init_log_pi=None, pi_star=None, progress=None) -> dict:
-    """Run ``cfg`` on a batch of games and record policies and metrics at ``record_at``.
+               scores=None, init_log_pi=None, pi_star=None) -> dict:
+    """:func:`tabular.run` on a batch of games, recorded at ``record_at`` (default: every step).
 
-    Returns ``{"steps": (K,), "log_pi": (K, B, n), <metric>: (K, B)}``; metrics as in
-    :func:`tabular.metrics.policy_metrics` (``kl_to_opt`` = KL(pi* || pi_t), ``gap``, ...).
+    Returns ``{"steps": (K,), "log_pi": (K, B, n), "pi_star": (B, n), <metric>: (K, B)}``; metrics
+    as in :func:`tabular.metrics.policy_metrics` (``kl_to_opt`` = KL(pi* || pi_t), ``gap``, ...).
     ``init_log_pi`` (B, n) overrides the start pi_0 = mu.
     """
-    P = np.array(P, np.float64)  # a writable copy (torch.as_tensor warns on read-only views)
-    if P.ndim == 2:
-        P = P[None]
-    state = make_state(cfg, P, mu, scores=scores, seed=seed)
-    if init_log_pi is not None:
-        start = torch.as_tensor(np.broadcast_to(init_log_pi, state.theta.shape).copy())
-        if state.theta.requires_grad:
-            with torch.no_grad():
-                state.theta.copy_(start)
-        else:
-            state.theta = start
-    mu_b = np.exp(state.log_mu.numpy())
-    if pi_star is None:
-        pi_star = equilibria(P, mu_b, cfg.tau)
-    record_at = set(range(steps + 1) if record_at is None else (int(s) for s in record_at))
-    rec_steps, rec_log_pi, rows = [], [], []
-    for t in range(steps + 1):
-        if t > 0:
-            step(state)
-            if progress is not None:
-                progress()
-        if t in record_at:
-            log_pi = state.log_pi.numpy().copy()
-            rec_steps.append(t)
-            rec_log_pi.append(log_pi)
-            rows.append(policy_metrics(P, mu_b, cfg.tau, log_pi, pi_star))
-    out = {"steps": np.asarray(rec_steps), "log_pi": np.stack(rec_log_pi), "pi_star": pi_star}
-    out.update({k: np.stack([r[k] for r in rows]) for k in rows[0]})
-    return out
+    res = run(cfg, P, mu, steps=steps, seed=seed, scores=scores, pi_star=pi_star,
+              record_at=range(steps + 1) if record_at is None else record_at,
+              init="mu" if init_log_pi is None else init_log_pi)
+    return {"steps": res.steps, "log_pi": res.log_pi, "pi_star": res.pi_star, **res.metrics}
 
 
 def kl_to(pi_star, log_pi) -> np.ndarray:

@@ -194,13 +194,14 @@ class State:
 
 
 def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
-               init: str = "mu", init_scale: float = 1.0) -> State:
+               init="mu", init_scale: float = 1.0) -> State:
     """Validate a batch of games and build the initial state.
 
     Args:
       P: (n, n) or (B, n, n). mu: (n,) or (B, n), default uniform. scores: BT scores (B, n) (rl).
       seed: seeds the torch generator used for sampling (and ``init="random"``).
-      init: ``mu`` (pi_0 = mu, the paper's start from the SFT policy), ``uniform`` or ``random``
+      init: ``mu`` (pi_0 = mu, the paper's start from the SFT policy), ``uniform``, ``random``
+        (below) or an array of log-probabilities, (n,) or (B, n), to start from; ``random``
         (logits ``log mu + init_scale * N(0, 1)``).
     """
     P, mu = validate_game(P, mu)
@@ -214,7 +215,9 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
         scores = torch.as_tensor(np.broadcast_to(np.asarray(scores, np.float64), (B, n)).copy())
     gen = torch.Generator().manual_seed(int(seed))
     log_mu = torch.log(torch.tensor(mu))
-    if init == "mu":
+    if not isinstance(init, str):
+        theta = torch.tensor(np.broadcast_to(np.asarray(init, np.float64), (B, n)).copy())
+    elif init == "mu":
         theta = log_mu.clone()
     elif init == "uniform":
         theta = torch.zeros(B, n, dtype=torch.float64)
@@ -416,7 +419,8 @@ def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
 # --------------------------------------------------------------------------------------------
 @dataclass
 class RunResult:
-    """Recorded metrics: ``steps`` (K,), ``metrics[name]`` (K, B), final policies (B, n)."""
+    """Recorded metrics: ``steps`` (K,), ``metrics[name]`` (K, B), ``log_pi`` (K, B, n) at the
+    recorded steps, final policies (B, n)."""
 
     config: dict
     steps: np.ndarray
@@ -424,16 +428,19 @@ class RunResult:
     final_pi: np.ndarray
     final_log_pi: np.ndarray
     pi_star: np.ndarray
+    log_pi: np.ndarray
     extra: dict = field(default_factory=dict)
 
 
 def run(cfg: AlgorithmConfig, P, mu=None, *, steps: int = 1000, seed: int = 0,
-        record_every: int = 10, scores=None, init: str = "mu", pi_star=None,
+        record_every: int = 10, record_at=None, scores=None, init="mu", pi_star=None,
         progress=None) -> RunResult:
     """Run ``steps`` iterations on a batch of games, recording metrics every ``record_every``.
 
-    ``pi_star`` (B, n) defaults to :func:`tabular.solvers.solve_equilibrium` per game. ``progress``
-    is an optional callable ``progress(n_steps_done)`` (e.g. a tqdm ``update``).
+    ``record_at`` (an iterable of iterations, 0 = the start) replaces the ``record_every`` grid
+    (e.g. log-spaced steps for plots). ``init`` as in :func:`make_state`. ``pi_star`` (B, n)
+    defaults to :func:`tabular.solvers.solve_equilibrium` per game. ``progress`` is an optional
+    callable ``progress(n_steps_done)`` (e.g. a tqdm ``update``).
     Metrics (see :mod:`tabular.metrics`): ``kl_to_opt`` = KL(pi* || pi_t), ``gap``,
     ``winrate_vs_mu``, ``kl_to_ref`` = KL(pi_t || mu), ``loss`` (gradient methods: the step's loss).
     """
@@ -447,22 +454,29 @@ def run(cfg: AlgorithmConfig, P, mu=None, *, steps: int = 1000, seed: int = 0,
         pi_star = np.stack([solve_equilibrium(P_np[b], mu_np[b], cfg.tau).pi for b in range(P_np.shape[0])])
     pi_star = np.broadcast_to(np.asarray(pi_star, np.float64), mu_np.shape)
 
-    recorded_steps, rows = [], []
+    if record_at is None:
+        record_at = set(range(0, steps + 1, record_every)) | {steps}
+    else:
+        record_at = {int(t) for t in record_at}
+    recorded_steps, recorded_log_pi, rows = [], [], []
 
     def record():
-        log_pi = state.log_pi.numpy()
+        log_pi = state.log_pi.numpy().copy()
         m = policy_metrics(P_np, mu_np, cfg.tau, log_pi, pi_star)
         m["loss"] = state.last_loss.numpy() if state.last_loss is not None else np.full(log_pi.shape[0], np.nan)
         recorded_steps.append(state.t)
+        recorded_log_pi.append(log_pi)
         rows.append(m)
 
-    record()
+    if 0 in record_at:
+        record()
     for t in range(1, steps + 1):
         step(state)
-        if t % record_every == 0 or t == steps:
+        if t in record_at:
             record()
         if progress is not None:
             progress(1)
-    metrics = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    metrics = {k: np.stack([r[k] for r in rows]) for k in rows[0]} if rows else {}
     log_pi = state.log_pi.numpy()
-    return RunResult(asdict(cfg), np.asarray(recorded_steps), metrics, np.exp(log_pi), log_pi, pi_star)
+    return RunResult(asdict(cfg), np.asarray(recorded_steps), metrics, np.exp(log_pi), log_pi, pi_star,
+                     np.stack(recorded_log_pi) if recorded_log_pi else np.empty((0,) + log_pi.shape))

@@ -395,3 +395,14 @@ def test_rl_converges_to_rlhf_solution():
     assert max_abs(res.final_pi[0], expected) <= 1e-4
     from tabular import limit_point
     assert max_abs(limit_point(cfg, P, mu, scores=scores).pi, expected) <= 1e-14
+
+
+def test_run_records_requested_steps_from_a_given_start():
+    P, mu, _ = game_with_mu("random:4:1")
+    start = np.log(np.array([0.7, 0.1, 0.1, 0.1]))
+    res = run(AlgorithmConfig("nash_md", tau=0.5), P, mu, steps=8, record_at=[0, 3, 8], init=start)
+    assert list(res.steps) == [0, 3, 8] and res.log_pi.shape == (3, 1, 4)
+    np.testing.assert_allclose(res.log_pi[0, 0], start, atol=1e-15)  # pi_0 is the given start
+    np.testing.assert_allclose(res.log_pi[-1], res.final_log_pi)
+    # the default grid: 0, every record_every, and the last step
+    assert list(run(AlgorithmConfig("nash_md", tau=0.5), P, mu, steps=7, record_every=3).steps) == [0, 3, 6, 7]
