@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from .common import DEFAULT_SIZES, QUICK_SIZES, atomic_write_text, write_json
+from tabular.files import atomic_write_json, atomic_write_text, package_versions
+
+from .common import DEFAULT_SIZES, QUICK_SIZES
 
 TABULAR_FIGURES = ("simplex", "convergence", "equivalence", "dpo", "bias")
 ALL_NAMES = TABULAR_FIGURES + ("llm",)
@@ -42,16 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "if it exists)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
-
-
-def _versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "scipy", "torch", "matplotlib", "tqdm"):
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     command = "python -m figures " + " ".join(shlex.quote(a) for a in argv) if argv else "python -m figures"
     command = command.strip()
-    write_json(args.out / "config.json", {
+    atomic_write_json(args.out / "config.json", {
         "command": command, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "sizes": dataclasses.asdict(sizes), "versions": _versions()})
+        "sizes": dataclasses.asdict(sizes), "versions": package_versions(("numpy", "scipy", "torch", "matplotlib", "tqdm"))})
 
     work = {"simplex": lambda s: 12, "convergence": tf.convergence_work, "equivalence": tf.equivalence_work,
             "dpo": tf.dpo_work, "bias": tf.bias_work}

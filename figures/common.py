@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import numpy as np
 
 from tabular import AlgorithmConfig, run, solve_equilibrium
 from tabular.game import annotator_majority, bradley_terry_random, cyclic, random_game
+from tabular.files import atomic_write_bytes, atomic_write_text
 from tabular.metrics import kl_log
 
 FLOOR = 1e-16  # values below this (float64 round-off, or tiny negative KL) are drawn at FLOOR
@@ -136,27 +134,6 @@ def kl_to(pi_star, log_pi) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Atomic output.
 # --------------------------------------------------------------------------------------------
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-
-
 def write_csv(path: Path, rows: list[dict]) -> None:
     """Rows of dicts -> CSV (columns: union of keys in first-seen order); floats in repr precision."""
     columns: list[str] = []

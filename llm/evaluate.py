@@ -20,7 +20,9 @@ from tqdm import tqdm
 
 from .align import read_prompt_file
 from .models import UsageError, load_causal_lm, load_scorer
-from .runtime import atomic_write_json, prepare_run_dir, start_run_dir
+from tabular.files import atomic_write_json
+
+from .runtime import prepare_run_dir, start_run_dir
 from .sampling import sample
 from .tasks import make_task
 from .train import _pm_forward, setup_torch

@@ -21,6 +21,8 @@ import os
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from tabular.files import atomic_write_json
+
 __all__ = ["UsageError", "SPECIAL_TOKENS", "Codec", "train_tokenizer", "new_causal_lm",
            "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model",
            "pad_left", "pad_right"]
@@ -237,6 +239,4 @@ def save_model(model, codec: Codec, path: str, extra: dict | None = None) -> Non
     model.save_pretrained(path)
     codec.tokenizer.save(os.path.join(path, "tokenizer.json"))
     if extra is not None:
-        from .runtime import atomic_write_json  # runtime imports this module: import here
-
         atomic_write_json(os.path.join(path, "info.json"), extra)

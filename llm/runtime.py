@@ -14,11 +14,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import os
 import shutil
 
 import torch
+
+from tabular.files import atomic_write_bytes, atomic_write_text
 
 from .config import RESUMABLE_CHANGES
 from .models import UsageError
@@ -85,18 +88,6 @@ def write_config(config, path: str) -> None:
     atomic_write_text(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file and ``os.replace``: readers never see half a file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
-
-
 def _check_same(old: dict, new: dict, path: str) -> None:
     diff = sorted(k for k in set(old) | set(new)
                   if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
@@ -116,10 +107,9 @@ def save_checkpoint(out: str, step: int, config, model, optimizer, generators: d
         "generators": {k: g.get_state() for k, g in generators.items()},
         "extra": extra or {},
     }
-    path = os.path.join(out, CHECKPOINT)
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(os.path.join(out, CHECKPOINT), buf.getvalue())
 
 
 def load_checkpoint(out: str, config, model, optimizer, generators: dict) -> tuple[int, dict]:
@@ -175,9 +165,8 @@ class MetricLog:
         keys = []
         for r in self.rows:
             keys += [k for k in r if k not in keys]
-        tmp = self.csv_path + ".tmp"  # rewritten whole at each log: temp + rename, never half a file
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys or ["step"])
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, self.csv_path)
+        buf = io.StringIO()  # rewritten whole at each log, atomically: never half a file
+        writer = csv.DictWriter(buf, fieldnames=keys or ["step"])
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.csv_path, buf.getvalue())

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tabular.files import atomic_write_json
+
 from .models import Codec, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
 from .runtime import (MetricLog, autocast, load_checkpoint, prepare_run_dir, resolve_device,
-                      save_checkpoint, start_run_dir, CHECKPOINT, atomic_write_json)
+                      save_checkpoint, start_run_dir, CHECKPOINT)
 from .sampling import sample, token_logprobs
 from .tasks import make_task
 

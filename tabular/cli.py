@@ -25,10 +25,7 @@ import csv
 import io
 import json
 import math
-import os
-import platform
 import sys
-import tempfile
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .algorithms import ALGORITHMS, AlgorithmConfig, make_state, run, step
+from .files import atomic_write_json, atomic_write_text, package_versions
 from .game import (GAME_FAMILIES, load_matrix, load_vector, make_game, validate_beta,
                    validate_eta, validate_reference, validate_tau)
 from .losses import LABEL_TYPES
@@ -250,29 +248,6 @@ def _validate_run(cfg: RunConfig):
     return algos, P, mu, scores
 
 
-def _versions() -> dict:
-    import scipy
-    import torch
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "torch": torch.__version__}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and ``os.replace`` (no torn files)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _metrics_csv(results, game: str) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -341,10 +316,10 @@ def cmd_run(cfg: RunConfig) -> int:
         "final": {a.name: {"final_pi_mean": r.final_pi.mean(0).tolist(),
                            "limit_distance": r.extra.get("limit_distance")} for a, r in results},
         "metrics_format": "long: algorithm,form,game,seed,step,metric,value",
-        "versions": _versions(),
+        "versions": package_versions(("numpy", "scipy", "torch")),
     }
-    _write_atomic(out / "metrics.csv", _metrics_csv(results, cfg.game))
-    _write_atomic(out / "config.json", json.dumps(config, indent=2) + "\n")
+    atomic_write_text(out / "metrics.csv", _metrics_csv(results, cfg.game))
+    atomic_write_json(out / "config.json", config)
     print(f"game {cfg.game} (n = {n}), tau = {cfg.tau}, {cfg.seeds} seed(s), {cfg.steps} steps; "
           f"pi* gap {eq.gap:.2e}; means over seeds at the last step:")
     print(_summary_table(results))
