@@ -14,7 +14,8 @@ before torch loads):
 - models (:mod:`llm.models`): ``Codec``, ``train_tokenizer``, ``new_causal_lm``, ``new_scorer``,
   ``load_causal_lm``, ``load_scorer``, ``save_model``, ``UsageError``;
 - sampling (:mod:`llm.sampling`): ``sample`` (per-token geometric mixture with KV caches),
-  ``token_logprobs``, ``sequence_logprob``, ``pm_prob``, ``rm_reward``;
+  ``sample_responses``, ``token_logprobs``, ``sequence_logprob``, ``pm_prob`` / ``pm_prob_rows``
+  (the antisymmetric PM), ``rm_prob_rows``, ``rm_reward``;
 - objectives (:mod:`llm.objectives`): ``METHODS``, ``pairwise_method_loss``, ``nash_md_pg_loss``,
   ``rl_loss``, ``kl_to_go``; ``alignment_loss`` (:mod:`llm.align`): sample, score and loss of one step;
 - evaluation (:mod:`llm.evaluate`): ``win_matrices``, ``format_matrix``; ``main`` (:mod:`llm.cli`).
@@ -26,7 +27,7 @@ _API = {
     "run_sft": "train", "run_train_pm": "train", "pm_metrics": "train",
     "run_align": "align", "alignment_loss": "align", "gold_winrate": "align",
     "run_evaluate": "evaluate", "win_matrices": "evaluate", "format_matrix": "evaluate",
-    "sample_responses": "evaluate",
+    "sample_responses": "sampling",
     "run_pipeline": "pipeline",
     "SFTConfig": "config", "PMConfig": "config", "AlignConfig": "config", "EvalConfig": "config",
     "PipelineConfig": "config",
@@ -34,7 +35,7 @@ _API = {
     "Codec": "models", "train_tokenizer": "models", "new_causal_lm": "models", "new_scorer": "models",
     "load_causal_lm": "models", "load_scorer": "models", "save_model": "models", "UsageError": "models",
     "sample": "sampling", "token_logprobs": "sampling", "sequence_logprob": "sampling",
-    "pm_prob": "sampling", "rm_reward": "sampling",
+    "pm_prob": "sampling", "pm_prob_rows": "sampling", "rm_prob_rows": "sampling", "rm_reward": "sampling",
     "METHODS": "objectives", "pairwise_method_loss": "objectives", "nash_md_pg_loss": "objectives",
     "rl_loss": "objectives", "kl_to_go": "objectives",
     "main": "cli",

@@ -22,15 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .models import UsageError, load_causal_lm, load_scorer, save_model
 from tabular.losses import make_labels
 
+from .models import UsageError, load_causal_lm, load_scorer, save_model
 from .objectives import METHODS, nash_md_pg_loss, pairwise_method_loss, rl_loss
-from .runtime import (CHECKPOINT, MetricLog, autocast, load_checkpoint, prepare_run_dir,
-                      save_checkpoint, start_run_dir)
-from .sampling import pm_prob, rm_reward, sample, sequence_logprob, token_logprobs
-from .tasks import make_task
-from .train import _done, _finish, setup_torch
+from .runtime import CHECKPOINT, MetricLog, autocast, load_checkpoint, save_checkpoint, start_run_dir
+from .sampling import pm_prob, rm_reward, sample, sample_responses, sequence_logprob, token_logprobs
+from .train import _finish, open_stage
 
 __all__ = ["run_align", "alignment_loss", "gold_winrate", "read_prompt_file"]
 
@@ -86,11 +84,8 @@ def alignment_loss(method: str, policy, ref, prompt_ids, prompt_mask, *, tau: fl
 @torch.no_grad()
 def gold_winrate(task, codec, model, other_texts, prompts, seed, device, max_new_tokens, temperature=1.0):
     """Mean exact gold ``P(model's response > other response)`` over ``prompts`` (aligned lists)."""
-    gen = torch.Generator(device).manual_seed(seed)
-    ids, mask = codec.encode_prompts(prompts)
-    resp, _ = sample(model, None, ids.to(device), mask.to(device), max_new_tokens, gen, codec.eos_id,
-                     codec.pad_id, temperature=temperature)
-    return float(task.gold_prob(prompts, codec.decode(resp), other_texts).mean())
+    texts, _ = sample_responses(model, codec, prompts, seed, device, max_new_tokens, temperature)
+    return float(task.gold_prob(prompts, texts, other_texts).mean())
 
 
 def read_prompt_file(path: str) -> list[str]:
@@ -106,12 +101,9 @@ def read_prompt_file(path: str) -> list[str]:
 def run_align(cfg, progress: bool = True) -> dict:
     """Align the SFT policy with ``cfg.method``; returns the ``done.json`` contents."""
     # -- config, inputs (all checks before anything is written) --
-    cfg.validate()
-    resuming = prepare_run_dir(cfg)
-    if resuming and _done(cfg.out):
-        return _done(cfg.out)
-    device = setup_torch(cfg)
-    task = make_task(cfg.task, cfg.task_seed)
+    resuming, finished, device, task = open_stage(cfg)
+    if finished:
+        return finished
     prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("train", 20000)
     policy, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     ref, _ = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
@@ -151,12 +143,9 @@ def run_align(cfg, progress: bool = True) -> dict:
     # held-out prompts (two responses each) and the SFT model's responses to them, for the curve
     eval_prompts = task.prompts("heldout", cfg.eval_prompts) * 2
     sft_texts = []
-    if cfg.eval_every:
-        egen = torch.Generator(device).manual_seed(10_000 + cfg.seed)
-        ids, mask = codec.encode_prompts(eval_prompts)
-        resp, _ = sample(ref, None, ids.to(device), mask.to(device), max_new, egen, codec.eos_id,
-                         codec.pad_id, temperature=cfg.temperature)
-        sft_texts = codec.decode(resp)
+    if cfg.eval_every:  # the SFT model's answers the policy is compared with, sampled once
+        sft_texts, _ = sample_responses(ref, codec, eval_prompts, 10_000 + cfg.seed, device, max_new,
+                                        cfg.temperature)
 
     def evaluate(step):
         return gold_winrate(task, codec, policy, sft_texts, eval_prompts, 20_000 + step, device,

@@ -18,31 +18,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .align import read_prompt_file
-from .models import UsageError, load_causal_lm, load_scorer
 from tabular.files import atomic_write_json
 
-from .runtime import prepare_run_dir, start_run_dir
-from .sampling import sample
-from .tasks import make_task
-from .train import _pm_forward, setup_torch
+from .align import read_prompt_file
+from .models import UsageError, load_causal_lm, load_scorer
+from .runtime import start_run_dir
+from .sampling import pm_prob_rows, sample_responses
+from .train import open_stage
 
-__all__ = ["run_evaluate", "sample_responses", "win_matrices", "format_matrix"]
-
-
-@torch.no_grad()
-def sample_responses(model, codec, prompts, seed, device, max_new_tokens, temperature=1.0, batch=512):
-    """Responses to ``prompts`` as (texts, id rows without ``<eos>``)."""
-    gen = torch.Generator(device).manual_seed(seed)
-    model.to(device).eval()
-    texts, rows = [], []
-    for i in range(0, len(prompts), batch):
-        ids, mask = codec.encode_prompts(prompts[i:i + batch])
-        resp, _ = sample(model, None, ids.to(device), mask.to(device), max_new_tokens, gen, codec.eos_id,
-                         codec.pad_id, temperature=temperature)
-        texts += codec.decode(resp)
-        rows += [codec.summary_ids(r) for r in resp.tolist()]
-    return texts, rows
+__all__ = ["run_evaluate", "win_matrices", "format_matrix"]
 
 
 @torch.no_grad()
@@ -72,9 +56,7 @@ def win_matrices(task, codec, prompts, responses: dict, pm=None, device="cpu", p
             for sb, (_, rows_b) in enumerate(responses[names[b]]):
                 values["gold"].append(task.gold_prob_from_features(feats[names[a]][sa], feats[names[b]][sb]).mean())
                 if pm is not None:
-                    q = torch.cat([_pm_forward(pm, codec, x_rows[i:i + 512], rows_a[i:i + 512], rows_b[i:i + 512],
-                                               device).cpu() for i in range(0, len(x_rows), 512)])
-                    values["pm"].append(q.mean().item())
+                    values["pm"].append(pm_prob_rows(pm, codec, x_rows, rows_a, rows_b, device).mean().item())
         for j in judges:
             v = np.array(values[j], dtype=np.float64)
             out[f"{j}_mean"][a][b], out[f"{j}_mean"][b][a] = float(v.mean()), float(1 - v.mean())
@@ -95,10 +77,7 @@ def format_matrix(labels, mean, std) -> str:
 
 def run_evaluate(cfg, progress: bool = True) -> dict:
     """Evaluate ``cfg.models`` side by side on held-out prompts; returns the matrices."""
-    cfg.validate()
-    resuming = prepare_run_dir(cfg)
-    device = setup_torch(cfg)
-    task = make_task(cfg.task, cfg.task_seed)
+    resuming, _, device, task = open_stage(cfg)  # evaluate writes no done.json: never "finished"
     prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("heldout", cfg.n_prompts)
     prompts = prompts * cfg.samples_per_prompt
     models, codec = {}, None

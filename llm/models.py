@@ -187,50 +187,52 @@ def _check_vocab(config, codec: Codec, path: str) -> None:
                          f"{codec.vocab_size} tokens, model {config.vocab_size}")
 
 
-def load_causal_lm(path: str, what: str = "model", max_prompt_tokens: int = 64):
-    """Load a local causal LM and its tokenizer; one-line :class:`UsageError` on any mismatch."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def _load(path: str, what: str, max_prompt_tokens: int, auto_model, is_kind, kind: str):
+    """Checks shared by every loader (one-line :class:`UsageError` each), then ``from_pretrained``.
+
+    ``is_kind(config) -> bool`` says whether the folder holds the right kind of model."""
+    from transformers import AutoConfig
 
     _check_dir(path, what)
     try:
         config = AutoConfig.from_pretrained(path)
     except Exception as e:
         raise UsageError(f"cannot read the {what} config in {path}: {str(e).splitlines()[0]}") from None
-    if type(config) not in AutoModelForCausalLM._model_mapping:
-        raise UsageError(f"{what} at {path} is not a causal LM (model_type {config.model_type!r})")
-    arch = (config.architectures or [""])[0]
-    if arch and not arch.endswith(("LMHeadModel", "ForCausalLM")):
-        raise UsageError(f"{what} at {path} is not a causal LM (architecture {arch})")
+    if not is_kind(config):
+        arch = (config.architectures or [""])[0]
+        raise UsageError(f"{what} at {path} is not a {kind} ({arch or config.model_type})")
     codec = load_codec(path, max_prompt_tokens)
     _check_vocab(config, codec, path)
     _quiet_transformers()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = auto_model.from_pretrained(path)
     except Exception as e:
         raise UsageError(f"cannot load the {what} from {path}: {str(e).splitlines()[0]}") from None
     return model, codec
+
+
+def load_causal_lm(path: str, what: str = "model", max_prompt_tokens: int = 64):
+    """Load a local causal LM and its tokenizer; one-line :class:`UsageError` on any mismatch."""
+    from transformers import AutoModelForCausalLM
+
+    def is_causal_lm(config):
+        arch = (config.architectures or [""])[0]
+        return (type(config) in AutoModelForCausalLM._model_mapping
+                and (not arch or arch.endswith(("LMHeadModel", "ForCausalLM"))))
+
+    return _load(path, what, max_prompt_tokens, AutoModelForCausalLM, is_causal_lm, "causal LM")
 
 
 def load_scorer(path: str, what: str = "preference model", max_prompt_tokens: int = 64):
     """Load a local one-logit sequence classifier (PM or RM) and its tokenizer."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
-    _check_dir(path, what)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except Exception as e:
-        raise UsageError(f"cannot read the {what} config in {path}: {str(e).splitlines()[0]}") from None
-    arch = (config.architectures or [""])[0]
-    if not arch.endswith("ForSequenceClassification") or config.num_labels != 1:
-        raise UsageError(f"{what} at {path} is not a one-logit sequence classifier ({arch or config.model_type})")
-    codec = load_codec(path, max_prompt_tokens)
-    _check_vocab(config, codec, path)
-    _quiet_transformers()
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(path)
-    except Exception as e:
-        raise UsageError(f"cannot load the {what} from {path}: {str(e).splitlines()[0]}") from None
-    return model, codec
+    def is_scorer(config):
+        arch = (config.architectures or [""])[0]
+        return arch.endswith("ForSequenceClassification") and config.num_labels == 1
+
+    return _load(path, what, max_prompt_tokens, AutoModelForSequenceClassification, is_scorer,
+                 "one-logit sequence classifier")
 
 
 def save_model(model, codec: Codec, path: str, extra: dict | None = None) -> None:

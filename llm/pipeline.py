@@ -25,12 +25,12 @@ import time
 
 import numpy as np
 
+from tabular.files import atomic_write_json, atomic_write_text
+
 from .align import run_align
 from .config import AlignConfig, EvalConfig, PMConfig, SFTConfig
 from .evaluate import format_matrix, run_evaluate
 from .objectives import METHODS
-from tabular.files import atomic_write_json, atomic_write_text
-
 from .runtime import prepare_run_dir, start_run_dir
 from .train import run_sft, run_train_pm, setup_torch
 

@@ -28,7 +28,8 @@ import inspect
 
 import torch
 
-__all__ = ["sample", "token_logprobs", "sequence_logprob", "pm_prob", "rm_reward", "gumbel"]
+__all__ = ["sample", "sample_responses", "token_logprobs", "sequence_logprob", "pm_prob", "pm_prob_rows",
+           "rm_prob_rows", "rm_reward", "gumbel"]
 
 
 def gumbel(shape, generator: torch.Generator, device) -> torch.Tensor:
@@ -138,21 +139,62 @@ def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
     return [[t for t, m in zip(r, mr) if m] for r, mr in zip(ids.tolist(), mask.tolist())]
 
 
+def _one_logit(model, ids, mask, device) -> torch.Tensor:
+    return model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float()
+
+
+def _in_chunks(fn, batch: int, *rows: list) -> torch.Tensor:
+    """``fn`` on aligned row lists, ``batch`` rows at a time (bounded memory), concatenated."""
+    n = len(rows[0])
+    return torch.cat([fn(*(r[i:i + batch] for r in rows)) for i in range(0, n, batch)])
+
+
+def pm_prob_rows(pm, codec, x_rows, y_rows, yp_rows, device, batch: int = 512) -> torch.Tensor:
+    """``P(y > y' | x)`` from the pairwise PM on token-id rows, antisymmetric by averaging both
+    orders: ``(sigmoid(g(x, y, y')) + sigmoid(-g(x, y', y))) / 2``. Returns (N,). The single
+    definition used in training, in alignment (:func:`pm_prob`) and in evaluation."""
+    def chunk(x, y, yp):
+        ids, mask = codec.pm_inputs(x + x, y + yp, yp + y)  # (2b, L): both orders
+        g = _one_logit(pm, ids, mask, device)  # (2b,)
+        b = len(x)
+        return 0.5 * (torch.sigmoid(g[:b]) + torch.sigmoid(-g[b:]))  # (b,); 1 - sigmoid(a) = sigmoid(-a)
+    return _in_chunks(chunk, batch, x_rows, y_rows, yp_rows)
+
+
+def rm_prob_rows(rm, codec, x_rows, y_rows, yp_rows, device, batch: int = 512) -> torch.Tensor:
+    """Bradley-Terry ``P(y > y' | x) = sigmoid(r(x, y) - r(x, y'))`` from the reward model. (N,)."""
+    def chunk(x, y, yp):
+        ids, mask = codec.rm_inputs(x + x, y + yp)  # (2b, L)
+        r = _one_logit(rm, ids, mask, device)  # (2b,)
+        b = len(x)
+        return torch.sigmoid(r[:b] - r[b:])
+    return _in_chunks(chunk, batch, x_rows, y_rows, yp_rows)
+
+
 def pm_prob(pm, codec, prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask) -> torch.Tensor:
-    """``P(y > y' | x)`` from the pairwise PM, antisymmetric by averaging both orders. Returns (B,)."""
-    x_rows = _rows(prompt_ids, prompt_mask)
-    y_rows = [codec.summary_ids(r) for r in _rows(y, y_mask)]
-    yp_rows = [codec.summary_ids(r) for r in _rows(y_prime, y_prime_mask)]
-    ids, mask = codec.pm_inputs(x_rows + x_rows, y_rows + yp_rows, yp_rows + y_rows)  # (2B, L)
-    ids, mask = ids.to(prompt_ids.device), mask.to(prompt_ids.device)
-    g = pm(input_ids=ids, attention_mask=mask).logits[:, 0].float()  # (2B,)
-    B = len(x_rows)
-    return 0.5 * (torch.sigmoid(g[:B]) + torch.sigmoid(-g[B:]))  # (B,); 1 - sigmoid(a) = sigmoid(-a)
+    """:func:`pm_prob_rows` on sampled (B, T) tensors (the summary part of each response). (B,)."""
+    return pm_prob_rows(pm, codec, _rows(prompt_ids, prompt_mask),
+                        [codec.summary_ids(r) for r in _rows(y, y_mask)],
+                        [codec.summary_ids(r) for r in _rows(y_prime, y_prime_mask)], prompt_ids.device)
 
 
 def rm_reward(rm, codec, prompt_ids, prompt_mask, y, y_mask) -> torch.Tensor:
     """Bradley-Terry reward ``r(x, y)`` from the reward model. Returns (B,)."""
-    x_rows = _rows(prompt_ids, prompt_mask)
-    y_rows = [codec.summary_ids(r) for r in _rows(y, y_mask)]
-    ids, mask = codec.rm_inputs(x_rows, y_rows)
-    return rm(input_ids=ids.to(prompt_ids.device), attention_mask=mask.to(prompt_ids.device)).logits[:, 0].float()
+    ids, mask = codec.rm_inputs(_rows(prompt_ids, prompt_mask), [codec.summary_ids(r) for r in _rows(y, y_mask)])
+    return _one_logit(rm, ids, mask, prompt_ids.device)
+
+
+@torch.no_grad()
+def sample_responses(model, codec, prompts, seed, device, max_new_tokens, temperature=1.0, batch=512):
+    """Responses of ``model`` to ``prompts`` (one generator seeded with ``seed``), ``batch`` prompts
+    at a time: (texts, token-id rows without ``<eos>``)."""
+    gen = torch.Generator(device).manual_seed(seed)
+    model.to(device).eval()
+    texts, rows = [], []
+    for i in range(0, len(prompts), batch):
+        ids, mask = codec.encode_prompts(prompts[i:i + batch])
+        resp, _ = sample(model, None, ids.to(device), mask.to(device), max_new_tokens, gen, codec.eos_id,
+                         codec.pad_id, temperature=temperature)
+        texts += codec.decode(resp)
+        rows += [codec.summary_ids(r) for r in resp.tolist()]
+    return texts, rows

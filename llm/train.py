@@ -23,7 +23,7 @@ from tabular.files import atomic_write_json
 from .models import Codec, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
 from .runtime import (MetricLog, autocast, load_checkpoint, prepare_run_dir, resolve_device,
                       save_checkpoint, start_run_dir, CHECKPOINT)
-from .sampling import sample, token_logprobs
+from .sampling import pm_prob_rows, rm_prob_rows, sample, token_logprobs
 from .tasks import make_task
 
 __all__ = ["run_sft", "run_train_pm", "pm_metrics", "setup_torch"]
@@ -42,6 +42,19 @@ def _done(out: str) -> dict | None:
     return None
 
 
+def open_stage(cfg):
+    """The start every stage shares: validate ``cfg``, check its run folder (writing nothing),
+    set threads and device, build the task. Returns ``(resuming, finished, device, task)``, where
+    ``finished`` is the stage's ``done.json`` when a resumed run had already completed (then
+    ``device`` and ``task`` are None: there is nothing left to do)."""
+    cfg.validate()
+    resuming = prepare_run_dir(cfg)
+    finished = _done(cfg.out) if resuming else None
+    if finished:
+        return resuming, finished, None, None
+    return resuming, None, setup_torch(cfg), make_task(cfg.task, cfg.task_seed)
+
+
 def _finish(out: str, info: dict) -> dict:
     atomic_write_json(os.path.join(out, "done.json"), info)
     return info
@@ -49,12 +62,9 @@ def _finish(out: str, info: dict) -> dict:
 
 def run_sft(cfg, progress: bool = True) -> dict:
     """Supervised fine-tuning on reference summaries. Returns ``{"model": path, ...}``."""
-    cfg.validate()
-    resuming = prepare_run_dir(cfg)
-    if resuming and _done(cfg.out):
-        return _done(cfg.out)
-    device = setup_torch(cfg)
-    task = make_task(cfg.task, cfg.task_seed)
+    resuming, finished, device, task = open_stage(cfg)
+    if finished:
+        return finished
     torch.manual_seed(cfg.seed)
     if cfg.init:
         model, codec = load_causal_lm(cfg.init, "--init model", task.max_prompt_tokens)
@@ -115,20 +125,6 @@ def _sample_pairs(model, codec, task, prompts, seed, device, batch=512):
     return x_rows, y_rows, yp_rows, torch.tensor(np.concatenate(p), dtype=torch.float32)
 
 
-def _pm_forward(pm, codec, x_rows, y_rows, yp_rows, device):
-    ids, mask = codec.pm_inputs(x_rows + x_rows, y_rows + yp_rows, yp_rows + y_rows)  # (2N, L)
-    g = pm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float()  # (2N,)
-    n = len(x_rows)
-    return 0.5 * (torch.sigmoid(g[:n]) + torch.sigmoid(-g[n:]))  # (N,) antisymmetric
-
-
-def _rm_forward(rm, codec, x_rows, y_rows, yp_rows, device):
-    ids, mask = codec.rm_inputs(x_rows + x_rows, y_rows + yp_rows)  # (2N, L)
-    r = rm(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float()  # (2N,)
-    n = len(x_rows)
-    return torch.sigmoid(r[:n] - r[n:])  # (N,) Bradley-Terry
-
-
 def _soft_cross_entropy(q, p):
     q = q.clamp(1e-6, 1 - 1e-6)
     return -(p * torch.log(q) + (1 - p) * torch.log1p(-q)).mean()
@@ -149,12 +145,9 @@ def pm_metrics(q: torch.Tensor, p: torch.Tensor, bins: int = 10) -> dict:
 
 def run_train_pm(cfg, progress: bool = True) -> dict:
     """Train the pairwise preference model and the Bradley-Terry reward model on gold comparisons."""
-    cfg.validate()
-    resuming = prepare_run_dir(cfg)
-    if resuming and _done(cfg.out):
-        return _done(cfg.out)
-    device = setup_torch(cfg)
-    task = make_task(cfg.task, cfg.task_seed)
+    resuming, finished, device, task = open_stage(cfg)
+    if finished:
+        return finished
     sft, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     start_run_dir(cfg, resuming)
     sft.to(device).eval()
@@ -181,8 +174,8 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * (1 - 0.9 * step / cfg.steps)
         with autocast(device, cfg.bf16):
-            loss_pm = _soft_cross_entropy(_pm_forward(models["pm"], codec, bx, by, byp, device), target)
-            loss_rm = (_soft_cross_entropy(_rm_forward(models["rm"], codec, bx, by, byp, device), target)
+            loss_pm = _soft_cross_entropy(pm_prob_rows(models["pm"], codec, bx, by, byp, device), target)
+            loss_rm = (_soft_cross_entropy(rm_prob_rows(models["rm"], codec, bx, by, byp, device), target)
                        if cfg.reward_model else torch.zeros(()))
         optimizer.zero_grad(set_to_none=True)
         (loss_pm + loss_rm).backward()
@@ -195,9 +188,9 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
     models.eval()
     hx, hy, hyp, hp = held
     with torch.no_grad():
-        result = {"pm": pm_metrics(_batched(_pm_forward, models["pm"], codec, hx, hy, hyp, device), hp)}
+        result = {"pm": pm_metrics(pm_prob_rows(models["pm"], codec, hx, hy, hyp, device).cpu(), hp)}
         if cfg.reward_model:
-            result["rm"] = pm_metrics(_batched(_rm_forward, models["rm"], codec, hx, hy, hyp, device), hp)
+            result["rm"] = pm_metrics(rm_prob_rows(models["rm"], codec, hx, hy, hyp, device).cpu(), hp)
     result["gold_sft_pairs_mean_abs_p_minus_half"] = (hp - 0.5).abs().mean().item()
     atomic_write_json(os.path.join(cfg.out, "heldout.json"), result)
     info = {"pm": os.path.join(cfg.out, "pm"), "heldout": result}
@@ -207,9 +200,3 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
         save_model(models["rm"].cpu(), codec, info["rm"],
                    {"stage": "train-pm", "kind": "bradley-terry", **result["rm"]})
     return _finish(cfg.out, info)
-
-
-def _batched(fn, model, codec, x, y, yp, device, batch=512):
-    return torch.cat([fn(model, codec, x[i:i + batch], y[i:i + batch], yp[i:i + batch], device).cpu()
-                      for i in range(0, len(x), batch)])
-
