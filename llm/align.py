@@ -51,9 +51,12 @@ def alignment_loss(method: str, policy, ref, prompt_ids, prompt_mask, *, tau: fl
     ids2, mask2 = prompt_ids.repeat(2, 1), prompt_mask.repeat(2, 1)  # (2B, P)
     response, resp_mask = sample(policy, ref, ids2, mask2, max_new_tokens, generator, eos_id, pad_id,
                                  beta=betas, temperature=temperature)  # (2B, T), samples carry no gradient
+    # Nash-MD-PG / self-play score only y (y' is the opponent's sample): no log-probs for y'.
+    n = B if m.kind == "pg" else 2 * B
+    scored = (ids2[:n], mask2[:n], response[:n], resp_mask[:n])
     with torch.no_grad():
-        ref_tok = token_logprobs(ref, ids2, mask2, response, resp_mask, temperature)  # (2B, T)
-    tok = token_logprobs(policy, ids2, mask2, response, resp_mask, temperature)  # (2B, T), with grad
+        ref_tok = token_logprobs(ref, *scored, temperature)  # (n, T)
+    tok = token_logprobs(policy, *scored, temperature)  # (n, T), with grad
     y, y_mask, y_prime, y_prime_mask = response[:B], resp_mask[:B], response[B:], resp_mask[B:]
     stats = {"kl/seq_logratio_y": (tok[:B] - ref_tok[:B]).sum(-1).mean().item(),
              "charts/response_tokens": resp_mask.sum(-1).float().mean().item()}
