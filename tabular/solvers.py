@@ -9,31 +9,55 @@ Certificates (both public, both used by every solver, algorithm, test and proofs
   Derivation: ``max_a V(a, pi) = tau logsumexp(log mu + P pi / tau) + tau KL(pi||mu)`` (Gibbs
   variational principle) and, since ``pi P b = 1 - b P pi``, ``min_b V(pi, b) = 1 -
   max_a V(a, pi)``; the gap is their difference. Equivalently ``gap = 2 tau KL(pi || T(pi))``.
+  As tau -> 0 it tends to ``2 exploitability(pi)``, and it is evaluated so that it stays finite
+  and accurate at any tau > 0 (down to 5e-324).
 - :func:`fixed_point_residual` — ``max_y |log pi(y) - log T(pi)(y)|`` on the support of ``pi``.
+  (Below tau ~ 1e-13 it is dominated by the round-off of ``P @ pi`` divided by tau: there the gap
+  is the certificate.)
 
 Method (:func:`solve_equilibrium`, tau > 0): Newton's method on
-``F(z) = z - log mu - A softmax(z) / tau`` in logit space ``z`` (``A = P - 1/2`` is skew), whose
-Jacobian ``I - A D / tau`` (``D = diag(pi) - pi pi^T``) is never singular because ``A D`` has
-spectrum on the imaginary axis in the ``D``-inner product. Backtracking on ``||F||`` globalises
-each solve; when Newton from the uniform start stalls (small tau), the solve follows a
-geometrically decreasing tau path with warm starts. tau == 0: the symmetric zero-sum linear
-program (scipy HiGHS).
+``G(z) = tau (z - log mu) - A softmax(z)`` in logit space ``z`` (``A = P - 1/2`` is skew), whose
+Jacobian ``tau I - A D`` (``D = diag(pi) - pi pi^T``) is never singular because ``A D`` has
+spectrum on the imaginary axis in the ``D``-inner product. (G is tau times the residual of the
+fixed point; the Newton steps are the same, but the scaled form keeps the tau I term exact when
+``A D / tau`` would swamp it in float64.) Linear solves: dense LU for n <= ``DENSE_MAX_N``;
+above, GMRES with O(n^2) matrix-vector products ``v -> tau v - A (pi * v) + (A pi)(pi . v)``
+(Newton-Krylov, forcing term ``min(1e-2, |F|)`` so convergence stays quadratic), falling back to
+LU when GMRES stalls and n <= ``DENSE_FALLBACK_MAX_N``. Backtracking on ``||G||`` globalises each
+solve; when Newton from the reference stalls, the solve follows a geometrically decreasing tau
+path with warm starts (at most ``MAX_PATH_STAGES`` stages). Below ``TAU_FROM_ZERO`` Newton starts
+from the tau = 0 solution instead (continuing from tau = 1 would take too many stages).
+
+tau == 0 (:func:`solve_zero_sum`): the symmetric zero-sum game ``P - 1/2`` has value 0, so ``pi`` is
+a Nash equilibrium iff ``pi`` is on the simplex and ``max_y (A pi)(y) <= 0`` (the LP optimality
+conditions: primal and dual are the same vector). The support is identified from a tau -> 0 path
+of regularised solutions, the indifference equations ``A_SS pi_S = 0, sum pi_S = 1`` are solved
+exactly on it (with a few support corrections), and the conditions above are verified; the
+general LP (HiGHS dual simplex) is the fallback.
+
+Batches: ``solve_equilibrium`` takes ``P`` of shape (B, n, n) (``tau`` a scalar or (B,)) and
+returns an :class:`EquilibriumBatch` (per-game certificates), solved by one vectorised dense
+Newton iteration over the batch, with the single-game solver for games that it leaves unsolved.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linprog
+from scipy.sparse.linalg import LinearOperator, gmres
 from scipy.special import log_softmax, logsumexp
 
-from .game import kl, validate_game, validate_tau
+from .game import kl, validate_beta, validate_game, validate_preference, validate_tau
 
 __all__ = [
     "Equilibrium",
+    "EquilibriumBatch",
     "duality_gap",
+    "duality_gap_unchecked",
     "duality_gap_closed_form",
     "exploitability",
     "fixed_point_map",
@@ -43,6 +67,13 @@ __all__ = [
     "mixture_fixed_point",
 ]
 
+DENSE_MAX_N = 150  # measured: below this a dense LU step is cheaper than GMRES's Python overhead
+DENSE_FALLBACK_MAX_N = 4000  # J is n^2 floats (128 MB at 4000): beyond this only GMRES
+TAU_FROM_ZERO = 1e-6  # below: start Newton from the tau = 0 solution, not a path from tau_start
+MAX_PATH_STAGES = 1000  # bound on the continuation path (tau_start -> tau) length
+SIMPLEX_TOL = 1e-9  # |sum(pi) - 1| accepted by duality_gap (policies normalised in float64)
+NEWTON_TOL = 1e-14  # on the spread of F = G / tau: well below what gap_tol needs (gap ~ tau F^2)
+
 
 @dataclass(frozen=True)
 class Equilibrium:
@@ -50,8 +81,11 @@ class Equilibrium:
 
     pi: the equilibrium policy (n,). log_pi: its log (exact also where pi underflows to 0).
     gap: duality gap (closed form). residual: fixed-point residual ``max |log pi - log T(pi)|``
-    (tau > 0) or exploitability (tau == 0). iterations: Newton steps (or LP iterations).
-    converged: whether gap <= gap_tol. method: ``"newton"``, ``"newton-continuation"`` or ``"lp"``.
+    (tau > 0) or exploitability (tau == 0). iterations: Newton steps (or LP iterations, or
+    support corrections). converged: whether gap <= gap_tol. method: ``"newton"``,
+    ``"newton-krylov"`` (GMRES linear solves), ``"newton-continuation"``, ``"newton-from-tau0"``
+    (tiny tau, Newton started at the tau = 0 solution), ``"support"`` (tau = 0, exact solve on the
+    identified support) or ``"lp"`` (tau = 0, HiGHS).
     """
 
     pi: np.ndarray
@@ -63,6 +97,52 @@ class Equilibrium:
     converged: bool
     method: str
     message: str = field(default="")
+
+
+@dataclass(frozen=True)
+class EquilibriumBatch:
+    """Result of :func:`solve_equilibrium` on a stack of games ``P`` (B, n, n).
+
+    The fields of :class:`Equilibrium`, one entry per game: pi, log_pi (B, n); tau, gap, residual
+    (B,) float; iterations (B,) int; converged (B,) bool; method: tuple of B strings. ``batch[b]``
+    is game b's :class:`Equilibrium`.
+    """
+
+    pi: np.ndarray
+    log_pi: np.ndarray
+    tau: np.ndarray
+    gap: np.ndarray
+    residual: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    method: tuple
+    message: str = field(default="")
+
+    def __len__(self) -> int:
+        return self.pi.shape[0]
+
+    def __getitem__(self, b: int) -> Equilibrium:
+        return Equilibrium(self.pi[b], self.log_pi[b], float(self.tau[b]), float(self.gap[b]),
+                           float(self.residual[b]), int(self.iterations[b]),
+                           bool(self.converged[b]), self.method[b], self.message)
+
+
+# --------------------------------------------------------------------------------------------
+# Certificates.
+# --------------------------------------------------------------------------------------------
+def _validate_policy(pi, n: int, name: str = "pi") -> np.ndarray:
+    """``pi`` on the probability simplex (..., n): finite, >= 0, sums to 1 within SIMPLEX_TOL."""
+    pi = np.asarray(pi, dtype=np.float64)
+    if pi.ndim < 1 or pi.shape[-1] != n:
+        raise ValueError(f"{name} must have {n} entries (..., {n}), got shape {pi.shape}")
+    if not np.all(np.isfinite(pi)):
+        raise ValueError(f"{name} has non-finite entries (nan or inf)")
+    if pi.min() < 0.0:
+        raise ValueError(f"{name} must be a probability vector: min entry {pi.min():.6g} < 0")
+    dev = np.abs(pi.sum(-1) - 1.0).max()
+    if dev > SIMPLEX_TOL:
+        raise ValueError(f"{name} must sum to 1 (within {SIMPLEX_TOL:g}); deviation {dev:.3g}")
+    return pi
 
 
 def duality_gap_closed_form(P, mu, tau: float, pi) -> np.ndarray:
@@ -82,7 +162,19 @@ def duality_gap(P, mu, tau: float, pi) -> np.ndarray:
     ``gap(pi) = 2 [tau log sum_y mu(y) exp((P @ pi)[y] / tau) + tau KL(pi || mu)] - 1
               = 2 tau KL(pi || T(pi)) >= 0``.
     For ``tau == 0``: ``2 max_y (P @ pi)[y] - 1 = 2 exploitability``.
+
+    Validates its input (a one-line ``ValueError``: P a preference matrix, mu a full-support
+    reference, tau >= 0, pi on the simplex); :func:`duality_gap_unchecked` is the same number for
+    callers that already validated (the algorithms' per-step metrics).
     """
+    P, mu = validate_game(P, mu)
+    tau = validate_tau(tau, allow_zero=True)
+    pi = _validate_policy(pi, P.shape[-1])
+    return duality_gap_unchecked(P, mu, tau, pi)
+
+
+def duality_gap_unchecked(P, mu, tau: float, pi) -> np.ndarray:
+    """:func:`duality_gap` without input validation (trusted callers only)."""
     P = np.asarray(P, dtype=np.float64)
     pi = np.asarray(pi, dtype=np.float64)
     Ppi = np.einsum("...ij,...j->...i", P, pi)
@@ -94,11 +186,22 @@ def duality_gap(P, mu, tau: float, pi) -> np.ndarray:
     # same number (sum pi expm1(-d) = sum_{pi>0} T - 1), but every term is >= 0 and O(d^2), so
     # round-off in d (~1e-16) gives ~1e-32 rather than ~1e-16: the certificate stays at round-off
     # even when multiplied by a large tau (e.g. tau / (1 - beta) with beta near 1).
-    log_T = log_softmax(np.log(mu) + Ppi / tau, axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.log(pi) - log_T
-        terms = np.where(pi > 0, pi * (d + np.expm1(-d)), np.exp(log_T))
-    return 2.0 * tau * terms.sum(-1)
+    # Tiny tau: P pi is shifted by its max before dividing by tau (no overflow), and tau d is
+    # formed directly (finite even where T underflows and d = inf); for |d| > 1 the term is
+    # written pi tau d - tau (pi - T) (the same, since pi e^-d = T), so the gap tends to
+    # 2 exploitability as tau -> 0 instead of inf or nan.
+    log_mu = np.log(np.asarray(mu, np.float64))
+    shift = Ppi - Ppi.max(-1, keepdims=True)  # <= 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scaled = log_mu + shift / tau
+        lse = logsumexp(scaled, axis=-1, keepdims=True)
+        T = np.exp(scaled - lse)
+        tau_d = tau * (np.log(pi) - log_mu + lse) - shift  # tau (log pi - log T)
+        d = tau_d / tau
+        near = pi * (tau_d + tau * np.expm1(-d))
+        far = pi * tau_d - tau * (pi - T)
+        terms = np.where(pi > 0, np.where(np.abs(d) <= 1.0, near, far), tau * T)
+    return 2.0 * terms.sum(-1)
 
 
 def exploitability(P, pi) -> np.ndarray:
@@ -110,7 +213,9 @@ def exploitability(P, pi) -> np.ndarray:
 def fixed_point_map(P, mu, tau: float, pi, log: bool = False) -> np.ndarray:
     """``T(pi) = softmax(log mu + P @ pi / tau)`` (the regularised best response)."""
     Ppi = np.einsum("...ij,...j->...i", P, pi)
-    out = log_softmax(np.log(mu) + Ppi / tau, axis=-1)
+    # Shifting P pi by its max changes nothing (softmax) but cannot overflow at tiny tau.
+    with np.errstate(divide="ignore", over="ignore"):
+        out = log_softmax(np.log(mu) + (Ppi - Ppi.max(-1, keepdims=True)) / tau, axis=-1)
     return out if log else np.exp(out)
 
 
@@ -121,47 +226,140 @@ def fixed_point_residual(P, mu, tau: float, pi, log_pi=None) -> np.ndarray:
         with np.errstate(divide="ignore"):
             log_pi = np.log(pi)
     logT = fixed_point_map(P, mu, tau, pi, log=True)
-    return np.abs(log_pi - logT).max(-1)
+    with np.errstate(invalid="ignore"):
+        diff = np.where(pi > 0, np.abs(log_pi - logT), 0.0)
+    return diff.max(-1)
 
 
 # --------------------------------------------------------------------------------------------
-# Newton in logit space.
+# Newton in logit space (one game).
 # --------------------------------------------------------------------------------------------
-def _newton(A, log_mu, tau, z, max_iter, tol):
-    """Damped Newton on F(z) = z - log mu - A softmax(z)/tau; z kept normalised (z = log pi)."""
+def _scaled_residual(P, log_mu, tau, z):
+    """``G(z) = tau (z - log mu) - A pi`` (shifted to max 0: only G up to a constant matters)."""
+    pi = np.exp(z)
+    A_pi = P @ pi - 0.5 * pi.sum()
+    G = tau * (z - log_mu) - A_pi
+    return G - G.max(), pi, A_pi
+
+
+def _dense_step(P, tau, pi, A_pi, G):
+    """Solve ``(tau I - A D) dz = -G`` by LU; ``A D = A diag(pi) - (A pi) pi^T`` in O(n^2)."""
+    J = (0.5 * pi + A_pi[:, None] * pi[None, :]) - P * pi[None, :]
+    J[np.diag_indices_from(J)] += tau
+    return np.linalg.solve(J, -G)
+
+
+def _krylov_step(P, tau, pi, A_pi, G, rtol, max_matvecs):
+    """GMRES on ``(tau I - A D) dz = -G`` with O(n^2) products; returns (dz, matvecs, solved)."""
+    n = pi.shape[0]
+    count = [0]
+
+    def matvec(v):
+        count[0] += 1
+        w = pi * v.ravel()
+        return tau * v.ravel() - (P @ w - 0.5 * w.sum()) + A_pi * w.sum()
+
+    restart = min(n, 60)
+    J = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    dz, info = gmres(J, -G, rtol=rtol, atol=0.0, restart=restart,
+                     maxiter=max(1, max_matvecs // restart))
+    return dz, count[0], info == 0
+
+
+def _newton(P, log_mu, tau, z, max_iter, tol=NEWTON_TOL, linear="auto"):
+    """Damped Newton on G(z) = tau (z - log mu) - A softmax(z); z kept normalised (z = log pi).
+
+    Stops when the spread of G is <= tol * tau, or when a step cannot decrease it (round-off
+    floor, or stalled: the caller judges the result by its duality gap). Returns
+    ``(z, spread, iterations, matvecs, reached_tol, used_krylov)``.
+    """
     n = z.shape[0]
-    eye = np.eye(n)
-
-    def residual(z):
-        pi = np.exp(z)
-        F = z - log_mu - A @ pi / tau
-        return F - F.max(), pi  # shift-invariant: only F up to a constant matters
-
-    def norm(F):
-        # F is defined up to an additive constant; measure its spread.
-        return F.max() - F.min()
-
-    F, pi = residual(z)
-    r = norm(F)
+    dense = linear == "dense" or (linear == "auto" and n <= DENSE_MAX_N)
+    used_krylov = False
+    G, pi, A_pi = _scaled_residual(P, log_mu, tau, z)
+    r = G.max() - G.min()
+    # Below ~ 8 eps |A pi| the spread of G is round-off: stop there instead of stalling.
+    tol = max(tol * tau, 8 * np.finfo(float).eps * np.abs(A_pi).max()) / tau
+    matvecs = 0
     it = 0
     for it in range(1, max_iter + 1):
-        if r <= tol:
-            return z, r, it - 1, True
-        # A D = A diag(pi) - (A pi) pi^T, formed in O(n^2) instead of a dense O(n^3) product.
-        J = eye - (A * pi[None, :] - np.outer(A @ pi, pi)) / tau
-        dz = np.linalg.solve(J, -F)
+        if r <= tol * tau:
+            return z, r, it - 1, matvecs, True, used_krylov
+        try:
+            if dense:
+                dz = _dense_step(P, tau, pi, A_pi, G)
+            else:
+                used_krylov = True
+                rtol = max(min(1e-2, r / tau), 1e-13)
+                budget = 1000 if n > DENSE_FALLBACK_MAX_N else max(60, n // 6)
+                dz, mv, solved = _krylov_step(P, tau, pi, A_pi, G, rtol, budget)
+                matvecs += mv
+                if not solved and n <= DENSE_FALLBACK_MAX_N and linear == "auto":
+                    dense = True  # GMRES stalls on this game: LU from now on (cost ~ n/3 matvecs)
+                    dz = _dense_step(P, tau, pi, A_pi, G)
+        except np.linalg.LinAlgError:
+            return z, r, it, matvecs, False, used_krylov
+        if not np.all(np.isfinite(dz)):
+            return z, r, it, matvecs, False, used_krylov
         step = 1.0
         while True:
             z_new = log_softmax(z + step * dz)
-            F_new, pi_new = residual(z_new)
-            r_new = norm(F_new)
+            G_new, pi_new, A_pi_new = _scaled_residual(P, log_mu, tau, z_new)
+            r_new = G_new.max() - G_new.min()
             if r_new < r or step < 1e-10:
                 break
             step *= 0.5
         if not r_new < r:  # no decrease at all: round-off floor reached (or stalled)
-            return z, r, it, r <= 1e3 * tol
-        z, F, pi, r = z_new, F_new, pi_new, r_new
-    return z, r, it, r <= tol
+            return z, r, it, matvecs, r <= tol * tau, used_krylov
+        z, G, pi, A_pi, r = z_new, G_new, pi_new, A_pi_new, r_new
+    return z, r, it, matvecs, r <= tol * tau, used_krylov
+
+
+def _validate_solver_options(gap_tol, max_iter, tau_path_ratio, tau_start):
+    """One-line ValueErrors for the solver's numerical options (these bound its running time)."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    for name, value in (("gap_tol", gap_tol), ("tau_path_ratio", tau_path_ratio),
+                        ("tau_start", tau_start)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    if gap_tol < 0:
+        raise ValueError(f"gap_tol must be >= 0, got {gap_tol!r}")
+    if not 0.0 < float(tau_path_ratio) < 1.0:
+        raise ValueError(f"tau_path_ratio must lie in (0, 1) (a decreasing tau path), got "
+                         f"{tau_path_ratio!r}")
+    if not float(tau_start) > 0.0:
+        raise ValueError(f"tau_start must be > 0, got {tau_start!r}")
+
+
+def _path_stages(tau, tau_start, ratio) -> int:
+    """Number of continuation stages from ``max(tau_start, tau)`` down to ``tau`` (at least 1)."""
+    if tau >= tau_start:
+        return 1
+    return 1 + math.ceil(math.log(tau / tau_start) / math.log(ratio) - 1e-12)
+
+
+def _certify(P, mu, tau, z, gap_tol):
+    pi = np.exp(z)
+    gap = float(duality_gap_unchecked(P, mu, tau, pi))
+    return pi, gap, gap <= gap_tol
+
+
+def _log_from_zero_sum(P, log_mu, tau, pi0):
+    """Logits of the tau-equilibrium's first guess from a tau = 0 solution ``pi0``: log pi0 on its
+    support, ``log mu + (A pi0 - max A pi0) / tau`` off it (where pi* is exp(-margin / tau) small)."""
+    A_pi = P @ pi0 - 0.5
+    with np.errstate(divide="ignore", over="ignore"):
+        off = log_mu + (A_pi - A_pi.max()) / tau
+        on = np.log(pi0)
+    support = pi0 > 0
+    c = np.max(on[support] - log_mu[support])
+    z = np.where(support, on, off + c)
+    return log_softmax(z)
 
 
 def solve_equilibrium(
@@ -174,63 +372,312 @@ def solve_equilibrium(
     tau_path_ratio: float = 0.5,
     tau_start: float = 1.0,
     init=None,
-) -> Equilibrium:
+    linear: str = "auto",
+):
     """The Nash equilibrium ``pi* ∝ mu exp(P @ pi* / tau)`` with its certificate.
 
     Args:
-      P: (n, n) preference matrix. mu: (n,) reference (default uniform). tau: >= 0.
+      P: (n, n) preference matrix, or a stack (B, n, n) of games. mu: (n,) or (B, n) reference
+        (default uniform). tau: >= 0 (a scalar, or (B,) for a stack).
       gap_tol: target duality gap; ``converged`` reports whether it was met (a warning names the
-        remedy otherwise). max_iter: Newton steps per tau stage. tau_path_ratio, tau_start: the
-        continuation path ``tau_start * ratio^k`` down to ``tau``, used when direct Newton stalls.
-      init: optional warm start (a policy with full support).
+        achieved gap and the remedy otherwise). max_iter: Newton steps per tau stage.
+      tau_path_ratio in (0, 1), tau_start > 0: the continuation path ``tau_start * ratio^k`` down
+        to ``tau``, used when direct Newton stalls (at most ``MAX_PATH_STAGES`` stages).
+      init: optional warm start (a policy with full support; one game only).
+      linear: ``"auto"`` (dense LU for small n, GMRES above), ``"dense"`` or ``"krylov"``.
 
-    Returns: :class:`Equilibrium`. For ``tau == 0`` see :func:`solve_zero_sum`.
+    Returns: :class:`Equilibrium` for one game; :class:`EquilibriumBatch` (per-game fields) for a
+    stack. For ``tau == 0`` see :func:`solve_zero_sum`. Every result carries its duality gap.
     """
     P, mu = validate_game(P, mu)
+    _validate_solver_options(gap_tol, max_iter, tau_path_ratio, tau_start)
+    if linear not in ("auto", "dense", "krylov"):
+        raise ValueError(f"linear must be 'auto', 'dense' or 'krylov', got {linear!r}")
+    if P.ndim == 3:
+        if init is not None:
+            raise ValueError("init is for one game; a stack (B, n, n) starts from mu")
+        return _solve_batch(P, mu, tau, gap_tol=gap_tol, max_iter=max_iter,
+                            tau_path_ratio=tau_path_ratio, tau_start=tau_start, linear=linear)
     if P.ndim != 2:
-        raise ValueError(f"solve_equilibrium takes one game (n, n), got shape {P.shape}")
+        raise ValueError(f"solve_equilibrium takes one game (n, n) or a stack (B, n, n), got "
+                         f"shape {P.shape}")
+    if mu.ndim != 1:
+        raise ValueError(f"mu must be one vector (n,) for one game, got shape {mu.shape}")
     tau = validate_tau(tau, allow_zero=True)
     if tau == 0:
-        return solve_zero_sum(P)
-    A = P - 0.5
-    log_mu = np.log(mu)
-    tol = 1e-14  # on the spread of F: well below what gap_tol needs (gap ~ tau * spread^2)
+        return solve_zero_sum(P, mu)
+    stages = _path_stages(max(tau, TAU_FROM_ZERO), float(tau_start), float(tau_path_ratio))
+    if stages > MAX_PATH_STAGES:
+        raise ValueError(f"tau_path_ratio={tau_path_ratio!r} needs {stages} continuation stages "
+                         f"from tau_start={tau_start!r} to tau={max(tau, TAU_FROM_ZERO):g} (at most "
+                         f"{MAX_PATH_STAGES}): use a smaller ratio")
+    return _solve_one(P, mu, tau, gap_tol, max_iter, float(tau_path_ratio), float(tau_start),
+                      init, linear)
 
-    z0 = log_mu.copy() if init is None else log_softmax(np.log(np.asarray(init, np.float64)))
-    z, r, iters, ok = _newton(A, log_mu, tau, z0, max_iter, tol)
-    method = "newton"
-    total = iters
-    if not ok:
-        # Continuation: follow tau_k = tau_start * ratio^k down to tau, warm-starting each stage.
-        method = "newton-continuation"
-        t = max(tau_start, tau)
-        z = log_mu.copy()
-        while True:
-            z, r, iters, ok = _newton(A, log_mu, t, z, max_iter, tol)
-            total += iters
-            if t == tau:
-                break
-            t = max(t * tau_path_ratio, tau)
+
+def _solve_one(P, mu, tau, gap_tol, max_iter, ratio, tau_start, init, linear):
+    log_mu = np.log(mu)
+    candidates = []  # (gap, z, method, iterations)
+    total = 0
+    if tau >= TAU_FROM_ZERO:
+        if init is None:
+            z0 = log_mu.copy()
+        else:
+            init = _validate_policy(init, P.shape[0], "init")
+            if init.min() <= 0:
+                raise ValueError("init must have full support (all entries > 0)")
+            z0 = log_softmax(np.log(init))
+        z, _, iters, _, _, krylov = _newton(P, log_mu, tau, z0, max_iter, linear=linear)
+        total += iters
+        _, gap, ok = _certify(P, mu, tau, z, gap_tol)
+        candidates.append((gap, z, "newton-krylov" if krylov else "newton", total))
+        if not ok:
+            # Continuation: tau_k = tau_start * ratio^k down to tau (a bounded number of stages).
+            t = max(tau_start, tau)
+            z = log_mu.copy()
+            for _ in range(_path_stages(tau, tau_start, ratio)):
+                z, _, iters, _, _, _ = _newton(P, log_mu, t, z, max_iter, linear=linear)
+                total += iters
+                t = max(t * ratio, tau)
+            _, gap, ok = _certify(P, mu, tau, z, gap_tol)
+            candidates.append((gap, z, "newton-continuation", total))
+    if not candidates or (min(c[0] for c in candidates) > gap_tol and tau < 1e-3):
+        # Tiny tau: pi*_tau = pi0 + O(tau) around the tau = 0 equilibrium pi0; Newton from there.
+        pi0 = solve_zero_sum(P, mu).pi
+        z = _log_from_zero_sum(P, log_mu, tau, pi0)
+        z, _, iters, _, _, _ = _newton(P, log_mu, tau, z, max_iter, linear=linear)
+        total += iters
+        _, gap, _ = _certify(P, mu, tau, z, gap_tol)
+        candidates.append((gap, z, "newton-from-tau0", total))
+    gap, z, method, _ = min(candidates, key=lambda c: (not np.isfinite(c[0]), c[0]))
     pi = np.exp(z)
-    gap = float(duality_gap(P, mu, tau, pi))
     residual = float(fixed_point_residual(P, mu, tau, pi, log_pi=z))
     converged = bool(gap <= gap_tol)
     message = "gap within tolerance" if converged else (
         f"duality gap {gap:.3g} > {gap_tol:g}; increase max_iter or lower tau_path_ratio")
     if not converged:
-        warnings.warn(f"solve_equilibrium: {message}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"solve_equilibrium: {message}", RuntimeWarning, stacklevel=3)
     return Equilibrium(pi, z, tau, gap, residual, total, converged, method, message)
 
 
-def solve_zero_sum(P) -> Equilibrium:
-    """tau == 0: a Nash equilibrium of the symmetric zero-sum game with payoff ``P - 1/2``.
+# --------------------------------------------------------------------------------------------
+# Batches of games: one vectorised dense Newton iteration.
+# --------------------------------------------------------------------------------------------
+def _newton_batch(P, log_mu, tau, z, max_iter, tol=NEWTON_TOL):
+    """Damped Newton on a stack: P (B, n, n), log_mu, z (B, n), tau (B,). Each game stops at its
+    own tolerance or stall; returns ``(z, iterations (B,), reached_tol (B,))``."""
+    B, n = z.shape
+    tau_col = tau[:, None]
 
-    Linear program (HiGHS): minimise ``v`` s.t. ``(P - 1/2) pi <= v``, ``sum pi = 1``, ``pi >= 0``;
-    the value is 0. When the Nash set is not a single point, the policy returned is the vertex
-    HiGHS's dual simplex ends on (deterministic for a given ``P``, but not the maximum-entropy
-    point nor, in general, the limit of ``pi*_tau`` as tau -> 0). ``residual`` is the exploitability.
+    def residual(P, log_mu, tau_col, z):
+        pi = np.exp(z)
+        A_pi = np.einsum("bij,bj->bi", P, pi) - 0.5 * pi.sum(-1, keepdims=True)
+        G = tau_col * (z - log_mu) - A_pi
+        G = G - G.max(-1, keepdims=True)
+        return G, pi, A_pi, G.max(-1) - G.min(-1)
+
+    G, pi, A_pi, r = residual(P, log_mu, tau_col, z)
+    iters = np.zeros(B, dtype=np.int64)
+    reached = r <= tol * tau
+    active = ~reached
+    eye = np.eye(n)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        Pi, pii, Ai, ti = P[idx], pi[idx], A_pi[idx], tau[idx]
+        J = (0.5 * pii[:, None, :] + Ai[:, :, None] * pii[:, None, :]) - Pi * pii[:, None, :]
+        J += ti[:, None, None] * eye
+        try:
+            dz = np.linalg.solve(J, -G[idx][..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            active[idx] = False  # leave these to the single-game solver
+            break
+        finite = np.all(np.isfinite(dz), -1)
+        dz[~finite] = 0.0
+        step = np.ones(idx.size)
+        accepted = np.zeros(idx.size, bool)
+        z_new, G_new, pi_new, A_new, r_new = z[idx], G[idx], pi[idx], A_pi[idx], r[idx]
+        for _ in range(34):  # halve down to 2^-33 ~ 1e-10, as the single-game search
+            todo = ~accepted
+            zt = log_softmax(z[idx][todo] + step[todo, None] * dz[todo], axis=-1)
+            Gt, pit, At, rt = residual(Pi[todo], log_mu[idx][todo], ti[todo, None], zt)
+            better = rt < r[idx][todo]
+            sel = np.flatnonzero(todo)[better]
+            z_new[sel], G_new[sel], pi_new[sel], A_new[sel], r_new[sel] = (
+                zt[better], Gt[better], pit[better], At[better], rt[better])
+            accepted[sel] = True
+            step[todo] *= 0.5
+            if accepted.all():
+                break
+        iters[idx] += 1
+        z[idx], G[idx], pi[idx], A_pi[idx], r[idx] = z_new, G_new, pi_new, A_new, r_new
+        now = r[idx] <= tol * tau[idx]
+        reached[idx] = now
+        active[idx] = accepted & ~now & finite
+    return z, iters, reached
+
+
+def _solve_batch(P, mu, tau, *, gap_tol, max_iter, tau_path_ratio, tau_start, linear):
+    B, n = P.shape[0], P.shape[-1]
+    mu = np.broadcast_to(mu, (B, n))
+    tau_arr = np.broadcast_to(np.asarray(tau, dtype=object), (B,)) if np.ndim(tau) == 0 else \
+        np.asarray(tau, dtype=object)
+    if tau_arr.shape != (B,):
+        raise ValueError(f"tau must be a scalar or have one entry per game ({B},), got shape "
+                         f"{tau_arr.shape}")
+    tau_arr = np.array([validate_tau(t, allow_zero=True) for t in tau_arr], dtype=np.float64)
+    log_mu = np.log(mu)
+    z = log_mu.copy()
+    iters = np.zeros(B, dtype=np.int64)
+    methods = ["newton-batch"] * B
+    fast = np.flatnonzero(tau_arr >= TAU_FROM_ZERO)
+    if fast.size:
+        z[fast], iters[fast], _ = _newton_batch(P[fast], log_mu[fast], tau_arr[fast],
+                                                z[fast].copy(), max_iter)
+    pi = np.exp(z)
+    safe_tau = np.where(tau_arr > 0, tau_arr, 1.0)
+    gap = _batch_gap(P, mu, safe_tau, pi)
+    residual = _batch_residual(P, mu, safe_tau, pi, z)
+    ok = (gap <= gap_tol) & (tau_arr >= TAU_FROM_ZERO)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # one summary warning below
+        for b in np.flatnonzero(~ok):  # tau = 0, tiny tau, or Newton left it: the full solver
+            eq = solve_equilibrium(P[b], mu[b], tau_arr[b], gap_tol=gap_tol, max_iter=max_iter,
+                                   tau_path_ratio=tau_path_ratio, tau_start=tau_start,
+                                   linear=linear)
+            pi[b], z[b], gap[b], residual[b] = eq.pi, eq.log_pi, eq.gap, eq.residual
+            iters[b] += eq.iterations
+            methods[b] = eq.method
+    converged = gap <= gap_tol
+    fell_back = int((~ok).sum())
+    message = (f"{int(converged.sum())}/{B} games within gap_tol {gap_tol:g}; {fell_back} solved "
+               f"one by one (tau = 0, tiny tau, or batched Newton stalled)")
+    if not converged.all():
+        warnings.warn(f"solve_equilibrium: worst duality gap {gap.max():.3g} > {gap_tol:g} in "
+                      f"{int((~converged).sum())} of {B} games", RuntimeWarning, stacklevel=3)
+    return EquilibriumBatch(pi, z, tau_arr, gap, residual, iters, converged, tuple(methods),
+                            message)
+
+
+def _batch_gap(P, mu, tau, pi):
+    """duality_gap_unchecked with a per-game tau (B,)."""
+    out = np.empty(P.shape[0])
+    for t in np.unique(tau):
+        sel = tau == t
+        out[sel] = duality_gap_unchecked(P[sel], mu[sel], float(t), pi[sel])
+    return out
+
+
+def _batch_residual(P, mu, tau, pi, z):
+    out = np.empty(P.shape[0])
+    for t in np.unique(tau):
+        sel = tau == t
+        out[sel] = fixed_point_residual(P[sel], mu[sel], float(t), pi[sel], log_pi=z[sel])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# tau = 0: support identification along tau -> 0, exact solve on the support, LP fallback.
+# --------------------------------------------------------------------------------------------
+ZERO_SUM_TAUS = (0.1, 0.01, 1e-3)  # the tau -> 0 path (warm-started, a few Newton steps each)
+SUPPORT_TOL = 1e-13  # exploitability accepted from the support solve (LP conditions, round-off)
+
+
+def _solve_on_support(A, support, max_moves=10):
+    """Solve ``A_SS pi_S = 0, sum pi_S = 1`` and correct the support until ``pi >= 0`` and
+    ``max (A pi) <= SUPPORT_TOL`` (the LP optimality conditions). Returns (pi, moves) or None."""
+    n = A.shape[0]
+    support = support.copy()
+    for move in range(1, max_moves + 1):
+        idx = np.flatnonzero(support)
+        m = idx.size
+        if m == 0:
+            return None
+        M = np.zeros((m + 1, m + 1))
+        M[:m, :m] = A[np.ix_(idx, idx)]
+        M[:m, m] = -1.0  # the value v (0 for a symmetric game; solved for, as a check)
+        M[m, :m] = 1.0
+        rhs = np.zeros(m + 1)
+        rhs[m] = 1.0
+        try:
+            sol = np.linalg.solve(M, rhs)
+            sol += np.linalg.solve(M, rhs - M @ sol)  # one step of iterative refinement
+        except np.linalg.LinAlgError:
+            # Singular: the Nash set on this support is not a point; minimum-norm solution.
+            sol = np.linalg.lstsq(M, rhs, rcond=None)[0]
+        if not np.all(np.isfinite(sol)):
+            return None
+        p = sol[:m]
+        if p.min() < -SUPPORT_TOL:
+            support[idx[p < -SUPPORT_TOL]] = False
+            continue
+        pi = np.zeros(n)
+        pi[idx] = np.clip(p, 0.0, None)
+        pi /= pi.sum()
+        A_pi = A @ pi
+        outside = ~support & (A_pi > SUPPORT_TOL)
+        if outside.any():
+            support |= outside
+            continue
+        if A_pi.max() <= SUPPORT_TOL:
+            return pi, move
+        return None
+    return None
+
+
+def solve_zero_sum(P, mu=None) -> Equilibrium:
+    """tau == 0: a Nash equilibrium of the symmetric zero-sum game with payoff ``A = P - 1/2``.
+
+    ``pi`` is an equilibrium iff it is on the simplex and ``max_y (A pi)(y) <= 0`` (value 0; for a
+    symmetric game the LP's primal and dual solutions coincide, so these are its optimality
+    conditions). Method: regularised solutions along ``ZERO_SUM_TAUS`` (Newton, warm-started,
+    at most 15 steps each) propose a support (actions with ``log(pi/mu)`` within 30 of the max,
+    tried when n <= 50 or it holds at most 60% of the actions); the indifference equations are solved
+    exactly on it, with support corrections, and the point is returned only if the conditions
+    hold to ``SUPPORT_TOL`` (method ``"support"``). Otherwise the LP (HiGHS dual simplex), whose
+    answer is then polished by the same exact solve on the LP's support (``"lp+support"``) or
+    returned as it is (``"lp"``).
+
+    Which point when the Nash set is not a single point: ``"support"`` / ``"lp+support"`` return
+    the solution of the indifference equations on the identified support (the minimum-norm one
+    if they are singular there); ``"lp"`` the vertex HiGHS ends on. None of them is in general
+    the limit of ``pi*_tau``. ``residual`` is the exploitability.
     """
-    P = np.asarray(P, dtype=np.float64)
+    P, mu = validate_game(P, mu)
+    n = P.shape[0]
+    A = P - 0.5
+    log_mu = np.log(mu)
+    z, _, total, _, _, _ = _newton(P, log_mu, 1.0, log_mu.copy(), 15)
+    for tau in ZERO_SUM_TAUS:
+        z, _, iters, _, _, _ = _newton(P, log_mu, tau, z, 15)
+        total += iters
+        lr = z - log_mu
+        support = lr >= lr.max() - 30.0
+        if n > 50 and support.sum() > 0.6 * n:  # large supports: the LP is cheaper
+            continue
+        found = _solve_on_support(A, support)
+        if found is not None:
+            return _zero_sum_result(P, found[0], total + found[1], "support",
+                                    f"support found at tau = {tau:g}")
+    eq = _solve_zero_sum_lp(P)
+    found = _solve_on_support(A, eq.pi > 1e-9, max_moves=3)
+    if found is not None and exploitability(P, found[0]) <= eq.residual:
+        return _zero_sum_result(P, found[0], eq.iterations + found[1], "lp+support",
+                                "HiGHS support, exact solve on it")
+    return eq
+
+
+def _zero_sum_result(P, pi, iterations, method, note):
+    expl = float(exploitability(P, pi))
+    with np.errstate(divide="ignore"):
+        log_pi = np.log(pi)
+    return Equilibrium(pi, log_pi, 0.0, 2 * expl, expl, iterations, expl <= 1e-9, method,
+                       f"{note}; {int((pi > 0).sum())} actions, exploitability {expl:.3g}")
+
+
+def _solve_zero_sum_lp(P) -> Equilibrium:
+    """The zero-sum LP (HiGHS dual simplex): minimise ``v`` s.t. ``A pi <= v``, ``sum pi = 1``."""
     n = P.shape[0]
     A = P - 0.5
     c = np.zeros(n + 1)
@@ -260,10 +707,12 @@ def mixture_fixed_point(P, mu, tau: float, beta: float, **kwargs) -> Equilibrium
     ``beta == 1``: ``m = mu`` (offline IPO point). Returned ``gap``/``residual`` certify the
     equation itself: ``residual = max |log pi - log(mu exp(P mix_beta(pi)/tau))|`` and
     ``gap`` is the duality gap of ``m`` at temperature ``tau / (1 - beta)`` (0 when beta = 1).
+    beta must lie in [0, 1] (a one-line ValueError otherwise).
     """
     P, mu = validate_game(P, mu)
     tau = validate_tau(tau)
-    if beta >= 1.0:
+    beta = validate_beta(beta)
+    if beta == 1.0:
         m = mu
         gap = 0.0
     else:

@@ -155,7 +155,7 @@ def test_lp_perturbed_rps():
     P, _ = make_game("perturbed_rps")
     eq = solve_equilibrium(P, None, 0.0)
     np.testing.assert_allclose(eq.pi, np.array([1, 3, 3]) / 7, atol=1e-9)
-    assert exploitability(P, eq.pi) <= 1e-9 and eq.method == "lp" and eq.converged
+    assert exploitability(P, eq.pi) <= 1e-12 and eq.method == "support" and eq.converged
 
 
 def test_lp_biased_rps():
