@@ -30,10 +30,10 @@ from the tau = 0 solution instead (continuing from tau = 1 would take too many s
 
 tau == 0 (:func:`solve_zero_sum`): the symmetric zero-sum game ``P - 1/2`` has value 0, so ``pi`` is
 a Nash equilibrium iff ``pi`` is on the simplex and ``max_y (A pi)(y) <= 0`` (the LP optimality
-conditions: primal and dual are the same vector). The support is identified from a tau -> 0 path
-of regularised solutions, the indifference equations ``A_SS pi_S = 0, sum pi_S = 1`` are solved
-exactly on it (with a few support corrections), and the conditions above are verified; the
-general LP (HiGHS dual simplex) is the fallback.
+conditions: primal and dual are the same vector). The support is identified by a dense
+interior-point path (Mehrotra), the indifference equations ``A_SS pi_S = 0, sum pi_S = 1`` are
+solved exactly on it (with a few support corrections), and the conditions above are verified;
+the general LP (HiGHS dual simplex) is the fallback.
 
 Batches: ``solve_equilibrium`` takes ``P`` of shape (B, n, n) (``tau`` a scalar or (B,)) and
 returns an :class:`EquilibriumBatch` (per-game certificates), solved by one vectorised dense
@@ -47,6 +47,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import lu_factor, lu_solve
 from scipy.optimize import linprog
 from scipy.sparse.linalg import LinearOperator, gmres
 from scipy.special import log_softmax, logsumexp
@@ -580,7 +581,6 @@ def _batch_residual(P, mu, tau, pi, z):
 # --------------------------------------------------------------------------------------------
 # tau = 0: support identification along tau -> 0, exact solve on the support, LP fallback.
 # --------------------------------------------------------------------------------------------
-ZERO_SUM_TAUS = (0.1, 0.01, 1e-3)  # the tau -> 0 path (warm-started, a few Newton steps each)
 SUPPORT_TOL = 1e-13  # exploitability accepted from the support solve (LP conditions, round-off)
 
 
@@ -626,18 +626,67 @@ def _solve_on_support(A, support, max_moves=10):
     return None
 
 
+def _interior_point(A, max_iter=100):
+    """Mehrotra predictor-corrector on the self-dual LP of the symmetric game, yielding iterates.
+
+    Unknowns ``pi >= 0``, the value ``v`` and slacks ``s = v 1 - A pi >= 0``, with ``sum pi = 1``
+    and complementarity ``pi * s -> 0``. Eliminating ``ds`` leaves one (n+1) x (n+1) system per
+    step, ``[[diag(s / pi) - A, 1], [1^T, 0]] [dpi; dv] = rhs``, nonsingular because its
+    symmetric part ``diag(s / pi)`` is positive definite (A is skew); LU, O(n^3). Yields
+    ``(pi, s, mu)`` after every step, ``mu = pi . s / n`` the complementarity gap.
+    """
+    n = A.shape[0]
+    pi = np.full(n, 1.0 / n)
+    v = float((A @ pi).max()) + 1.0
+    s = v - A @ pi
+    B = np.zeros((n + 1, n + 1))
+    B[:n, n] = 1.0
+    B[n, :n] = 1.0
+    diag = np.arange(n)
+
+    def max_step(x, dx):
+        neg = dx < 0
+        return min(1.0, float((-x[neg] / dx[neg]).min())) if neg.any() else 1.0
+
+    for _ in range(max_iter):
+        F1 = s - v + A @ pi  # primal-dual feasibility residual
+        F2 = pi.sum() - 1.0
+        mu = float(pi @ s) / n
+        B[:n, :n] = -A
+        B[diag, diag] += s / pi
+        try:
+            lu = lu_factor(B, check_finite=False)
+        except (ValueError, np.linalg.LinAlgError):
+            return
+
+        def direction(F3):
+            d = lu_solve(lu, np.concatenate([F1 - F3 / pi, [-F2]]), check_finite=False)
+            return d[:n], d[n], d[n] - F1 - A @ d[:n]
+
+        dpi, dv, ds = direction(pi * s)  # affine (predictor) direction
+        step = min(max_step(pi, dpi), max_step(s, ds))
+        sigma = (float((pi + step * dpi) @ (s + step * ds)) / n / mu) ** 3
+        dpi, dv, ds = direction(pi * s + dpi * ds - sigma * mu)  # corrector
+        step = 0.99 * min(max_step(pi, dpi), max_step(s, ds))
+        pi, v, s = pi + step * dpi, v + step * dv, s + step * ds
+        if not (np.all(np.isfinite(pi)) and np.all(pi > 0) and np.all(s > 0)):
+            return
+        yield pi, s, float(pi @ s) / n
+
+
 def solve_zero_sum(P, mu=None) -> Equilibrium:
     """tau == 0: a Nash equilibrium of the symmetric zero-sum game with payoff ``A = P - 1/2``.
 
     ``pi`` is an equilibrium iff it is on the simplex and ``max_y (A pi)(y) <= 0`` (value 0; for a
     symmetric game the LP's primal and dual solutions coincide, so these are its optimality
-    conditions). Method: regularised solutions along ``ZERO_SUM_TAUS`` (Newton, warm-started,
-    at most 15 steps each) propose a support (actions with ``log(pi/mu)`` within 30 of the max,
-    tried when n <= 50 or it holds at most 60% of the actions); the indifference equations are solved
-    exactly on it, with support corrections, and the point is returned only if the conditions
-    hold to ``SUPPORT_TOL`` (method ``"support"``). Otherwise the LP (HiGHS dual simplex), whose
-    answer is then polished by the same exact solve on the LP's support (``"lp+support"``) or
-    returned as it is (``"lp"``).
+    conditions). Method: an interior-point path (:func:`_interior_point`, the log-barrier
+    analogue of the tau -> 0 path of regularised equilibria) proposes the support ``{pi > s}``
+    once the complementarity gap is below 1e-4; the indifference equations ``A_SS pi_S = 0,
+    sum pi_S = 1`` are solved exactly on it (with support corrections), and the point is
+    returned only if the conditions hold to ``SUPPORT_TOL`` (method ``"support"``). Otherwise
+    the general LP (HiGHS dual simplex), polished by the same exact solve on its support
+    (``"lp+support"``) or returned as it is (``"lp"``). ``mu`` is accepted for symmetry with
+    :func:`solve_equilibrium` and does not enter the tau = 0 game.
 
     Which point when the Nash set is not a single point: ``"support"`` / ``"lp+support"`` return
     the solution of the indifference equations on the identified support (the minimum-norm one
@@ -645,21 +694,18 @@ def solve_zero_sum(P, mu=None) -> Equilibrium:
     the limit of ``pi*_tau``. ``residual`` is the exploitability.
     """
     P, mu = validate_game(P, mu)
-    n = P.shape[0]
     A = P - 0.5
-    log_mu = np.log(mu)
-    z, _, total, _, _, _ = _newton(P, log_mu, 1.0, log_mu.copy(), 15)
-    for tau in ZERO_SUM_TAUS:
-        z, _, iters, _, _, _ = _newton(P, log_mu, tau, z, 15)
-        total += iters
-        lr = z - log_mu
-        support = lr >= lr.max() - 30.0
-        if n > 50 and support.sum() > 0.6 * n:  # large supports: the LP is cheaper
+    steps = 0
+    for pi, s, gap in _interior_point(A):
+        steps += 1
+        if gap > 1e-4:  # (an attempt costs ~1/3 of a step: try early)
             continue
-        found = _solve_on_support(A, support)
+        found = _solve_on_support(A, pi > s, max_moves=3)
         if found is not None:
-            return _zero_sum_result(P, found[0], total + found[1], "support",
-                                    f"support found at tau = {tau:g}")
+            return _zero_sum_result(P, found[0], steps, "support",
+                                    f"support from {steps} interior-point steps")
+        if gap < 1e-14:
+            break
     eq = _solve_zero_sum_lp(P)
     found = _solve_on_support(A, eq.pi > 1e-9, max_moves=3)
     if found is not None and exploitability(P, found[0]) <= eq.residual:

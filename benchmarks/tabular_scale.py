@@ -1,0 +1,245 @@
+"""Tabular solver at scale, side by side with the peers, in one process on the same games.
+
+Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/tabular_scale.py [--quick] [--big]``
+(peers: ``pip install '.[bench]' -c constraints-cpu.txt``: cvxpy + Clarabel, nashpy).
+
+Sections (games: ``random_game(n, seed)`` for seeds 0..games-1, mu uniform):
+- ``tau>0``: ours (``solve_equilibrium``) against cvxpy + Clarabel on the exponential-cone program
+  ``max_pi min ...`` written as the regularised best-response dual (the peer), gap of each answer
+  by the same ``duality_gap``.
+- ``tau=0``: ours (``solve_equilibrium(P, None, 0)``) against nashpy ``Game.linear_program``;
+  exploitability ``max (P pi) - 1/2`` of each.
+- ``batch``: ``solve_equilibrium`` on a stack (B, 10, 10) against the Python loop over the games.
+- ``throughput``: ``tabular.run`` exact and sampled forms, 1000 games x 10 actions, steps*games/s
+  (measured over ``--steps`` steps; the 10^4-step time is that rate extrapolated, and says so).
+
+Writes ``benchmarks/results/tabular_scale.json`` (rows + machine + date) atomically; ``--render``
+prints the README table from that file and draws ``benchmarks/results/tabular_scale.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tabular import AlgorithmConfig, duality_gap, exploitability, run, solve_equilibrium
+from tabular.files import atomic_write_json
+from tabular.game import random_game
+
+RESULTS = Path(__file__).resolve().parent / "results" / "tabular_scale.json"
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def summary(times):
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
+
+
+def cvxpy_equilibrium(P, tau):
+    """Peer: pi* as the convex program min_pi tau KL(pi||mu) - ... written directly: the
+    equilibrium minimises the duality gap, gap(pi) = 2 [tau logsumexp(log mu + P pi / tau)
+    + tau KL(pi || mu)] - 1 (convex in pi), here with mu uniform."""
+    import cvxpy as cp
+
+    n = P.shape[0]
+    pi = cp.Variable(n, nonneg=True)
+    log_mu = -np.log(n)
+    objective = tau * cp.log_sum_exp(log_mu + P @ pi / tau) + tau * cp.sum(
+        cp.rel_entr(pi, np.full(n, 1.0 / n)))
+    problem = cp.Problem(cp.Minimize(objective), [cp.sum(pi) == 1])
+    problem.solve(solver=cp.CLARABEL)
+    x = np.clip(np.asarray(pi.value, np.float64), 0.0, None)
+    return x / x.sum(), problem.status
+
+
+def bench_regularised(sizes, taus, games, peer_max_n, rows):
+    for n in sizes:
+        Ps = [random_game(n, seed) for seed in range(games)]
+        for tau in taus:
+            ours, gaps, methods = [], [], set()
+            for P in Ps:
+                eq, t = timed(lambda: solve_equilibrium(P, None, tau))
+                assert eq.converged, eq.message  # every fast path returns its certificate
+                ours.append(t)
+                gaps.append(float(duality_gap(P, None, tau, eq.pi)))
+                methods.add(eq.method)
+            row = {"section": "tau>0", "n": n, "tau": tau, "games": games, "method": "ours",
+                   "variant": "/".join(sorted(methods)), **summary(ours), "worst_gap": max(gaps)}
+            rows.append(row)
+            print_row(row)
+            if n <= peer_max_n:
+                peer, pgaps = [], []
+                for P in Ps:
+                    (pi, status), t = timed(lambda: cvxpy_equilibrium(P, tau))
+                    peer.append(t)
+                    pgaps.append(float(duality_gap(P, None, tau, pi)))
+                prow = {"section": "tau>0", "n": n, "tau": tau, "games": games,
+                        "method": "cvxpy+clarabel", "variant": status, **summary(peer),
+                        "worst_gap": max(pgaps),
+                        "ratio_vs_ours": statistics.median(peer) / statistics.median(ours)}
+                rows.append(prow)
+                print_row(prow)
+
+
+def bench_zero_sum(sizes, games, peer_max_n, rows):
+    for n in sizes:
+        Ps = [random_game(n, seed) for seed in range(games)]
+        ours, expl, methods = [], [], set()
+        for P in Ps:
+            eq, t = timed(lambda: solve_equilibrium(P, None, 0.0))
+            ours.append(t)
+            expl.append(float(exploitability(P, eq.pi)))
+            methods.add(eq.method)
+        row = {"section": "tau=0", "n": n, "tau": 0.0, "games": games, "method": "ours",
+               "variant": "/".join(sorted(methods)), **summary(ours), "worst_expl": max(expl)}
+        rows.append(row)
+        print_row(row)
+        if n <= peer_max_n:
+            import nashpy
+
+            peer, pexpl = [], []
+            for P in Ps:
+                (r, _c), t = timed(lambda: nashpy.Game(P - 0.5).linear_program())
+                r = np.clip(r, 0, None)
+                peer.append(t)
+                pexpl.append(float(exploitability(P, r / r.sum())))
+            prow = {"section": "tau=0", "n": n, "tau": 0.0, "games": games, "method": "nashpy",
+                    "variant": "linear_program", **summary(peer), "worst_expl": max(pexpl),
+                    "ratio_vs_ours": statistics.median(peer) / statistics.median(ours)}
+            rows.append(prow)
+            print_row(prow)
+
+
+def bench_batch(B, n, tau, rows):
+    P = np.stack([random_game(n, seed) for seed in range(B)])
+    batch, t_batch = timed(lambda: solve_equilibrium(P, None, tau))
+    assert batch.converged.all()
+    _, t_loop = timed(lambda: [solve_equilibrium(P[b], None, tau) for b in range(B)])
+    row = {"section": "batch", "n": n, "tau": tau, "games": B, "method": "ours-batch",
+           "median_s": t_batch, "min_s": t_batch, "max_s": t_batch,
+           "worst_gap": float(batch.gap.max()), "loop_s": t_loop, "ratio_vs_ours": t_loop / t_batch}
+    rows.append(row)
+    print_row(row)
+
+
+def bench_throughput(games, n, steps, rows):
+    P = np.stack([random_game(n, seed) for seed in range(games)])
+    pi_star = solve_equilibrium(P, None, 0.1).pi  # batched; not part of the simulation time
+    run(AlgorithmConfig("online_ipo", tau=0.1), P[:2], steps=2, pi_star=pi_star[:2])  # warm-up:
+    # the first autograd call of a process costs seconds (measured ~8 s here), not per-step work
+    for name in ("online_ipo", "nash_md", "online_dpo"):
+        for sampled in (False, True):
+            cfg = AlgorithmConfig(name, tau=0.1, sampled=sampled, batch=16)
+            _, t = timed(lambda: run(cfg, P, steps=steps, seed=0, record_every=steps,
+                                     pi_star=pi_star))
+            rate = steps * games / t
+            row = {"section": "throughput", "n": n, "tau": 0.1, "games": games,
+                   "method": name, "variant": "sampled" if sampled else "exact",
+                   "median_s": t, "min_s": t, "max_s": t, "steps": steps,
+                   "steps_games_per_s": rate, "extrapolated_1e4_steps_s": 1e4 * games / rate}
+            rows.append(row)
+            print_row(row)
+
+
+def print_row(row):
+    keys = ("section", "n", "tau", "games", "method", "variant", "median_s", "min_s", "max_s",
+            "worst_gap", "worst_expl", "ratio_vs_ours", "loop_s", "steps_games_per_s")
+    print("  ".join(f"{k}={row[k]:.3g}" if isinstance(row.get(k), float) else f"{k}={row[k]}"
+                    for k in keys if k in row), flush=True)
+
+
+def render(path):
+    """The README table (markdown) from the results file, and the log-log figure."""
+    data = json.loads(Path(path).read_text())
+    rows = data["rows"]
+    print(f"Machine: {data['machine']}; {data['date']}; command: `{data['command']}`.\n")
+    print("| section | n | τ | games | method | median s (min–max) | worst gap / expl. | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        cert = r.get("worst_gap", r.get("worst_expl"))
+        cert_s = "" if cert is None else f"{cert:.1e}"
+        ratio = r.get("ratio_vs_ours")
+        extra = ""
+        if r["section"] == "throughput":
+            extra = f" ({r['steps_games_per_s']:.3g} steps·games/s; 10⁴ steps ≈ " \
+                    f"{r['extrapolated_1e4_steps_s']:.0f} s, extrapolated)"
+        if r["section"] == "batch":
+            extra = f" (loop {r['loop_s']:.2f} s)"
+        print(f"| {r['section']} | {r['n']} | {r['tau']:g} | {r['games']} | {r['method']} "
+              f"{r.get('variant', '')} | {r['median_s']:.3g} ({r['min_s']:.3g}–{r['max_s']:.3g})"
+              f"{extra} | {cert_s} | {'' if ratio is None else f'{ratio:.1f}×'} |")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    series = {}
+    for r in rows:
+        if r["section"] in ("tau>0", "tau=0"):
+            label = f"{r['method']} τ={r['tau']:g}"
+            series.setdefault(label, []).append((r["n"], r["median_s"]))
+    for label, pts in sorted(series.items()):
+        pts.sort()
+        ax.loglog([p[0] for p in pts], [p[1] for p in pts], "o-" if "ours" in label else "s--",
+                  label=label)
+    ax.set_xlabel("n (actions)")
+    ax.set_ylabel("median seconds per game")
+    ax.set_title("Equilibrium solve time (1 thread, shared 2-core machine)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    png = Path(path).with_suffix(".png")
+    fig.savefig(png, dpi=120)
+    print(f"\nfigure: {png}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
+    parser.add_argument("--big", action="store_true", help="add n = 10000 (800 MB per game)")
+    parser.add_argument("--games", type=int, default=5, help="random games per (n, tau)")
+    parser.add_argument("--steps", type=int, default=200, help="throughput: steps measured")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--render", action="store_true", help="only render --out's table/figure")
+    args = parser.parse_args()
+    if args.render:
+        render(args.out)
+        return
+    rows = []
+    if args.quick:
+        bench_regularised([30, 100], [1.0, 0.1], 2, 100, rows)
+        bench_zero_sum([30, 100], 2, 100, rows)
+        bench_batch(200, 10, 0.1, rows)
+        bench_throughput(100, 10, 20, rows)
+    else:
+        bench_regularised([100, 300, 1000, 3000], [1.0, 0.1, 0.01], args.games, 300, rows)
+        if args.big:
+            bench_regularised([10000], [0.1, 0.01], 2, 0, rows)
+        bench_zero_sum([100, 300, 1000], args.games, 300, rows)
+        bench_batch(10000, 10, 0.1, rows)
+        bench_throughput(1000, 10, args.steps, rows)
+    data = {"rows": rows, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="minutes"), "machine": f"{platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, numpy {np.__version__}, 1 thread, 2 cores shared "
+        f"with 3 other jobs", "command": " ".join(["python"] + sys.argv)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out, data)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
