@@ -312,7 +312,10 @@ def _newton(P, log_mu, tau, z, max_iter, tol=NEWTON_TOL, linear="auto"):
             step *= 0.5
         if not r_new < r:  # no decrease at all: round-off floor reached (or stalled)
             return z, r, it, matvecs, r <= tol * tau, used_krylov
+        floor = r_new > 0.5 * r and r_new <= 1e-10 * tau  # Newton would square a real residual
         z, G, pi, A_pi, r = z_new, G_new, pi_new, A_pi_new, r_new
+        if floor:  # so a step that does not halve a tiny one has met the round-off floor
+            return z, r, it, matvecs, True, used_krylov
     return z, r, it, matvecs, r <= tol * tau, used_krylov
 
 
