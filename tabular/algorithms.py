@@ -439,7 +439,7 @@ def run(cfg: AlgorithmConfig, P, mu=None, *, steps: int = 1000, seed: int = 0,
 
     ``record_at`` (an iterable of iterations, 0 = the start) replaces the ``record_every`` grid
     (e.g. log-spaced steps for plots). ``init`` as in :func:`make_state`. ``pi_star`` (B, n)
-    defaults to :func:`tabular.solvers.solve_equilibrium` per game. ``progress`` is an optional
+    defaults to :func:`tabular.solvers.solve_equilibrium` on the stack (per-game certificates). ``progress`` is an optional
     callable ``progress(n_steps_done)`` (e.g. a tqdm ``update``).
     Metrics (see :mod:`tabular.metrics`): ``kl_to_opt`` = KL(pi* || pi_t), ``gap``,
     ``winrate_vs_mu``, ``kl_to_ref`` = KL(pi_t || mu), ``loss`` (gradient methods: the step's loss).
@@ -451,7 +451,7 @@ def run(cfg: AlgorithmConfig, P, mu=None, *, steps: int = 1000, seed: int = 0,
     P_np = state.P.numpy()
     mu_np = torch.exp(state.log_mu).numpy()
     if pi_star is None:
-        pi_star = np.stack([solve_equilibrium(P_np[b], mu_np[b], cfg.tau).pi for b in range(P_np.shape[0])])
+        pi_star = solve_equilibrium(P_np, mu_np, cfg.tau).pi  # batched: one Newton over the stack
     pi_star = np.broadcast_to(np.asarray(pi_star, np.float64), mu_np.shape)
 
     if record_at is None:
