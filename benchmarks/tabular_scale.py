@@ -23,6 +23,7 @@ import argparse
 import datetime
 import json
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -76,7 +77,8 @@ def bench_regularised(sizes, taus, games, peer_max_n, rows):
                 gaps.append(float(duality_gap(P, None, tau, eq.pi)))
                 methods.add(eq.method)
             row = {"section": "tau>0", "n": n, "tau": tau, "games": games, "method": "ours",
-                   "variant": "/".join(sorted(methods)), **summary(ours), "worst_gap": max(gaps)}
+                   "variant": "/".join(sorted(methods)), **summary(ours), "worst_gap": max(gaps),
+                   "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
             rows.append(row)
             print_row(row)
             if n <= peer_max_n:
@@ -175,6 +177,8 @@ def render(path):
         if r["section"] == "throughput":
             extra = f" ({r['steps_games_per_s']:.3g} steps·games/s; 10⁴ steps ≈ " \
                     f"{r['extrapolated_1e4_steps_s']:.0f} s, extrapolated)"
+        if r["n"] >= 10000 and "peak_rss_gib" in r:
+            extra = f" (process peak memory {r['peak_rss_gib']:.2f} GiB)"
         if r["section"] == "batch":
             extra = f" (loop {r['loop_s']:.2f} s)"
         print(f"| {r['section']} | {r['n']} | {r['tau']:g} | {r['games']} | {r['method']} "
@@ -227,9 +231,10 @@ def main():
         bench_throughput(100, 10, 20, rows)
     else:
         bench_regularised([100, 300, 1000, 3000], [1.0, 0.1, 0.01], args.games, 300, rows)
-        if args.big:
+        if args.big:  # last of this section: the process's peak memory is then this size's
             bench_regularised([10000], [0.1, 0.01], 2, 0, rows)
         bench_zero_sum([100, 300, 1000], args.games, 300, rows)
+        bench_zero_sum([2000], 2, 0, rows)
         bench_batch(10000, 10, 0.1, rows)
         bench_throughput(1000, 10, args.steps, rows)
     data = {"rows": rows, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(

@@ -24,9 +24,10 @@ fixed point; the Newton steps are the same, but the scaled form keeps the tau I 
 above, GMRES with O(n^2) matrix-vector products ``v -> tau v - A (pi * v) + (A pi)(pi . v)``
 (Newton-Krylov, forcing term ``min(1e-2, |F|)`` so convergence stays quadratic), falling back to
 LU when GMRES stalls and n <= ``DENSE_FALLBACK_MAX_N``. Backtracking on ``||G||`` globalises each
-solve; when Newton from the reference stalls, the solve follows a geometrically decreasing tau
-path with warm starts (at most ``MAX_PATH_STAGES`` stages). Below ``TAU_FROM_ZERO`` Newton starts
-from the tau = 0 solution instead (continuing from tau = 1 would take too many stages).
+solve. When Newton from the reference misses the gap target and tau < 1e-2, Newton restarts from
+the tau = 0 solution (pi*_tau = pi0 + O(tau)); if that misses too, the solve follows a
+geometrically decreasing tau path with warm starts (at most ``MAX_PATH_STAGES`` stages). Below
+``TAU_FROM_ZERO`` only the start from tau = 0 is used (a path from tau = 1 would be too long).
 
 tau == 0 (:func:`solve_zero_sum`): the symmetric zero-sum game ``P - 1/2`` has value 0, so ``pi`` is
 a Nash equilibrium iff ``pi`` is on the simplex and ``max_y (A pi)(y) <= 0`` (the LP optimality
@@ -420,9 +421,15 @@ def solve_equilibrium(
 
 
 def _solve_one(P, mu, tau, gap_tol, max_iter, ratio, tau_start, init, linear):
+    """Direct Newton; if it misses gap_tol: for tau < 1e-2 Newton from the tau = 0 solution
+    (pi*_tau = pi0 + O(tau)); then the continuation path. The smallest gap wins."""
     log_mu = np.log(mu)
     candidates = []  # (gap, z, method, iterations)
     total = 0
+
+    def best_gap():
+        return min((c[0] for c in candidates), default=np.inf)
+
     if tau >= TAU_FROM_ZERO:
         if init is None:
             z0 = log_mu.copy()
@@ -431,28 +438,30 @@ def _solve_one(P, mu, tau, gap_tol, max_iter, ratio, tau_start, init, linear):
             if init.min() <= 0:
                 raise ValueError("init must have full support (all entries > 0)")
             z0 = log_softmax(np.log(init))
-        z, _, iters, _, _, krylov = _newton(P, log_mu, tau, z0, max_iter, linear=linear)
+        # Below tau = 1e-2 a start from tau = 0 follows, so a stalling direct attempt is cut short.
+        direct_iter = max_iter if tau >= 1e-2 else min(max_iter, 30)
+        z, _, iters, _, _, krylov = _newton(P, log_mu, tau, z0, direct_iter, linear=linear)
         total += iters
-        _, gap, ok = _certify(P, mu, tau, z, gap_tol)
+        _, gap, _ = _certify(P, mu, tau, z, gap_tol)
         candidates.append((gap, z, "newton-krylov" if krylov else "newton", total))
-        if not ok:
-            # Continuation: tau_k = tau_start * ratio^k down to tau (a bounded number of stages).
-            t = max(tau_start, tau)
-            z = log_mu.copy()
-            for _ in range(_path_stages(tau, tau_start, ratio)):
-                z, _, iters, _, _, _ = _newton(P, log_mu, t, z, max_iter, linear=linear)
-                total += iters
-                t = max(t * ratio, tau)
-            _, gap, ok = _certify(P, mu, tau, z, gap_tol)
-            candidates.append((gap, z, "newton-continuation", total))
-    if not candidates or (min(c[0] for c in candidates) > gap_tol and tau < 1e-3):
-        # Tiny tau: pi*_tau = pi0 + O(tau) around the tau = 0 equilibrium pi0; Newton from there.
+    if best_gap() > gap_tol and tau < 1e-2:
+        # Small tau: pi*_tau = pi0 + O(tau) around the tau = 0 equilibrium pi0; Newton from there.
         pi0 = solve_zero_sum(P, mu).pi
         z = _log_from_zero_sum(P, log_mu, tau, pi0)
         z, _, iters, _, _, _ = _newton(P, log_mu, tau, z, max_iter, linear=linear)
         total += iters
         _, gap, _ = _certify(P, mu, tau, z, gap_tol)
         candidates.append((gap, z, "newton-from-tau0", total))
+    if best_gap() > gap_tol and tau >= TAU_FROM_ZERO:
+        # Continuation: tau_k = tau_start * ratio^k down to tau (a bounded number of stages).
+        t = max(tau_start, tau)
+        z = log_mu.copy()
+        for _ in range(_path_stages(tau, tau_start, ratio)):
+            z, _, iters, _, _, _ = _newton(P, log_mu, t, z, max_iter, linear=linear)
+            total += iters
+            t = max(t * ratio, tau)
+        _, gap, _ = _certify(P, mu, tau, z, gap_tol)
+        candidates.append((gap, z, "newton-continuation", total))
     gap, z, method, _ = min(candidates, key=lambda c: (not np.isfinite(c[0]), c[0]))
     pi = np.exp(z)
     residual = float(fixed_point_residual(P, mu, tau, pi, log_pi=z))
