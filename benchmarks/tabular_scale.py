@@ -9,6 +9,7 @@ Sections (games: ``random_game(n, seed)`` for seeds 0..games-1, mu uniform):
   by the same ``duality_gap``.
 - ``tau=0``: ours (``solve_equilibrium(P, None, 0)``) against nashpy ``Game.linear_program``;
   exploitability ``max (P pi) - 1/2`` of each.
+- ``small tau``: tau = 1e-4, 1e-7, 1e-300 (n = 300, 1000; 2 games): path taken, gap, warnings.
 - ``batch``: ``solve_equilibrium`` on a stack (B, 10, 10) against the Python loop over the games.
 - ``throughput``: ``tabular.run`` exact and sampled forms, 1000 games x 10 actions, steps*games/s
   (measured over ``--steps`` steps; the 10^4-step time is that rate extrapolated, and says so).
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tabular import AlgorithmConfig, duality_gap, exploitability, run, solve_equilibrium
+from tabular import ALGORITHMS, AlgorithmConfig, duality_gap, exploitability, run, solve_equilibrium
 from tabular.files import atomic_write_json
 from tabular.game import random_game
 
@@ -138,14 +139,15 @@ def bench_batch(B, n, tau, rows):
 
 def bench_throughput(games, n, steps, rows):
     P = np.stack([random_game(n, seed) for seed in range(games)])
+    scores = np.random.default_rng(0).normal(size=(games, n))  # rl's Bradley-Terry scores
     pi_star = solve_equilibrium(P, None, 0.1).pi  # batched; not part of the simulation time
     run(AlgorithmConfig("online_ipo", tau=0.1), P[:2], steps=2, pi_star=pi_star[:2])  # warm-up:
     # the first autograd call of a process costs seconds (measured ~8 s here), not per-step work
-    for name in ("online_ipo", "nash_md", "online_dpo"):
+    for name in ALGORITHMS:
         for sampled in (False, True):
             cfg = AlgorithmConfig(name, tau=0.1, sampled=sampled, batch=16)
             _, t = timed(lambda: run(cfg, P, steps=steps, seed=0, record_every=steps,
-                                     pi_star=pi_star))
+                                     pi_star=pi_star, scores=scores if name == "rl" else None))
             rate = steps * games / t
             row = {"section": "throughput", "n": n, "tau": 0.1, "games": games,
                    "method": name, "variant": "sampled" if sampled else "exact",
@@ -155,9 +157,32 @@ def bench_throughput(games, n, steps, rows):
             print_row(row)
 
 
+def bench_small_tau(sizes, taus, games, rows):
+    """Extreme tau: the solve path taken and the gap it certifies (RuntimeWarning counted)."""
+    import warnings
+
+    for n in sizes:
+        Ps = [random_game(n, seed) for seed in range(games)]
+        for tau in taus:
+            times, gaps, methods, warned = [], [], set(), 0
+            for P in Ps:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    eq, t = timed(lambda: solve_equilibrium(P, None, tau))
+                warned += len(caught)
+                times.append(t)
+                gaps.append(float(duality_gap(P, None, tau, eq.pi)))
+                methods.add(eq.method)
+            row = {"section": "small tau", "n": n, "tau": tau, "games": games, "method": "ours",
+                   "variant": "/".join(sorted(methods)), **summary(times), "worst_gap": max(gaps),
+                   "warnings": warned}
+            rows.append(row)
+            print_row(row)
+
+
 def print_row(row):
     keys = ("section", "n", "tau", "games", "method", "variant", "median_s", "min_s", "max_s",
-            "worst_gap", "worst_expl", "ratio_vs_ours", "loop_s", "steps_games_per_s")
+            "worst_gap", "worst_expl", "ratio_vs_ours", "loop_s", "steps_games_per_s", "warnings")
     print("  ".join(f"{k}={row[k]:.3g}" if isinstance(row.get(k), float) else f"{k}={row[k]}"
                     for k in keys if k in row), flush=True)
 
@@ -181,6 +206,8 @@ def render(path):
             extra = f" (process peak memory {r['peak_rss_gib']:.2f} GiB)"
         if r["section"] == "batch":
             extra = f" (loop {r['loop_s']:.2f} s)"
+        if r["section"] == "small tau":
+            extra = f" ({r['warnings']} warnings)"
         print(f"| {r['section']} | {r['n']} | {r['tau']:g} | {r['games']} | {r['method']} "
               f"{r.get('variant', '')} | {r['median_s']:.3g} ({r['min_s']:.3g}–{r['max_s']:.3g})"
               f"{extra} | {cert_s} | {'' if ratio is None else f'{ratio:.1f}×'} |")
@@ -227,6 +254,7 @@ def main():
     if args.quick:
         bench_regularised([30, 100], [1.0, 0.1], 2, 100, rows)
         bench_zero_sum([30, 100], 2, 100, rows)
+        bench_small_tau([30], [1e-5, 1e-300], 2, rows)
         bench_batch(200, 10, 0.1, rows)
         bench_throughput(100, 10, 20, rows)
     else:
@@ -235,6 +263,7 @@ def main():
             bench_regularised([10000], [0.1, 0.01], 2, 0, rows)
         bench_zero_sum([100, 300, 1000], args.games, 300, rows)
         bench_zero_sum([2000], 2, 0, rows)
+        bench_small_tau([300, 1000], [1e-4, 1e-7, 1e-300], 2, rows)
         bench_batch(10000, 10, 0.1, rows)
         bench_throughput(1000, 10, args.steps, rows)
     data = {"rows": rows, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
