@@ -14,8 +14,8 @@ Sections (games: ``random_game(n, seed)`` for seeds 0..games-1, mu uniform):
 - ``throughput``: ``tabular.run`` exact and sampled forms, 1000 games x 10 actions, steps*games/s
   (measured over ``--steps`` steps; the 10^4-step time is that rate extrapolated, and says so).
 
-Writes ``benchmarks/results/tabular_scale.json`` (rows + machine + date) atomically; ``--render``
-prints the README table from that file and draws ``benchmarks/results/tabular_scale.png``.
+Writes ``benchmarks/measured/tabular_scale.json`` (rows + machine + date) atomically; ``--render``
+prints the README table from that file and draws ``benchmarks/measured/tabular_scale.png``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tabular import ALGORITHMS, AlgorithmConfig, duality_gap, exploitability, ru
 from tabular.files import atomic_write_json
 from tabular.game import random_game
 
-RESULTS = Path(__file__).resolve().parent / "results" / "tabular_scale.json"
+RESULTS = Path(__file__).resolve().parent / "measured" / "tabular_scale.json"  # committed
 
 
 def timed(fn):
