@@ -56,7 +56,8 @@ def check_output_dir(path) -> None:
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe.")
     except OSError as e:
-        raise ValueError(f"cannot write to --out {path}: {existing}: {e.strerror}") from None
+        raise ValueError(f"--out {path} is not writable: cannot create a file in {existing} "
+                         f"({e.strerror})") from None
     os.close(fd)
     os.unlink(probe)
 
