@@ -474,7 +474,7 @@ def check_slic_limit(count, seed, variant, steps=4000):
         expl.append(float(np.max(inst.P @ pi) - 0.5))
         r = res.final_log_pi[0] - np.log(inst.mu)
         margins.append(float(inst.tau * np.abs(r[:, None] - r[None, :]).max()))
-        drift = _max(drift, abs(kl_path[-1] - kl_path[-2]))
+        drift = _max(drift, abs(kl_path[-1] - kl_path[-2]) / kl_path[-1])
     kls, expl, gaps, margins = map(np.asarray, (kls, expl, gaps, margins))
     return Row.judge(
         "App F (online SLiC limit, measured)",
@@ -482,10 +482,11 @@ def check_slic_limit(count, seed, variant, steps=4000):
         f"[0.1, 10]) does not reach pi*: KL(pi* || pi_SLiC) {kls.min():.2g}..{kls.max():.2g} "
         f"(required >= 1e-3), tau-gap median {np.median(gaps):.2g}, unregularised exploitability "
         f"median {np.median(expl):.2g} (not the tau=0 Nash either); margins pile up at the hinge "
-        f"kinks, max tau|h| {margins.min():.2g}..{margins.max():.2g}; worst_error = change of "
-        "KL(pi*||pi) over the last half: still drifting slowly along the kinks, so the limit is "
-        "approximate",
-        "simulation", count, drift, 0.25, ok=bool(np.all(kls >= 1e-3)),
+        f"kinks, max tau|h| {margins.min():.2g}..{margins.max():.2g}; worst_error = relative "
+        "change |KL_T - KL_T/2| / KL_T of KL(pi*||pi) over the last half (it still drifts and "
+        "oscillates along the kinks, so the limit is approximate); tolerance 1/2: a KL still "
+        "halving every T/2 steps (heading to pi*) fails the row",
+        "simulation", count, drift, 0.5, ok=bool(np.all(kls >= 1e-3)),
         kl_min=float(kls.min()), kl_max=float(kls.max()), gap_median=float(np.median(gaps)),
         exploitability_median=float(np.median(expl)), max_tau_margin=float(margins.max()))
 
