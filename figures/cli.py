@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from tabular.files import atomic_write_json, atomic_write_text, package_versions
+from tabular.files import atomic_write_json, atomic_write_text, check_output_dir, package_versions
+from tabular.game import MAX_SEED, validate_seed
 
 from .common import DEFAULT_SIZES, QUICK_SIZES
 
@@ -53,19 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     if not only or unknown:
         parser.error(f"--only: unknown figure name(s) {', '.join(unknown) or '(none given)'}; "
                      f"choose from {', '.join(ALL_NAMES)}")
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} exists and is not a folder")
+    try:
+        validate_seed(args.seed, "--seed", MAX_SEED - 10_000)  # the figures derive seed + k streams
+        check_output_dir(args.out)
+    except ValueError as e:
+        parser.error(str(e))
     if args.llm_results is not None and not args.llm_results.is_dir():
         parser.error(f"--llm-results {args.llm_results} is not a folder")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        parser.error(f"cannot create --out {args.out}: {e.strerror}")
+    args.out.mkdir(parents=True, exist_ok=True)
 
     import torch
-    from tqdm import tqdm
+
+    from tabular.progress import progress
 
     from . import tabular_figures as tf
     from .llm_figures import llm_figures
@@ -74,9 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     command = "python -m figures " + " ".join(shlex.quote(a) for a in argv) if argv else "python -m figures"
     command = command.strip()
-    atomic_write_json(args.out / "config.json", {
-        "command": command, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "sizes": dataclasses.asdict(sizes), "versions": package_versions(("numpy", "scipy", "torch", "matplotlib", "tqdm"))})
 
     work = {"simplex": lambda s: 12, "convergence": tf.convergence_work, "equivalence": tf.equivalence_work,
             "dpo": tf.dpo_work, "bias": tf.bias_work}
@@ -84,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
              "equivalence": tf.figure_equivalence, "dpo": tf.figure_dpo, "bias": tf.figure_bias}
     todo = [n for n in TABULAR_FIGURES if n in only]
     captions, timings = [], {}
-    bar = tqdm(total=sum(work[n](sizes) for n in todo), unit="run", disable=args.no_progress,
-               desc="figures", dynamic_ncols=True)
+    bar = progress(total=sum(work[n](sizes) for n in todo), unit="run", disable=args.no_progress,
+                   desc="figures")
     for name in todo:
         bar.set_postfix_str(name)
         t0 = time.perf_counter()
@@ -118,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "## Skipped", ""]
         lines += [f"- **{n}**: skipped: {reason}." for n, reason in skipped]
     atomic_write_text(args.out / "README.md", "\n".join(lines) + "\n")
+    # written last, with the README: a run that stopped half-way leaves no config claiming outputs
+    atomic_write_json(args.out / "config.json", {
+        "command": command, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "sizes": dataclasses.asdict(sizes), "versions": package_versions(("numpy", "scipy", "torch", "matplotlib", "tqdm"))})
     total = sum(timings.values())
     print(f"figures: wrote {len(captions)} figure(s) to {args.out} in {total:.1f} s "
           f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})")

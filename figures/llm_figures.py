@@ -196,6 +196,6 @@ def llm_figures(results: Path | None, out: Path, command: str, why_none: str = "
             continue
         try:
             written.append(fn(results, out, command))
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError, json.JSONDecodeError) as e:  # int(inf): Overflow
             skipped.append((name, f"{results / fname} is malformed: {e}"))
     return written, skipped

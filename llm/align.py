@@ -20,11 +20,10 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
 from tabular.losses import make_labels
+from tabular.progress import progress as progress_bar
 
-from .models import UsageError, load_causal_lm, load_scorer, save_model
+from .models import UsageError, check_context, load_causal_lm, load_scorer, save_model
 from .objectives import METHODS, nash_md_pg_loss, pairwise_method_loss, rl_loss
 from .runtime import CHECKPOINT, MetricLog, autocast, load_checkpoint, save_checkpoint, start_run_dir
 from .sampling import pm_prob, rm_reward, sample, sample_responses, sequence_logprob, token_logprobs
@@ -117,8 +116,11 @@ def run_align(cfg, progress: bool = True) -> dict:
         scorer, scorer_codec = load_scorer(cfg.pm, "--pm preference model", task.max_prompt_tokens)
     if scorer_codec.tokenizer.to_str() != codec.tokenizer.to_str():
         raise UsageError("the scoring model's tokenizer differs from the SFT model's")
-    start_run_dir(cfg, resuming)
     max_new = cfg.max_new_tokens or task.max_new_tokens
+    prompt_len = task.max_prompt_tokens + 2  # <bos> x <sep>
+    check_context(policy, "--sft model", prompt_len + max_new)
+    check_context(scorer, "the scoring model", prompt_len + (max_new + 1 if m.kind == "rl" else 2 * max_new + 2))
+    start_run_dir(cfg, resuming)
 
     # -- seed, models, optimiser --
     torch.manual_seed(cfg.seed)
@@ -159,9 +161,9 @@ def run_align(cfg, progress: bool = True) -> dict:
 
     # -- loop: sample, score, loss, step, log, checkpoint --
     step_times = []
-    bar = tqdm(range(start, cfg.steps), desc=f"align {cfg.method}", disable=not progress,
-               initial=start, total=cfg.steps)
-    for step in bar:
+    bar = progress_bar(cfg.steps, desc=f"align {cfg.method}", unit="step", initial=start,
+                       disable=not progress)
+    for step in range(start, cfg.steps):
         t0 = time.perf_counter()
         idx = torch.randint(len(prompts), (cfg.batch_size,), generator=data_gen)
         prompt_ids, prompt_mask = codec.encode_prompts([prompts[i] for i in idx.tolist()])  # (B, P)
@@ -171,6 +173,9 @@ def run_align(cfg, progress: bool = True) -> dict:
                 beta=cfg.beta, generator=gen, max_new_tokens=max_new, eos_id=codec.eos_id,
                 pad_id=codec.pad_id, judge=judge, reward=reward, label_type=cfg.label_type,
                 logp_reduction=cfg.logp_reduction, temperature=cfg.temperature, label_generator=label_gen)
+        if not np.isfinite(stats["loss/train"]):  # e.g. a huge --lr: stop before saving a NaN policy
+            raise UsageError(f"the loss became {stats['loss/train']} at step {step + 1}; lower --lr "
+                             f"(the run folder keeps the last checkpoint; rerun with --overwrite)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -185,6 +190,8 @@ def run_align(cfg, progress: bool = True) -> dict:
             log.log(row)
         if (step + 1) % cfg.checkpoint_every == 0:
             save_checkpoint(cfg.out, step + 1, cfg, policy, optimizer, generators)
+        bar.update(1)
+    bar.close()
 
     # -- save --
     path = os.path.join(cfg.out, "model")

@@ -29,7 +29,8 @@ class _OneLineParser(argparse.ArgumentParser):
 def _add_flags(parser: argparse.ArgumentParser, cls) -> None:
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        meta = f.metadata
+        # argparse %-formats help strings ("%(default)s"): a literal "%" must be doubled
+        meta = dict(f.metadata, help=f.metadata["help"].replace("%", "%%"))
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if f.type == "bool":
             action = "store_true" if default is False else argparse.BooleanOptionalAction

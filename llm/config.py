@@ -8,13 +8,16 @@ raises :class:`~llm.models.UsageError` with one line; the resolved config is wri
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+
+from tabular.game import validate_seed
 
 from .models import UsageError
 from .objectives import METHODS
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
-           "STAGE_CONFIGS", "RESUMABLE_CHANGES"]
+           "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED"]
 
 
 def _f(default, help: str, **kw):
@@ -25,6 +28,14 @@ def _f(default, help: str, **kw):
 
 # Fields that may differ between a checkpoint and the run resuming it.
 RESUMABLE_CHANGES = {"resume", "overwrite", "device", "threads", "out"}
+# Seeds are limited to 32 bits: the stages derive further streams from them (seed + 2,
+# 10_000 + seed, 1000 seed + 10 i + s in evaluate), which must stay inside torch's 64-bit range.
+MAX_SEED = 2**32 - 1
+
+
+def _positive_finite(name: str, value) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise UsageError(f"--{name} must be a finite number > 0, got {value}")
 
 
 @dataclass
@@ -53,12 +64,19 @@ class RunConfig:
             raise UsageError("--checkpoint-every and --log-every must be >= 1")
         if self.resume and self.overwrite:
             raise UsageError("--resume and --overwrite exclude each other")
+        for name in ("seed", "task_seed"):
+            try:
+                validate_seed(getattr(self, name), "--" + name.replace("_", "-"), MAX_SEED)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.type in ("int", int) and f.name.endswith(("steps", "batch_size", "prompts", "pairs")) and value < 1:
-                raise UsageError(f"--{f.name.replace('_', '-')} must be >= 1, got {value}")
-            if f.name == "lr" and not value > 0:
-                raise UsageError(f"--lr must be > 0, got {value}")
+            flag = f.name.replace("_", "-")
+            if f.type in ("int", int) and f.name.endswith(("steps", "batch_size", "prompts", "pairs",
+                                                          "per_prompt")) and value < 1:
+                raise UsageError(f"--{flag} must be >= 1, got {value}")
+            if f.name.endswith("lr") or f.name in ("tau", "temperature"):
+                _positive_finite(flag, value)
 
 
 @dataclass
@@ -68,6 +86,14 @@ class ModelShape:
     n_layer: int = _f(2, "GPT-2 layers of a new model")
     n_embd: int = _f(64, "GPT-2 width of a new model")
     n_head: int = _f(4, "GPT-2 attention heads of a new model")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("n_layer", "n_embd", "n_head"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise UsageError(f"--n-embd ({self.n_embd}) must be a multiple of --n-head ({self.n_head})")
 
 
 @dataclass
@@ -116,13 +142,9 @@ class AlignConfig(RunConfig):
     eval_prompts: int = _f(64, "held-out prompts for the periodic win rate")
 
     def validate(self) -> None:
-        super().validate()
-        if not self.tau > 0:
-            raise UsageError(f"--tau must be > 0, got {self.tau}")
+        super().validate()  # tau, temperature, lr: finite and > 0
         if not 0.0 <= self.beta <= 1.0:
             raise UsageError(f"--beta must be in [0, 1], got {self.beta}")
-        if not self.temperature > 0:
-            raise UsageError(f"--temperature must be > 0, got {self.temperature}")
         if self.method == "rl" and self.label_type != "soft":
             raise UsageError("--label-type applies to methods labelled by the preference model; "
                              "rl uses the reward model's score")
@@ -154,8 +176,8 @@ class EvalConfig(RunConfig):
         for entry in self.models:
             if "=" not in entry or not entry.split("=", 1)[0] or not entry.split("=", 1)[1]:
                 raise UsageError(f"--models entry must be NAME=PATH, got {entry!r}")
-        if not self.temperature > 0:
-            raise UsageError(f"--temperature must be > 0, got {self.temperature}")
+        if self.max_new_tokens < 0:
+            raise UsageError(f"--max-new-tokens must be >= 0, got {self.max_new_tokens}")
 
 
 @dataclass
@@ -197,8 +219,8 @@ class PipelineConfig(ModelShape, RunConfig):
             betas = [float(b) for b in self.sweep_betas] + [self.beta]
         except (IndexError, ValueError):
             raise UsageError("--taus must be METHOD=TAU entries; sweep values must be numbers") from None
-        if any(not t > 0 for t in taus):
-            raise UsageError("every tau must be > 0")
+        if any(not (math.isfinite(t) and t > 0) for t in taus):
+            raise UsageError(f"every tau must be a finite number > 0, got {', '.join(self.taus + self.sweep_taus)}")
         if any(not 0 <= b <= 1 for b in betas):
             raise UsageError("every beta must be in [0, 1]")
         if self.seeds < 1 or self.sweep_seeds < 1:

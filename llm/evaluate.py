@@ -16,12 +16,11 @@ import os
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
 from tabular.files import atomic_write_json
+from tabular.progress import progress as progress_bar
 
 from .align import read_prompt_file
-from .models import UsageError, load_causal_lm, load_scorer
+from .models import UsageError, check_context, load_causal_lm, load_scorer
 from .runtime import start_run_dir
 from .sampling import pm_prob_rows, sample_responses
 from .train import open_stage
@@ -50,7 +49,9 @@ def win_matrices(task, codec, prompts, responses: dict, pm=None, device="cpu", p
         out[f"{j}_std"] = [[0.0] * k for _ in range(k)]
         out[f"{j}_per_seed_pair"] = [[[0.5] for _ in range(k)] for _ in range(k)]
     pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
-    for a, b in tqdm(pairs, desc="evaluate", disable=not progress):
+    bar = progress_bar(len(pairs), desc="evaluate", unit="pair", disable=not progress)
+    for a, b in pairs:
+        bar.update(1)
         values = {j: [] for j in judges}
         for sa, (_, rows_a) in enumerate(responses[names[a]]):
             for sb, (_, rows_b) in enumerate(responses[names[b]]):
@@ -63,6 +64,7 @@ def win_matrices(task, codec, prompts, responses: dict, pm=None, device="cpu", p
             out[f"{j}_std"][a][b] = out[f"{j}_std"][b][a] = float(v.std())
             out[f"{j}_per_seed_pair"][a][b] = v.tolist()
             out[f"{j}_per_seed_pair"][b][a] = (1 - v).tolist()
+    bar.close()
     return out
 
 
@@ -81,9 +83,11 @@ def run_evaluate(cfg, progress: bool = True) -> dict:
     prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("heldout", cfg.n_prompts)
     prompts = prompts * cfg.samples_per_prompt
     models, codec = {}, None
+    max_new = cfg.max_new_tokens or task.max_new_tokens
     for entry in cfg.models:
         name, path = entry.split("=", 1)
         model, c = load_causal_lm(path, f"--models {name}", task.max_prompt_tokens)
+        check_context(model, f"--models {entry}", task.max_prompt_tokens + 2 + max_new)
         if codec is not None and c.tokenizer.to_str() != codec.tokenizer.to_str():
             raise UsageError(f"--models {name}={path} uses another tokenizer than the first model")
         codec = c
@@ -94,8 +98,9 @@ def run_evaluate(cfg, progress: bool = True) -> dict:
         if pm_codec.tokenizer.to_str() != codec.tokenizer.to_str():
             raise UsageError(f"--pm {cfg.pm} uses another tokenizer than the policies")
         pm.to(device).eval()
+    if pm is not None:
+        check_context(pm, "--pm preference model", task.max_prompt_tokens + 2 * max_new + 4)
     start_run_dir(cfg, resuming)
-    max_new = cfg.max_new_tokens or task.max_new_tokens
     responses = {name: [sample_responses(m, codec, prompts, 1000 * cfg.seed + 10 * i + s, device, max_new,
                                          cfg.temperature) for s, m in enumerate(ms)]
                  for i, (name, ms) in enumerate(models.items())}

@@ -24,7 +24,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tabular.files import atomic_write_json
 
 __all__ = ["UsageError", "SPECIAL_TOKENS", "Codec", "train_tokenizer", "new_causal_lm",
-           "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model",
+           "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model", "check_context",
            "pad_left", "pad_right"]
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<sep>", "<eos>", "<unk>", "<vs>"]
@@ -233,6 +233,19 @@ def load_scorer(path: str, what: str = "preference model", max_prompt_tokens: in
 
     return _load(path, what, max_prompt_tokens, AutoModelForSequenceClassification, is_scorer,
                  "one-logit sequence classifier")
+
+
+def check_context(model, what: str, tokens: int) -> None:
+    """Refuse (one line) a run whose longest input, ``tokens`` positions, exceeds the model's
+    context: GPT-2 would fail mid-run with an IndexError in its position embedding. This is what
+    catches a model built for another task (the synthetic models have 30 positions) and a
+    ``--max-new-tokens`` beyond what the model was built for."""
+    config = model.config
+    positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if positions is not None and tokens > positions:
+        raise UsageError(f"{what} has {positions} positions but this run's inputs need up to {tokens} "
+                         "(prompt + response tokens): lower --max-new-tokens, or use a model built "
+                         "for this --task")
 
 
 def save_model(model, codec: Codec, path: str, extra: dict | None = None) -> None:

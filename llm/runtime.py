@@ -21,7 +21,7 @@ import shutil
 
 import torch
 
-from tabular.files import atomic_write_bytes, atomic_write_text
+from tabular.files import atomic_write_bytes, atomic_write_text, check_output_dir
 
 from .config import RESUMABLE_CHANGES
 from .models import UsageError
@@ -38,9 +38,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise UsageError(f"unknown --device {name!r}") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return device
 
 
 def autocast(device: torch.device, bf16: bool):
@@ -57,21 +62,33 @@ def prepare_run_dir(config) -> bool:
     or ``--overwrite``; a non-empty folder that is not a run folder is never overwritten.
     """
     out = config.out
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out exists and is not a folder: {out}")
+    try:
+        check_output_dir(out)  # a file in the way, a read-only place: refused before any work
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     existing = os.path.join(out, "config.json")
     has_run = os.path.isfile(existing)
-    if not has_run and os.path.isdir(out) and os.listdir(out) and not config.resume:
-        raise UsageError(f"--out is a non-empty folder that holds no run: {out}")
+    if not has_run and os.path.isdir(out) and os.listdir(out):
+        raise UsageError(f"--out is a non-empty folder that holds no run: {out}"
+                         + ("; --resume continues only a run of this stage" if config.resume else ""))
     if has_run and not (config.resume or config.overwrite):
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
     if has_run and config.resume:
         try:
             with open(existing) as f:
                 old = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"cannot read {existing}: {e}") from None
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read {existing}: {' '.join(str(e).split())}") from None
+        if set(old) != set(dataclasses.asdict(config)):
+            raise UsageError(f"{out} holds a run of another stage (its config.json has other fields); "
+                             "--resume continues only a run of this stage")
         _check_same(old, dataclasses.asdict(config), existing)
+        for name in (CHECKPOINT, "done.json", "metrics.jsonl", "metrics.csv"):
+            path = os.path.join(out, name)
+            if os.path.lexists(path) and not os.path.isfile(path):
+                raise UsageError(f"cannot resume: {path} is not a regular file")
     return has_run and config.resume
 
 
@@ -99,6 +116,8 @@ def save_checkpoint(out: str, step: int, config, model, optimizer, generators: d
     """Atomically write ``OUT/checkpoint.pt`` (temp file + rename)."""
     state = {
         "step": step,
+        # generator states are device-specific (a CUDA state does not fit a CPU generator)
+        "device": next(model.parameters()).device.type,
         "config": dataclasses.asdict(config),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -126,6 +145,11 @@ def load_checkpoint(out: str, config, model, optimizer, generators: dict) -> tup
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UsageError(f"corrupt checkpoint {path}: {reason}") from None
     _check_same(state["config"], dataclasses.asdict(config), path)
+    here = next(model.parameters()).device.type
+    if state.get("device", here) != here:
+        raise UsageError(f"checkpoint {path} was written on {state['device']} and this run is on {here}: "
+                         f"the random-number streams are device-specific; resume with --device "
+                         f"{state['device']}")
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -139,6 +163,27 @@ def load_checkpoint(out: str, config, model, optimizer, generators: dict) -> tup
     return int(state["step"]), state["extra"]
 
 
+def _read_rows(path: str) -> list[dict]:
+    """The rows of a ``metrics.jsonl``. A torn last line (a kill during the append, which is not
+    atomic) is dropped: the rewrite that follows truncates it. A bad line elsewhere is refused."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("no integer 'step'")
+        except ValueError as e:
+            if i == len(lines) - 1:  # the file does not end with a newline: the torn last append
+                break
+            raise UsageError(f"cannot resume: {path} line {i + 1} is not a metrics row ({e})") from None
+        rows.append(row)
+    return rows
+
+
 class MetricLog:
     """Append rows to ``metrics.csv`` and ``metrics.jsonl``; on resume, drop rows after the checkpoint."""
 
@@ -147,8 +192,7 @@ class MetricLog:
         self.jsonl_path = os.path.join(out, name + ".jsonl")
         self.rows: list[dict] = []
         if resume_step is not None and os.path.isfile(self.jsonl_path):
-            with open(self.jsonl_path) as f:
-                self.rows = [r for r in map(json.loads, f) if r["step"] <= resume_step]
+            self.rows = [r for r in _read_rows(self.jsonl_path) if r["step"] <= resume_step]
         self._rewrite()
 
     def log(self, row: dict) -> None:

@@ -16,11 +16,10 @@ import os
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
 from tabular.files import atomic_write_json
+from tabular.progress import progress as progress_bar
 
-from .models import Codec, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
+from .models import Codec, UsageError, check_context, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
 from .runtime import (MetricLog, autocast, load_checkpoint, prepare_run_dir, resolve_device,
                       save_checkpoint, start_run_dir, CHECKPOINT)
 from .sampling import pm_prob_rows, rm_prob_rows, sample, token_logprobs
@@ -37,8 +36,15 @@ def setup_torch(config) -> torch.device:
 def _done(out: str) -> dict | None:
     path = os.path.join(out, "done.json")
     if os.path.isfile(path):
-        with open(path) as f:
-            return json.load(f)
+        try:  # written atomically, so a bad one was damaged after the run: say so, do not guess
+            with open(path) as f:
+                done = json.load(f)
+            if not isinstance(done, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            raise UsageError(f"corrupt {path} ({' '.join(str(e).split())}); delete it to finish "
+                             "the run again from its checkpoint") from None
+        return done
     return None
 
 
@@ -80,8 +86,8 @@ def run_sft(cfg, progress: bool = True) -> dict:
     if resuming and os.path.isfile(os.path.join(cfg.out, CHECKPOINT)):
         start, _ = load_checkpoint(cfg.out, cfg, model, optimizer, {})
     log = MetricLog(cfg.out, resume_step=start if resuming else None)
-    bar = tqdm(range(start, cfg.steps), desc="sft", disable=not progress, initial=start, total=cfg.steps)
-    for step in bar:
+    bar = progress_bar(cfg.steps, desc="sft", unit="step", initial=start, disable=not progress)
+    for step in range(start, cfg.steps):
         rng = np.random.default_rng([cfg.seed, step])  # batch depends only on (seed, step): resumable
         batch = [prompts[i] for i in rng.integers(len(prompts), size=cfg.batch_size)]
         targets = [task.reference_summary(x, rng) for x in batch]
@@ -101,6 +107,8 @@ def run_sft(cfg, progress: bool = True) -> dict:
             bar.set_postfix(nll=f"{loss.item():.3f}")
         if (step + 1) % cfg.checkpoint_every == 0:
             save_checkpoint(cfg.out, step + 1, cfg, model, optimizer, {})
+        bar.update(1)
+    bar.close()
     path = os.path.join(cfg.out, "model")
     save_model(model.cpu(), codec, path, {"stage": "sft", "task": cfg.task})
     return _finish(cfg.out, {"model": path, "final_nll": log.rows[-1]["loss/nll_per_token"] if log.rows else None})
@@ -149,6 +157,7 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
     if finished:
         return finished
     sft, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
+    check_context(sft, "--sft model", task.max_prompt_tokens + 2 + task.max_new_tokens)
     start_run_dir(cfg, resuming)
     sft.to(device).eval()
     train = _sample_pairs(sft, codec, task, task.prompts("pm", cfg.n_pairs), cfg.seed, device)
@@ -166,8 +175,8 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
         start, _ = load_checkpoint(cfg.out, cfg, models, optimizer, {})
     log = MetricLog(cfg.out, resume_step=start if resuming else None)
     x_rows, y_rows, yp_rows, p = train
-    bar = tqdm(range(start, cfg.steps), desc="train-pm", disable=not progress, initial=start, total=cfg.steps)
-    for step in bar:
+    bar = progress_bar(cfg.steps, desc="train-pm", unit="step", initial=start, disable=not progress)
+    for step in range(start, cfg.steps):
         idx = np.random.default_rng([cfg.seed, step]).integers(len(x_rows), size=cfg.batch_size)
         bx, by, byp = [x_rows[i] for i in idx], [y_rows[i] for i in idx], [yp_rows[i] for i in idx]
         target = p[idx].to(device)  # (B,) exact gold P(y > y')
@@ -185,6 +194,8 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
             bar.set_postfix(pm=f"{loss_pm.item():.3f}", rm=f"{loss_rm.item():.3f}")
         if (step + 1) % cfg.checkpoint_every == 0:
             save_checkpoint(cfg.out, step + 1, cfg, models, optimizer, {})
+        bar.update(1)
+    bar.close()
     models.eval()
     hx, hy, hyp, hp = held
     with torch.no_grad():

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .checks import run_ledger
+from tabular.game import validate_seed
+
+from .checks import CHECKS, run_ledger
 from .ledger import format_table, to_json
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # a usage error is one line and exit code 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m proofs_check", description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="8 instances per row (CI)")
@@ -19,6 +26,16 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", default=None,
                         help="run the checks whose function name contains one of these")
     args = parser.parse_args(argv)
+    if args.only is not None:
+        names = [fn.__name__ for fn in CHECKS]
+        unmatched = [o for o in args.only if not any(o in name for name in names)]
+        if not args.only or unmatched:
+            parser.error(f"--only: no check matches {', '.join(unmatched) or '(nothing given)'}; "
+                         f"the checks are {', '.join(names)}")
+    try:
+        validate_seed(args.seed)
+    except ValueError as e:
+        parser.error(str(e))
     rows = run_ledger(quick=args.quick, seed=args.seed, only=args.only)
     print(to_json(rows) if args.json else format_table(rows))
     return 0 if all(r.status == "PASS" for r in rows) else 1

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .game import validate_beta, validate_eta, validate_game, validate_tau
+from .game import validate_beta, validate_eta, validate_game, validate_seed, validate_tau
 from .losses import LABEL_TYPES, make_labels, pairwise_loss, policy_gradient_loss
 
 __all__ = [
@@ -119,10 +119,13 @@ class AlgorithmConfig:
             raise ValueError(f"lr > 0 required, got lr = {self.lr!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, (int, np.integer)) or self.batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {self.batch!r}")
         if self.label_type not in LABEL_TYPES:
             raise ValueError(f"unknown label type {self.label_type!r}; choose from {', '.join(LABEL_TYPES)}")
+        if self.kind != "md" and not self.effective_lr > 0:
+            raise ValueError(f"at tau = {self.tau!r} the default SGD learning rate of {self.name} "
+                             f"underflows to 0; pass lr explicitly")
 
     @property
     def kind(self) -> str:
@@ -148,18 +151,21 @@ class AlgorithmConfig:
         # and majority games with non-uniform mu for tau in [0.01, 10]; lr 0.5 at tau = 0.1 and
         # lr 2 tau at tau = 0.05 oscillate on cyclic(5). Convergence is then slow at small tau:
         # that is the method (extragradient is the fast alternative), not the step size.
-        lr_pairwise = min(0.5, 20.0 * self.tau**2)
+        # Written without tau**2 in a denominator and with tau * tau (inf, not OverflowError, for
+        # huge tau): every tau that validate_tau accepts, 1e-300 to 1e300, gives a finite lr.
+        tau = self.tau
+        lr_pairwise = min(0.5, 20.0 * tau * tau)
         # The policy-gradient objectives are tau/4 times IPO's (Prop. 4.2: grad IPO = -(4/tau)
         # grad self-play), so with lr x 4/tau self_play follows online_ipo step for step. DPO and
         # SLiC get lr / (2 tau^2) and lr / (2 tau): measured, not derived (their gradients in h
         # scale like tau, and the rotation like 1/tau); 4x and 16x the DPO default oscillate on
         # a BT-cyclic blend at tau = 0.1.
         loss = ALGORITHMS[self.name][1]
-        if loss == "dpo":
-            return lr_pairwise / (2.0 * self.tau**2)
-        if loss == "slic":
-            return lr_pairwise / (2.0 * self.tau)
-        return lr_pairwise if self.kind == "pairwise" else lr_pairwise * 4.0 / self.tau
+        if loss == "dpo":  # lr_pairwise / (2 tau^2)
+            return min(0.25 / tau / tau, 10.0)
+        if loss == "slic":  # lr_pairwise / (2 tau)
+            return min(0.25 / tau, 10.0 * tau)
+        return lr_pairwise if self.kind == "pairwise" else min(2.0 / tau, 80.0 * tau)  # x 4/tau
 
 
 def nash_md_eta(cfg: AlgorithmConfig, t: int) -> float:
@@ -205,6 +211,7 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
         (logits ``log mu + init_scale * N(0, 1)``).
     """
     P, mu = validate_game(P, mu)
+    seed = validate_seed(seed)
     if P.ndim == 2:
         P = P[None]
     B, n, _ = P.shape
@@ -216,7 +223,11 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
     gen = torch.Generator().manual_seed(int(seed))
     log_mu = torch.log(torch.tensor(mu))
     if not isinstance(init, str):
-        theta = torch.tensor(np.broadcast_to(np.asarray(init, np.float64), (B, n)).copy())
+        init = np.asarray(init, np.float64)
+        if init.shape not in ((n,), (B, n)) or not np.all(np.isfinite(init)):
+            raise ValueError(f"init must be finite log-probabilities of shape ({n},) or ({B}, {n}), "
+                             f"got shape {init.shape}" + ("" if np.all(np.isfinite(init)) else " with nan/inf"))
+        theta = torch.tensor(np.broadcast_to(init, (B, n)).copy())
     elif init == "mu":
         theta = log_mu.clone()
     elif init == "uniform":
@@ -447,6 +458,9 @@ def run(cfg: AlgorithmConfig, P, mu=None, *, steps: int = 1000, seed: int = 0,
     from .metrics import policy_metrics
     from .solvers import solve_equilibrium
 
+    for name, value, least in (("steps", steps, 0), ("record_every", record_every, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     state = make_state(cfg, P, mu, scores=scores, seed=seed, init=init)
     P_np = state.P.numpy()
     mu_np = torch.exp(state.log_mu).numpy()

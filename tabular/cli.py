@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from .algorithms import ALGORITHMS, AlgorithmConfig, make_state, run, step
-from .files import atomic_write_json, atomic_write_text, package_versions
-from .game import (GAME_FAMILIES, load_matrix, load_vector, make_game, validate_beta,
-                   validate_eta, validate_reference, validate_tau)
+from .files import atomic_write_json, atomic_write_text, check_output_dir, package_versions
+from .game import (GAME_FAMILIES, check_allocation, load_matrix, load_vector, make_game,
+                   validate_beta, validate_eta, validate_reference, validate_seed, validate_tau)
 from .losses import LABEL_TYPES
 from .solvers import mixture_fixed_point, solve_equilibrium
 
@@ -93,6 +93,8 @@ class RunConfig:
     mu: str | None = _opt("reference policy mu (.npy/.csv/.json); default uniform", None)
     record_every: int = _opt("record metrics every R steps (and at the last step)", 10)
     seed: int = _opt("seed of the game family (when the spec gives none) and of the sampler", 0)
+    overwrite: bool = _opt("replace metrics.csv and config.json when --out already holds them "
+                           "(without it such a folder is refused)", False)
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,9 @@ def main(argv=None) -> int:
         if args.command == "run":
             return cmd_run(_config_from_args(RunConfig, args))
         return cmd_equivalence(_config_from_args(EquivalenceConfig, args))
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except ValueError as e:  # numpy's LinAlgError is a ValueError too
+        message = " ".join(str(e).split()) or type(e).__name__  # one line, whatever raised it
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 
@@ -222,6 +225,7 @@ def _validate_run(cfg: RunConfig):
         raise ValueError(f"seeds must be >= 1, got {cfg.seeds}")
     if cfg.record_every < 1:
         raise ValueError(f"record-every must be >= 1, got {cfg.record_every}")
+    validate_seed(cfg.seed)
     names = [a.strip() for a in cfg.algorithms.split(",") if a.strip()]
     if not names:
         raise ValueError("no algorithm given (--algorithms a,b,...)")
@@ -242,9 +246,19 @@ def _validate_run(cfg: RunConfig):
                                      batch=cfg.batch, label_type=cfg.label_type))
     if cfg.eta is not None:
         validate_eta(cfg.eta)
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
+    n = P.shape[0]
+    records = cfg.steps // cfg.record_every + 2
+    # the batch of games (numpy and torch copies), and per algorithm the recorded policies and
+    # metrics (8 bytes each) and their CSV rows (~60 bytes per value)
+    check_allocation(3 * 8.0 * cfg.seeds * n * n
+                     + len(algos) * records * cfg.seeds * (8.0 * (n + len(METRICS)) + 60 * len(METRICS)),
+                     f"--seeds {cfg.seeds} x --steps {cfg.steps} / --record-every {cfg.record_every} "
+                     f"on {n} actions")
+    check_output_dir(cfg.out)
+    held = [name for name in ("metrics.csv", "config.json") if (Path(cfg.out) / name).exists()]
+    if held and not cfg.overwrite:
+        raise ValueError(f"--out {cfg.out} already holds {' and '.join(held)}; pass --overwrite to "
+                         "replace them")
     return algos, P, mu, scores
 
 
@@ -279,9 +293,8 @@ def _summary_table(results) -> str:
 
 
 def cmd_run(cfg: RunConfig) -> int:
-    from tqdm import tqdm
-
     from .algorithms import limit_point
+    from .progress import progress
 
     algos, P, mu, scores = _validate_run(cfg)
     n = P.shape[0]
@@ -290,8 +303,7 @@ def cmd_run(cfg: RunConfig) -> int:
     # Seeds are a batch axis: the game is repeated S times and each algorithm runs once.
     P_batch = np.repeat(P[None], cfg.seeds, axis=0)
     results = []
-    with tqdm(total=cfg.steps * len(algos), desc="run", unit="step", file=sys.stderr,
-              disable=None) as bar:
+    with progress(total=cfg.steps * len(algos), desc="run", unit="step") as bar:
         for algo in algos:
             bar.set_postfix_str(algo.name)
             res = run(algo, P_batch, mu_vec, steps=cfg.steps, seed=cfg.seed,
@@ -432,6 +444,8 @@ def equivalence_suite(cfg: EquivalenceConfig) -> list[dict]:
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     validate_eta(cfg.eta)
+    if cfg.mu_seed != -1:
+        validate_seed(cfg.mu_seed, "mu-seed (or -1)")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ValueError(f"lr > 0 required, got lr = {cfg.lr}")
     if not cfg.tol > 0:

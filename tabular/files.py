@@ -14,7 +14,8 @@ import platform
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "package_versions"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "package_versions",
+           "check_output_dir"]
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -32,6 +33,33 @@ def atomic_write_bytes(path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_output_dir(path) -> None:
+    """Raise a one-line ``ValueError`` unless ``path`` is, or can be created as, a writable folder.
+
+    Called before any computation and before anything is created: ``path`` itself is not made
+    here. The nearest existing ancestor must be a folder in which a file can be created; that is
+    probed with a temporary file, removed at once (``os.access`` says yes to root even on a
+    read-only mount).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} exists and is not a folder")
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():
+            raise ValueError(f"--out {path}: {existing} is a dangling symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot create --out {path}: {existing} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe.")
+    except OSError as e:
+        raise ValueError(f"--out {path} is not writable: cannot create a file in {existing} "
+                         f"({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def atomic_write_text(path, text: str) -> None:

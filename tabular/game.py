@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,10 @@ __all__ = [
     "validate_tau",
     "validate_beta",
     "validate_eta",
+    "validate_seed",
+    "check_allocation",
+    "MAX_SEED",
+    "MAX_ACTIONS",
     "uniform",
     "softmax",
     "kl",
@@ -63,6 +68,9 @@ __all__ = [
 ]
 
 SYMMETRY_TOL = 1e-12  # |P + P.T - 1| and |sum(mu) - 1| tolerance (float64 round-off of inputs)
+MAX_SEED = 2**63 - 1  # numpy's default_rng takes seeds >= 0; torch's manual_seed a signed 64-bit one
+MAX_ACTIONS = 4096  # a dense (n, n) float64 game: 128 MiB, and O(n^3) per Newton step of the solver
+MEMORY_LIMIT = 2**31  # bytes a game family or a run may allocate before we refuse it (one line)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,6 +150,23 @@ def validate_eta(eta) -> float:
     if not math.isfinite(eta) or eta <= 0:
         raise ValueError(f"eta > 0 required, got eta = {eta!r}")
     return eta
+
+
+def validate_seed(seed, name: str = "seed", maximum: int = MAX_SEED) -> int:
+    """An integer seed in ``[0, maximum]`` (what numpy's ``default_rng`` and torch both accept)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {seed!r}")
+    if not 0 <= seed <= maximum:
+        raise ValueError(f"{name} must lie in [0, {maximum}], got {seed}")
+    return int(seed)
+
+
+def check_allocation(nbytes: float, what: str) -> None:
+    """Refuse (one line) an input that would allocate more than :data:`MEMORY_LIMIT` bytes, rather
+    than failing with a MemoryError (or the OOM killer) half-way."""
+    if nbytes > MEMORY_LIMIT:
+        raise ValueError(f"{what} needs about {nbytes / 2**30:.3g} GiB of memory "
+                         f"(limit {MEMORY_LIMIT / 2**30:g} GiB)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,7 +307,26 @@ def intransitive_blend(n: int, alpha: float, seed: int = 0) -> np.ndarray:
     return _skew_to_preference((1 - alpha) * (P_bt - 0.5) + alpha * (cyclic(n) - 0.5))
 
 
+def _json_numbers(data):
+    """The nested lists of numbers a JSON file may hold, as float64 (nothing else is a matrix)."""
+    if isinstance(data, dict):
+        key = next((k for k in ("P", "matrix", "mu", "pi") if k in data), None)
+        if key is None:
+            raise ValueError("JSON object must hold a key 'P', 'matrix', 'mu' or 'pi'")
+        data = data[key]
+    if not isinstance(data, list):
+        raise ValueError(f"expected a list of numbers, got a JSON {type(data).__name__}")
+    arr = np.asarray(data, dtype=object)
+    if arr.dtype != object or arr.ndim > 2 or any(isinstance(v, (bool, dict, list, str)) or v is None
+                                                 for v in arr.ravel()):
+        raise ValueError("expected a vector or a matrix of numbers")
+    # float(int) raises OverflowError for integers beyond float64's range (~1.8e308).
+    return np.array([float(v) for v in arr.ravel()], dtype=np.float64).reshape(arr.shape)
+
+
 def _load_array(path) -> np.ndarray:
+    """A real vector or matrix from ``.npy``, ``.csv`` or ``.json``; one-line ``ValueError`` for
+    anything else (missing, empty, complex, structured, ragged, nested too deep, not numbers)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"file not found: {path}")
@@ -290,23 +334,24 @@ def _load_array(path) -> np.ndarray:
     try:
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
+            if arr.dtype.kind not in "biuf":  # complex would be cast to real silently
+                raise ValueError(f"expected real numbers, got dtype {arr.dtype}")
         elif suffix == ".csv":
-            arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1)
+            with warnings.catch_warnings():  # numpy warns on an empty file; we say it in one line
+                warnings.simplefilter("ignore")
+                arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=1)
         elif suffix == ".json":
             with open(path) as f:
-                data = json.load(f)
-            if isinstance(data, dict):
-                key = next((k for k in ("P", "matrix", "mu", "pi") if k in data), None)
-                if key is None:
-                    raise ValueError("JSON object must hold a key 'P', 'matrix', 'mu' or 'pi'")
-                data = data[key]
-            arr = np.asarray(data, dtype=np.float64)
+                arr = _json_numbers(json.load(f))
         else:
             raise ValueError(f"unsupported file type {suffix!r} (use .npy, .csv or .json)")
-    except ValueError as e:
-        raise ValueError(f"cannot read {path}: {e}") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read {path}: {e}") from None
+    except (ValueError, TypeError, OverflowError, OSError, EOFError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    except RecursionError:
+        raise ValueError(f"cannot read {path}: JSON nested too deeply") from None
+    if arr.size == 0:
+        raise ValueError(f"cannot read {path}: it holds no numbers")
     return np.asarray(arr, dtype=np.float64)
 
 
@@ -321,7 +366,9 @@ def load_matrix(path) -> np.ndarray:
 
 def load_vector(path, n: int | None = None) -> np.ndarray:
     """Load and validate a reference policy ``mu`` from ``.npy``, ``.csv`` or ``.json``."""
-    mu = _load_array(path).reshape(-1)
+    mu = _load_array(path)
+    if mu.ndim != 1:
+        raise ValueError(f"{path}: mu must be a vector, got an array of shape {mu.shape}")
     try:
         return validate_reference(mu, n)
     except ValueError as e:
@@ -341,16 +388,39 @@ GAME_FAMILIES = {
 }
 
 
+_MAX_ARGS = {"bt": 2, "cyclic": 2, "rps": 0, "perturbed_rps": 0, "biased_rps": 0, "random": 2,
+             "majority": 3, "blend": 3}
+
+
+def _check_size(spec: str, name: str, args: list) -> None:
+    """``N`` in [2, MAX_ACTIONS] (3 for cyclic) and the family's arrays within MEMORY_LIMIT."""
+    try:
+        n = int(args[0])
+    except ValueError:
+        return  # not a number: make_game reports it
+    smallest = 3 if name == "cyclic" else 2
+    if not smallest <= n <= MAX_ACTIONS:
+        raise ValueError(f"bad game spec {spec!r}: N must lie in [{smallest}, {MAX_ACTIONS}], got {n}")
+    if name == "majority" and len(args) > 1 and str(args[1]).isdigit():
+        # (K+1) Poisson-binomial layers and K per-rater matrices of size n x n
+        check_allocation((2 * int(args[1]) + 1) * n * n * 8.0, f"game {spec!r}")
+
+
 def make_game(spec: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
     """Build ``P`` from ``FAMILY[:ARGS]``; returns ``(P, scores)`` (scores only for ``bt``).
 
     ``seed`` is used when the spec gives none.
     """
     name, *args = spec.split(":")
+    if name in _MAX_ARGS and len(args) > _MAX_ARGS[name]:
+        raise ValueError(f"bad game spec {spec!r}: {GAME_FAMILIES[name].split(' ')[0]} takes at most "
+                         f"{_MAX_ARGS[name]} argument(s)")
+    if name != "file" and args:
+        _check_size(spec, name, args)
     try:
         if name == "bt":
             n = int(args[0]) if args else 5
-            s = int(args[1]) if len(args) > 1 else seed
+            s = validate_seed(int(args[1]) if len(args) > 1 else seed)
             return bradley_terry_random(n, s)
         if name == "cyclic":
             n = int(args[0]) if args else 3
@@ -364,17 +434,17 @@ def make_game(spec: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
             return biased_rps(), None
         if name == "random":
             n = int(args[0]) if args else 5
-            s = int(args[1]) if len(args) > 1 else seed
+            s = validate_seed(int(args[1]) if len(args) > 1 else seed)
             return random_game(n, s), None
         if name == "majority":
             n = int(args[0]) if args else 5
             k = int(args[1]) if len(args) > 1 else 3
-            s = int(args[2]) if len(args) > 2 else seed
+            s = validate_seed(int(args[2]) if len(args) > 2 else seed)
             return annotator_majority(n, k, s), None
         if name == "blend":
             n = int(args[0]) if args else 5
             alpha = float(args[1]) if len(args) > 1 else 0.5
-            s = int(args[2]) if len(args) > 2 else seed
+            s = validate_seed(int(args[2]) if len(args) > 2 else seed)
             return intransitive_blend(n, alpha, s), None
         if name == "file":
             if not args:

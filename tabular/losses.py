@@ -68,8 +68,10 @@ def dpo_loss(margin: torch.Tensor, p: torch.Tensor, tau: float, scale: float = 1
     Args/Returns: as :func:`ipo_loss`.
     """
     z = tau * scale * margin
-    # -log sigmoid(z) = softplus(-z): stable for large |z| (optax's log_sigmoid(-x) trick).
-    return p * F.softplus(-z) + (1 - p) * F.softplus(z)
+    # -log sigmoid(z) as torch's log_sigmoid, min(z, 0) - log1p(exp(-|z|)): exact to round-off at
+    # every z, with the analytic gradient sigmoid(z) - 1. F.softplus is not: above its threshold
+    # (20) it returns z itself and drops log1p(exp(-z)) ~ 2e-9 (TRL's sigmoid loss keeps it).
+    return -(p * F.logsigmoid(z) + (1 - p) * F.logsigmoid(-z))
 
 
 def slic_loss(margin: torch.Tensor, p: torch.Tensor, tau: float, scale: float = 1.0,

@@ -159,3 +159,176 @@ def test_rl_rejects_label_type(tmp_path):
     with pytest.raises(UsageError, match="label-type"):
         cfg.validate()
     assert not (tmp_path / "run").exists()
+
+
+# ---- issue 8 ----------------------------------------------------------------------------------
+def test_help_of_every_stage_in_process_and_one_subprocess():
+    """`--help` of each stage: format every subparser in-process (a "%" in a help string crashed
+    `sft --help`), and run the first command a new user types in a real process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from llm.cli import build_parser
+
+    parser = build_parser()
+    stages = parser._subparsers._group_actions[0].choices
+    assert set(stages) == {"sft", "train-pm", "align", "evaluate", "pipeline"}
+    for name, sub in stages.items():
+        text = sub.format_help()
+        assert "--out" in text and "(default:" in text, name
+    assert "10%" in stages["sft"].format_help()
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "llm", "sft", "--help"], capture_output=True, text=True,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"},
+                          timeout=120)
+    assert proc.returncode == 0 and "--n-embd" in proc.stdout and not proc.stderr, proc.stderr
+
+
+def _a_file(p):
+    (p / "afile").write_text("mine")
+    return p / "afile"
+
+
+BAD.update({
+    "seed above 2**32 - 1": lambda t, p: ["--seed", str(2**70)],
+    "seed negative": lambda t, p: ["--seed", "-1"],
+    "synthetic models on the text task": lambda t, p: ["--task", "text"],
+    "responses longer than the model's context": lambda t, p: ["--max-new-tokens", "5000", "--temperature", "50"],
+    "lr inf": lambda t, p: ["--lr", "inf"],
+    "tau inf": lambda t, p: ["--tau", "inf"],
+    "temperature inf": lambda t, p: ["--temperature", "inf"],
+    "out under a file": lambda t, p: ["--out", str(_a_file(p) / "out")],
+    "out is a file": lambda t, p: ["--out", str(_a_file(p))],
+    "out in a read-only place": lambda t, p: ["--out", "/proc/no_such_dir/out"],
+})
+
+
+@pytest.mark.parametrize("argv", [
+    ["sft", "--task-seed", "-1"],
+    ["sft", "--seed", "-1"],
+    ["sft", "--n-embd", "30", "--n-head", "4"],
+    ["sft", "--n-head", "0"],
+    ["sft", "--n-embd", "-8"],
+    ["sft", "--n-layer", "0"],
+    ["sft", "--lr", "nan"],
+    ["evaluate", "--models", "a=/nonexistent", "--samples-per-prompt", "0"],
+    ["evaluate", "--models", "a=/nonexistent", "--temperature", "inf"],
+    ["pipeline", "--taus", "online_ipo=inf"],
+    ["pipeline", "--align-lr", "inf"],
+])
+def test_more_bad_input_refused_before_the_run_folder(tmp_path, capsys, argv):
+    code, err = run_cli([argv[0], "--out", str(tmp_path / "run"), *argv[1:]], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_with_too_long_responses_is_refused(tiny, tmp_path, capsys):
+    code, err = run_cli(["evaluate", "--out", str(tmp_path / "run"), "--models", f"sft={tiny['sft']}",
+                         "--max-new-tokens", "5000"], capsys)
+    assert code == 2 and "positions" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_folder_without_a_run(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("the user's own numbers\n")
+    code, err = run_cli(align_argv(tiny, out, "--resume"), capsys)
+    assert code == 2 and "holds no run" in err and len(err.strip().splitlines()) == 1
+    assert (out / "metrics.csv").read_text() == "the user's own numbers\n"
+    assert os.listdir(out) == ["metrics.csv"]
+
+
+def test_resume_refuses_a_run_of_another_stage(tiny, tmp_path, capsys):
+    from llm.config import SFTConfig
+
+    out = tmp_path / "run"
+    out.mkdir()
+    write_config(SFTConfig(out=str(out)), str(out / "config.json"))
+    code, err = run_cli(align_argv(tiny, out, "--resume"), capsys)
+    assert code == 2 and "another stage" in err and len(err.strip().splitlines()) == 1
+
+
+def _killed_after_first_checkpoint(tiny, out, monkeypatch):
+    """An align run (4 steps, checkpoint every 2) stopped right after its step-2 checkpoint."""
+    import llm.align
+
+    real = llm.align.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt  # what a kill right after the atomic checkpoint leaves
+
+    monkeypatch.setattr(llm.align, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main(align_argv(tiny, out, "--steps", "4", "--checkpoint-every", "2", "--log-every", "1"))
+    monkeypatch.setattr(llm.align, "save_checkpoint", real)
+
+
+def test_resume_truncates_a_torn_last_metrics_line(tiny, tmp_path, capsys, monkeypatch):
+    """A kill during the (non-atomic) append leaves half a JSON line at the end of metrics.jsonl;
+    resume drops it and the log equals an uninterrupted run's."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    extra = ("--steps", "4", "--checkpoint-every", "2", "--log-every", "1")
+    assert run_cli(align_argv(tiny, straight, *extra), capsys)[0] == 0
+    _killed_after_first_checkpoint(tiny, killed, monkeypatch)
+    with open(killed / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "loss/tr')  # torn: no closing brace, no newline
+    code, err = run_cli(align_argv(tiny, killed, *extra, "--resume"), capsys)
+    assert code == 0, err
+
+    def rows(d):
+        with open(d / "metrics.jsonl") as f:
+            return [{k: v for k, v in json.loads(line).items() if k != "charts/step_time_s"} for line in f]
+
+    assert rows(killed) == rows(straight) and [r["step"] for r in rows(killed)] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_bad_line_before_the_end(tiny, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    _killed_after_first_checkpoint(tiny, out, monkeypatch)
+    text = (out / "metrics.jsonl").read_text()
+    (out / "metrics.jsonl").write_text("garbage\n" + text)
+    before = files_under(tmp_path)
+    code, err = run_cli(align_argv(tiny, out, "--steps", "4", "--checkpoint-every", "2", "--log-every", "1",
+                                   "--resume"), capsys)
+    assert code == 2 and "line 1" in err and len(err.strip().splitlines()) == 1
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("damage", ["corrupt done.json", "checkpoint.pt is a folder", "done.json is a folder"])
+def test_resume_with_damaged_run_files_is_one_line(tiny, tmp_path, capsys, damage):
+    out = tmp_path / "run"
+    assert run_cli(align_argv(tiny, out), capsys)[0] == 0
+    if damage == "corrupt done.json":
+        (out / "done.json").write_text("{not json")
+    else:
+        name = damage.split()[0]
+        (out / "done.json").unlink()  # an unfinished run, so resume would reach the checkpoint
+        (out / name).unlink(missing_ok=True)
+        (out / name).mkdir()
+    before = files_under(tmp_path)
+    code, err = run_cli(align_argv(tiny, out, "--resume"), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert damage.split()[0] in err
+    assert files_under(tmp_path) == before
+
+
+def test_resume_on_another_device_says_so(tiny, tmp_path, capsys):
+    """Generator states are device-specific: a checkpoint written on CUDA is refused on CPU with a
+    message naming the devices (not "does not match the model")."""
+    out = tmp_path / "run"
+    out.mkdir()
+    write_config(_config(tiny, out), str(out / "config.json"))
+    model = new_causal_lm(8, n_layer=1, n_embd=8, n_head=1)
+    save_checkpoint(str(out), 1, _config(tiny, out), model, torch.optim.AdamW(model.parameters()), {})
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["device"] == "cpu"
+    state["device"] = "cuda"  # as save_checkpoint records it for a model on a GPU
+    torch.save(state, out / "checkpoint.pt")
+    before = files_under(tmp_path)
+    code, err = run_cli(align_argv(tiny, out, "--resume", "--device", "cpu"), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "written on cuda" in err and "--device cuda" in err
+    assert files_under(tmp_path) == before

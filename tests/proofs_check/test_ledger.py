@@ -14,6 +14,8 @@ from proofs_check.checks import (
     check_prop_4_1_stationary,
     check_prop_4_2,
     check_prop_4_2_symbolic,
+    check_variance,
+    check_variance_condition_fails,
     run_ledger,
 )
 from proofs_check.instances import draw, instances
@@ -93,3 +95,22 @@ def test_wrong_ipo_target_in_the_core_fails_the_ledger(monkeypatch):
 def test_nan_is_a_failure(monkeypatch):
     monkeypatch.setitem(losses.PAIRWISE_LOSSES, "ipo", lambda m, p, t: m * torch.nan)
     assert check_prop_4_2(3, 0, Variant()).status == "FAIL"
+
+
+def test_app_d_rows_fail_with_a_wrong_contrastive_scale():
+    """With -(tau/8) instead of -(tau/4) the contrastive estimator has a quarter of the variance, so
+    no instance breaks Var_c <= Var_nc/2 any more: the "condition fails" finding must FAIL (its old
+    verdict, `(fails + 1) > 0 and r_hand > 0.5`, could not see this), and so must the means row."""
+    assert check_variance_condition_fails(40, 0, Variant()).status == "PASS"
+    row = check_variance_condition_fails(40, 0, Variant(self_play_factor=8.0))
+    assert row.status == "FAIL" and row.worst_error == 1.0 and row.details["above_half"] == 0
+    assert check_variance(40, 0, Variant(self_play_factor=8.0)).status == "FAIL"
+
+
+@pytest.mark.parametrize("argv", [["--only", "no_such_check"], ["--only"], ["--seed", "-1"],
+                                  ["--quick", "--bogus"]])
+def test_cli_usage_errors_are_one_line_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "error:" in err, err

@@ -406,3 +406,48 @@ def test_run_records_requested_steps_from_a_given_start():
     np.testing.assert_allclose(res.log_pi[-1], res.final_log_pi)
     # the default grid: 0, every record_every, and the last step
     assert list(run(AlgorithmConfig("nash_md", tau=0.5), P, mu, steps=7, record_every=3).steps) == [0, 3, 6, 7]
+
+
+# ---- issue 8: API input validation ----------------------------------------------------------
+@pytest.mark.parametrize("tau", [1e-300, 1e-150, 1e-10, 0.1, 10.0, 1e150, 1e300])
+@pytest.mark.parametrize("name", ["online_ipo", "online_dpo", "online_slic", "nash_md_pg"])
+def test_default_lr_is_finite_or_refused_at_extreme_tau(name, tau):
+    """No ZeroDivisionError / OverflowError: a finite positive lr, or one ValueError naming lr.
+    Where both are representable it equals the documented formula min(0.5, 20 tau^2) x scale."""
+    try:
+        lr = AlgorithmConfig(name, tau=tau).effective_lr
+    except ValueError as e:
+        assert "pass lr" in str(e) and (tau <= 1e-150 or tau >= 1e150)
+        return
+    assert 0 < lr < math.inf
+    if 1e-10 <= tau <= 10:
+        base = min(0.5, 20 * tau**2)
+        scale = {"online_ipo": 1, "online_dpo": 1 / (2 * tau**2), "online_slic": 1 / (2 * tau),
+                 "nash_md_pg": 4 / tau}[name]
+        assert lr == pytest.approx(base * scale, rel=1e-14)
+
+
+@pytest.mark.parametrize("batch", [2.5, 0, -1, True, "8"])
+def test_batch_must_be_a_positive_integer(batch):
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        AlgorithmConfig("online_ipo", sampled=True, batch=batch)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(steps=-5), "steps must be an integer >= 0"),
+    (dict(steps=2.5), "steps must be an integer"),
+    (dict(record_every=0), "record_every"),
+    (dict(init=[math.nan, 0.0, 0.0]), "nan"),
+    (dict(init=[0.0, 0.0]), "shape"),
+    (dict(seed=-1), "seed must lie"),
+    (dict(seed=2**64), "seed must lie"),
+])
+def test_run_refuses_bad_arguments(kwargs, match):
+    P = make_game("rps")[0]
+    with pytest.raises(ValueError, match=match):
+        run(AlgorithmConfig("online_ipo", tau=1.0), P, steps=kwargs.pop("steps", 3), **kwargs)
+
+
+def test_run_with_zero_steps_records_the_start():
+    res = run(AlgorithmConfig("online_ipo", tau=1.0), make_game("rps")[0], steps=0)
+    assert list(res.steps) == [0] and res.metrics["gap"].shape == (1, 1)

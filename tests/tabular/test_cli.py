@@ -200,3 +200,139 @@ def test_subprocess_entry_points(tmp_path):
     ok = cli("solve", "--matrix", str(tmp_path / "P.npy"), "--tau", "1", "--json")
     assert ok.returncode == 0
     np.testing.assert_allclose(json.loads(ok.stdout)["pi"], [1 / 3] * 3, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 8: every command's --help; bad files; unusable --out refused before any work; no user
+# file replaced without --overwrite.
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["solve", "run", "equivalence"])
+def test_help_of_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0 and "--" in capsys.readouterr().out
+
+
+def _expect_one_line_exit_2(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    return captured.err
+
+
+def _write_bad_files(d):
+    np.save(d / "empty.npy", np.array([]))
+    np.save(d / "struct.npy", np.zeros(3, dtype=[("a", "f8")]))
+    np.save(d / "complex.npy", np.array([[0.5, 0.5], [0.5, 0.5]], dtype=complex))
+    (d / "object.json").write_text(json.dumps({"P": {"a": 1}}))
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (d / "bigint.json").write_text("[[0.5, " + "9" * 400 + "], [0.5, 0.5]]")
+    (d / "empty.csv").write_text("")
+    (d / "ragged.json").write_text("[[0.5, 0.5], [0.5]]")
+    (d / "strings.json").write_text('[["a", "b"], ["c", "d"]]')
+
+
+@pytest.mark.parametrize("name, match", [
+    ("empty.npy", "no numbers"), ("struct.npy", "real numbers"), ("complex.npy", "complex"),
+    ("object.json", "list of numbers"), ("deep.json", "nested too deeply"),
+    ("bigint.json", "too large"), ("empty.csv", "no numbers"), ("ragged.json", "vector or a matrix"),
+    ("strings.json", "vector or a matrix")])
+def test_bad_matrix_files_are_one_line(name, match, tmp_path, capsys):
+    _write_bad_files(tmp_path)
+    err = _expect_one_line_exit_2(["solve", "--matrix", str(tmp_path / name), "--tau", "1"], capsys)
+    assert match in err and "Warning" not in err
+
+
+def test_two_dimensional_mu_is_refused_not_flattened(tmp_path, capsys):
+    np.save(tmp_path / "P.npy", np.array([[0.5, 0.9], [0.1, 0.5]]))
+    np.save(tmp_path / "mu.npy", np.full((1, 2), 0.5))
+    err = _expect_one_line_exit_2(["solve", "--matrix", str(tmp_path / "P.npy"), "--tau", "1",
+                                   "--mu", str(tmp_path / "mu.npy")], capsys)
+    assert "mu must be a vector" in err
+
+
+def test_a_solver_error_is_one_line(monkeypatch, tmp_path, capsys):
+    """Whatever ValueError the solver raises (numpy's LinAlgError is one) becomes one line + exit 2."""
+    import tabular.cli as tcli
+
+    def fail(*args, **kwargs):
+        raise np.linalg.LinAlgError("Singular\nmatrix")
+
+    monkeypatch.setattr(tcli, "solve_equilibrium", fail)
+    np.save(tmp_path / "P.npy", make_game("bt:6:5")[0])
+    err = _expect_one_line_exit_2(["solve", "--matrix", str(tmp_path / "P.npy"), "--tau", "1e-10"], capsys)
+    assert "Singular matrix" in err
+
+
+MORE_BAD_RUNS = {
+    "game too large": (["--game", "majority:200000"], "N must lie in"),
+    "majority needing too much memory": (["--game", "majority:4000:1001"], "GiB"),
+    "extra spec fields": (["--game", "bt:4:1:2:3:4"], "at most 2"),
+    "seed negative": (["--seed", "-1"], "seed must lie"),
+    "seed above 2**63 - 1": (["--seed", str(2**70)], "seed must lie"),
+    "seed in the spec negative": (["--game", "bt:4:-3"], "seed must lie"),
+    "too many seeds": (["--seeds", "100000000"], "GiB"),
+}
+
+
+@pytest.mark.parametrize("name", MORE_BAD_RUNS)
+def test_more_bad_run_input(name, tmp_path, capsys, monkeypatch):
+    import tabular.cli as tcli
+
+    monkeypatch.setattr(tcli, "solve_equilibrium", None)  # refused before any computation
+    extra, match = MORE_BAD_RUNS[name]
+    args = {"--algorithms": "online_ipo", "--game": "bt:3", "--tau": "1", "--steps": "2",
+            "--out": str(tmp_path / "never")}
+    args.update(zip(extra[::2], extra[1::2]))
+    err = _expect_one_line_exit_2(["run"] + [x for kv in args.items() for x in kv], capsys)
+    assert match in err and not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only", "a file"])
+def test_unusable_out_is_refused_before_any_computation(where, tmp_path, capsys, monkeypatch):
+    import tabular.cli as tcli
+
+    (tmp_path / "afile").write_text("mine")
+    if where == "read-only":
+        if not Path("/proc").is_dir():
+            pytest.skip("needs /proc (a place no user, root included, can create files in)")
+        out = "/proc/no_such_dir/out"  # chmod would not stop root, which runs CI here
+    else:
+        out = str(tmp_path / "afile" / "out") if where == "under a file" else str(tmp_path / "afile")
+    monkeypatch.setattr(tcli, "solve_equilibrium", None)  # any computation would raise TypeError
+    before = sorted(p.name for p in tmp_path.iterdir())
+    err = _expect_one_line_exit_2(["run", "--algorithms", "online_ipo", "--game", "bt:3", "--tau",
+                                   "1", "--out", out], capsys)
+    assert "--out" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_run_never_replaces_results_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", "--algorithms", "online_ipo", "--game", "bt:3", "--tau", "1", "--steps", "2",
+            "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    (out / "metrics.csv").write_text("the user's own file\n")
+    config = (out / "config.json").read_bytes()
+    err = _expect_one_line_exit_2(argv, capsys)
+    assert "--overwrite" in err
+    assert (out / "metrics.csv").read_text() == "the user's own file\n"
+    assert (out / "config.json").read_bytes() == config
+    assert main(argv + ["--overwrite"]) == 0
+    assert (out / "metrics.csv").read_text().startswith("algorithm,form")
+
+
+def test_extreme_tau_runs(tmp_path, capsys):
+    """tau = 1e300 used to overflow in 20 tau**2; the default learning rate is finite now."""
+    assert main(["run", "--algorithms", "online_ipo,online_dpo,nash_md_pg", "--game", "bt:3",
+                 "--tau", "1e300", "--steps", "2", "--lr", "0.1", "--out", str(tmp_path / "a")]) == 0
+    assert main(["run", "--algorithms", "online_ipo,online_slic", "--game", "bt:3", "--tau", "1e300",
+                 "--steps", "2", "--out", str(tmp_path / "b")]) == 0
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert all(0 < a["effective_lr"] < 1 for a in config["algorithms"])

@@ -121,3 +121,43 @@ def test_policy_gradient_surrogate_gradient():
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss"):
         pairwise_loss("kto", torch.zeros(1), torch.zeros(1), 1.0)
+
+
+def exact_minus_log_sigmoid(z: float) -> float:
+    """-log sigmoid(z) = log(1 + exp(-z)) in 60-digit decimal arithmetic (z as the exact binary
+    value of the float), rounded once to float64: an evaluation independent of torch."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return float((1 + (-Decimal(z)).exp()).ln())
+
+
+def test_dpo_loss_is_exact_for_every_margin():
+    """|z| in [0, 50], one label (p = 1: l(z) alone, p = 0: l(-z)) and a soft one: within 4 ulp of
+    the 60-digit value. F.softplus (threshold 20) was off by up to 1e-10 relative (2e-9 absolute,
+    -1.25e-9 at z = 20.5): this test fails with it."""
+    z = torch.linspace(-50.0, 50.0, 4001, dtype=torch.float64)
+    z = torch.cat([z, torch.tensor([20.5, -20.5, 1e-300, -1e-300, 0.0], dtype=torch.float64)])
+    exact = torch.tensor([exact_minus_log_sigmoid(v) for v in z.tolist()], dtype=torch.float64)
+    exact_neg = torch.tensor([exact_minus_log_sigmoid(-v) for v in z.tolist()], dtype=torch.float64)
+    ulp = torch.finfo(torch.float64).eps
+    for tau, scale in ((1.0, 1.0), (0.5, 2.0)):  # tau * scale = 1: the margin is z itself
+        margin = z / (tau * scale)
+        one = dpo_loss(margin, torch.ones_like(z), tau, scale)
+        zero = dpo_loss(margin, torch.zeros_like(z), tau, scale)
+        assert ((one - exact).abs() <= 4 * ulp * exact).all(), (one - exact).abs().max()
+        assert ((zero - exact_neg).abs() <= 4 * ulp * exact_neg).all()
+    p = torch.full_like(z, 0.3)
+    mixed = dpo_loss(z, p, 1.0)
+    reference = 0.3 * exact + 0.7 * exact_neg  # both terms positive: no cancellation
+    assert ((mixed - reference).abs() <= 8 * ulp * reference).all()
+
+
+def test_dpo_gradient_is_sigmoid_minus_label_everywhere():
+    """d/dz [-p log s(z) - (1-p) log s(-z)] = s(z) - p, also at z = 0 and |z| = 50 (a |z|-based
+    stable form would have a zero subgradient at 0)."""
+    z = torch.tensor([-50.0, -20.5, -1.0, 0.0, 1.0, 20.5, 50.0], dtype=torch.float64, requires_grad=True)
+    p = torch.tensor([0.0, 0.2, 0.5, 0.7, 1.0, 0.9, 0.4], dtype=torch.float64)
+    dpo_loss(z, p, 1.0).sum().backward()
+    torch.testing.assert_close(z.grad, torch.sigmoid(z.detach()) - p, rtol=1e-15, atol=1e-300)
