@@ -538,6 +538,8 @@ def _newton_batch(P, log_mu, tau, z, max_iter, tol=NEWTON_TOL):
 
 def _solve_batch(P, mu, tau, *, gap_tol, max_iter, tau_path_ratio, tau_start, linear):
     B, n = P.shape[0], P.shape[-1]
+    if mu.shape not in ((n,), (B, n)):
+        raise ValueError(f"mu must have shape ({n},) or ({B}, {n}) for {B} games, got {mu.shape}")
     mu = np.broadcast_to(mu, (B, n))
     tau_arr = np.broadcast_to(np.asarray(tau, dtype=object), (B,)) if np.ndim(tau) == 0 else \
         np.asarray(tau, dtype=object)

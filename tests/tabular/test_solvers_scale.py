@@ -207,3 +207,11 @@ def test_n_2000_krylov(tau):
     eq = solve_equilibrium(P, None, tau)
     assert eq.converged and eq.method == "newton-krylov"
     assert float(duality_gap(P, None, tau, eq.pi)) <= 1e-12
+
+
+def test_batch_rejects_mu_of_the_wrong_shape(rng):
+    P = np.stack([random_preference(3, rng) for _ in range(2)])
+    with pytest.raises(ValueError, match="mu must have shape"):
+        solve_equilibrium(P, np.full((3, 3), 1 / 3), 0.1)
+    with pytest.raises(ValueError, match="one vector"):
+        solve_equilibrium(P[0], np.full((2, 3), 1 / 3), 0.1)
