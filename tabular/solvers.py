@@ -24,8 +24,9 @@ fixed point; the Newton steps are the same, but the scaled form keeps the tau I 
 above, GMRES with O(n^2) matrix-vector products ``v -> tau v - A (pi * v) + (A pi)(pi . v)``
 (Newton-Krylov, forcing term ``min(1e-2, |F|)`` floored at 1e-6: the inexact steps contract
 by 1e-6 or better, and F itself is always evaluated in float64), falling back to LU when GMRES
-stalls and n <= ``DENSE_FALLBACK_MAX_N``. Backtracking on ``||G||`` globalises each solve. When Newton from the reference misses the gap target and tau < 1e-2, Newton restarts from
-the tau = 0 solution (pi*_tau = pi0 + O(tau)); if that misses too, the solve follows a
+stalls and n <= ``DENSE_FALLBACK_MAX_N``. Backtracking on ``||G||`` globalises each solve.
+When Newton from the reference misses the gap target and tau < 1e-2, Newton restarts from the
+tau = 0 solution (pi*_tau = pi0 + O(tau)); if that misses too, the solve follows a
 geometrically decreasing tau path with warm starts (at most ``MAX_PATH_STAGES`` stages). Below
 ``TAU_FROM_ZERO`` only the start from tau = 0 is used (a path from tau = 1 would be too long).
 
