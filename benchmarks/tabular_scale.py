@@ -235,7 +235,8 @@ def goal_lines(rows):
         slow = [r for r in exact if r["extrapolated_1e4_steps_s"] > 30]
         worst = max(exact, key=lambda r: r["extrapolated_1e4_steps_s"])
         names = ", ".join(f"{r['method']} {r['extrapolated_1e4_steps_s']:.0f} s" for r in slow)
-        out.append(f"- throughput, exact forms, {worst['games']} games × {worst['n']} actions × 10⁴ "
+        out.append(f"- throughput, exact forms, {worst['games']} games × {worst['n']} actions × "
+                   f"10⁴ "
                    f"steps ≤ 30 s (extrapolated from {worst['steps']} steps): met for "
                    f"{len(exact) - len(slow)} of {len(exact)} algorithms"
                    + (f"; **NOT met** for {names}" if slow else ""))

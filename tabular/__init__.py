@@ -66,6 +66,7 @@ __all__ = [
     "win_rate",
     "dpo_loss", "ipo_loss", "make_labels", "policy_gradient_loss", "slic_loss",
     "policy_metrics",
-    "Equilibrium", "EquilibriumBatch", "duality_gap", "exploitability", "fixed_point_residual", "mixture_fixed_point",
+    "Equilibrium", "EquilibriumBatch",
+    "duality_gap", "exploitability", "fixed_point_residual", "mixture_fixed_point",
     "solve_equilibrium",
 ]

@@ -363,7 +363,8 @@ def _certify(P, mu, tau, z, gap_tol):
 
 def _log_from_zero_sum(P, log_mu, tau, pi0):
     """Logits of the tau-equilibrium's first guess from a tau = 0 solution ``pi0``: log pi0 on its
-    support, ``log mu + (A pi0 - max A pi0) / tau`` off it (where pi* is exp(-margin / tau) small)."""
+    support, ``log mu + (A pi0 - max A pi0) / tau`` off it (where pi* is exp(-margin/tau) small).
+    """
     A_pi = P @ pi0 - 0.5
     with np.errstate(divide="ignore", over="ignore"):
         off = log_mu + (A_pi - A_pi.max()) / tau
@@ -420,8 +421,9 @@ def solve_equilibrium(
         return solve_zero_sum(P, mu)
     stages = _path_stages(max(tau, TAU_FROM_ZERO), float(tau_start), float(tau_path_ratio))
     if stages > MAX_PATH_STAGES:
+        target = max(tau, TAU_FROM_ZERO)
         raise ValueError(f"tau_path_ratio={tau_path_ratio!r} needs {stages} continuation stages "
-                         f"from tau_start={tau_start!r} to tau={max(tau, TAU_FROM_ZERO):g} (at most "
+                         f"from tau_start={tau_start!r} to tau={target:g} (at most "
                          f"{MAX_PATH_STAGES}): use a smaller ratio")
     return _solve_one(P, mu, tau, gap_tol, max_iter, float(tau_path_ratio), float(tau_start),
                       init, linear)
