@@ -706,10 +706,11 @@ def solve_zero_sum(P, mu=None) -> Equilibrium:
     analogue of the tau -> 0 path of regularised equilibria) proposes the support ``{pi > s}``
     once the complementarity gap is below 1e-4 (1e-8 for supports of more than n/4 actions);
     the indifference equations ``A_SS pi_S = 0, sum pi_S = 1`` are solved exactly on it (with
-    support corrections), and the point is returned only if the conditions hold to ``SUPPORT_TOL`` (method ``"support"``). Otherwise
-    the general LP (HiGHS dual simplex), polished by the same exact solve on its support
-    (``"lp+support"``) or returned as it is (``"lp"``). ``mu`` is accepted for symmetry with
-    :func:`solve_equilibrium` and does not enter the tau = 0 game.
+    support corrections), and the point is returned only if the conditions hold to
+    ``SUPPORT_TOL`` (method ``"support"``). Otherwise the general LP (HiGHS dual simplex),
+    polished by the same exact solve on its support (``"lp+support"``) or returned as it is
+    (``"lp"``). ``mu`` is accepted for symmetry with :func:`solve_equilibrium` and does not enter
+    the tau = 0 game.
 
     Which point when the Nash set is not a single point: ``"support"`` / ``"lp+support"`` return
     the solution of the indifference equations on the identified support (the minimum-norm one
