@@ -6,7 +6,7 @@ mu is a fixed non-uniform reference. Columns: duality gap and fixed-point residu
 iterations, wall seconds (median of ``--repeat`` runs, one thread). Peer 1, in the same run: damped
 fixed-point iteration ``pi <- (1 - a) pi + a T(pi)`` with ``a = min(1, tau)`` (T is a contraction for
 large tau only), stopped at gap <= 1e-12 or after ``--fp-iters`` iterations; the ratio column is
-peer seconds / our seconds. Peer 2, tau = 0: our HiGHS LP against nashpy's
+peer seconds / our seconds. Peer 2, tau = 0: our solve_zero_sum against nashpy's
 ``Game.linear_program`` (if nashpy is installed), exploitability and seconds.
 """
 
@@ -91,7 +91,8 @@ def main():
     except ImportError:
         print("nashpy not installed: skipping the tau = 0 LP comparison")
         return
-    print(f"\ntau = 0 (zero-sum LP): ours (HiGHS dual simplex) vs nashpy {nashpy.__version__} "
+    print(f"\ntau = 0: ours (interior-point support, exact solve; HiGHS fallback) vs nashpy "
+          f"{nashpy.__version__} "
           f"Game.linear_program")
     print(f"{'family':<9} {'n':>5} | {'expl ours':>10} {'s ours':>8} | {'expl nashpy':>11} "
           f"{'s nashpy':>8} {'ratio':>6}")

@@ -49,6 +49,7 @@ from .losses import dpo_loss, ipo_loss, make_labels, policy_gradient_loss, slic_
 from .metrics import policy_metrics
 from .solvers import (
     Equilibrium,
+    EquilibriumBatch,
     duality_gap,
     exploitability,
     fixed_point_residual,
@@ -65,6 +66,7 @@ __all__ = [
     "win_rate",
     "dpo_loss", "ipo_loss", "make_labels", "policy_gradient_loss", "slic_loss",
     "policy_metrics",
-    "Equilibrium", "duality_gap", "exploitability", "fixed_point_residual", "mixture_fixed_point",
+    "Equilibrium", "EquilibriumBatch",
+    "duality_gap", "exploitability", "fixed_point_residual", "mixture_fixed_point",
     "solve_equilibrium",
 ]

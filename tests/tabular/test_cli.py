@@ -48,7 +48,7 @@ def test_solve_json(rps_file, tmp_path, capsys):
 def test_solve_lp_text(rps_file, capsys):
     assert main(["solve", "--matrix", str(rps_file), "--tau", "0"]) == 0
     text = capsys.readouterr().out
-    assert "method = lp" in text and "exploitability" in text
+    assert "method = support" in text and "exploitability" in text
     assert main(["solve", "--matrix", str(rps_file), "--tau", "0", "--json"]) == 0
     np.testing.assert_allclose(json.loads(capsys.readouterr().out)["pi"],
                                np.array([1, 3, 3]) / 7, atol=1e-9)

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tabular import annotator_majority, duality_gap, make_game, mixture_fixed_point, solve_equilibrium
+from tabular import (annotator_majority, duality_gap, make_game, mixture_fixed_point,
+                     solve_equilibrium)
 from tabular.solvers import EquilibriumBatch, _solve_zero_sum_lp, solve_zero_sum
 from tabular_helpers import random_preference, random_reference
 
@@ -207,3 +208,26 @@ def test_n_2000_krylov(tau):
     eq = solve_equilibrium(P, None, tau)
     assert eq.converged and eq.method == "newton-krylov"
     assert float(duality_gap(P, None, tau, eq.pi)) <= 1e-12
+
+
+def test_batch_rejects_mu_of_the_wrong_shape(rng):
+    P = np.stack([random_preference(3, rng) for _ in range(2)])
+    with pytest.raises(ValueError, match="mu must have shape"):
+        solve_equilibrium(P, np.full((3, 3), 1 / 3), 0.1)
+    with pytest.raises(ValueError, match="one vector"):
+        solve_equilibrium(P[0], np.full((2, 3), 1 / 3), 0.1)
+
+
+def test_cli_solves_tau_1e_300(tmp_path, capsys):
+    """Issue 8 §3: `tabular solve --tau 1e-300` used to end in "error: Singular matrix"."""
+    import json
+
+    from tabular.cli import main
+
+    P, _ = make_game("bt:6:5")
+    path = tmp_path / "P.npy"
+    np.save(path, P)
+    assert main(["solve", "--matrix", str(path), "--tau", "1e-300", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["converged"] and out["gap"] <= 1e-12
+    assert float(duality_gap(P, None, 1e-300, np.array(out["pi"]))) <= 1e-12
