@@ -114,3 +114,9 @@ def test_cli_usage_errors_are_one_line_exit_2(argv, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "error:" in err, err
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "--only" in capsys.readouterr().out
