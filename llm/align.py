@@ -175,7 +175,7 @@ def run_align(cfg, progress: bool = True) -> dict:
                 logp_reduction=cfg.logp_reduction, temperature=cfg.temperature, label_generator=label_gen)
         if not np.isfinite(stats["loss/train"]):  # e.g. a huge --lr: stop before saving a NaN policy
             raise UsageError(f"the loss became {stats['loss/train']} at step {step + 1}; lower --lr "
-                             f"(the run folder keeps the last checkpoint; rerun with --overwrite)")
+                             f"(no model or done.json is written; rerun with --overwrite)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -5,15 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tabular.cli import _Parser  # usage errors: one line, exit code 2
 from tabular.game import validate_seed
 
 from .checks import CHECKS, run_ledger
 from .ledger import format_table, to_json
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # a usage error is one line and exit code 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def main(argv=None) -> int:

@@ -453,6 +453,9 @@ def equivalence_suite(cfg: EquivalenceConfig) -> list[dict]:
     for tau in taus:
         if cfg.eta * tau > 1:
             raise ValueError(f"Nash-MD needs eta * tau <= 1, got eta = {cfg.eta}, tau = {tau}")
+        if 40.0 / (cfg.eta * tau) > 10**7:  # the constant-eta run takes ceil(40 / (eta tau)) steps
+            raise ValueError(f"constant-eta Nash-MD would need {40.0 / (cfg.eta * tau):.3g} steps at "
+                             f"eta = {cfg.eta}, tau = {tau} (limit 1e7); raise --eta or tau")
     games = [(spec, make_game(spec)[0]) for spec in specs]  # all validated before any run
     cases = []
     for spec, P in games:

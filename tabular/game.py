@@ -393,14 +393,14 @@ _MAX_ARGS = {"bt": 2, "cyclic": 2, "rps": 0, "perturbed_rps": 0, "biased_rps": 0
 
 
 def _check_size(spec: str, name: str, args: list) -> None:
-    """``N`` in [2, MAX_ACTIONS] (3 for cyclic) and the family's arrays within MEMORY_LIMIT."""
+    """``N`` in [2, MAX_ACTIONS] and the family's arrays within MEMORY_LIMIT (a family with a
+    larger minimum, cyclic's 3, says so itself)."""
     try:
         n = int(args[0])
     except ValueError:
         return  # not a number: make_game reports it
-    smallest = 3 if name == "cyclic" else 2
-    if not smallest <= n <= MAX_ACTIONS:
-        raise ValueError(f"bad game spec {spec!r}: N must lie in [{smallest}, {MAX_ACTIONS}], got {n}")
+    if not 2 <= n <= MAX_ACTIONS and not (name == "cyclic" and n == 2):
+        raise ValueError(f"bad game spec {spec!r}: N must lie in [2, {MAX_ACTIONS}], got {n}")
     if name == "majority" and len(args) > 1 and str(args[1]).isdigit():
         # (K+1) Poisson-binomial layers and K per-rater matrices of size n x n
         check_allocation((2 * int(args[1]) + 1) * n * n * 8.0, f"game {spec!r}")

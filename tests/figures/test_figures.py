@@ -243,3 +243,9 @@ def test_llm_curves_with_an_infinite_step_are_skipped_not_a_traceback(tmp_path, 
     err = capsys.readouterr().err
     assert "skipped fig6c" in err and "curves.csv is malformed" in err and "Traceback" not in err
     assert (tmp_path / "o" / "config.json").is_file() and (tmp_path / "o" / "README.md").is_file()
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "--llm-results" in capsys.readouterr().out

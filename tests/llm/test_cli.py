@@ -332,3 +332,12 @@ def test_resume_on_another_device_says_so(tiny, tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "written on cuda" in err and "--device cuda" in err
     assert files_under(tmp_path) == before
+
+
+def test_a_diverging_run_stops_without_a_model(tiny, tmp_path, capsys):
+    """--lr 1e30 is finite (accepted) but the loss turns NaN at step 2: one line, exit 2, and no
+    done.json or model that would pass for a finished run."""
+    out = tmp_path / "run"
+    code, err = run_cli(align_argv(tiny, out, "--lr", "1e30", "--steps", "6"), capsys)
+    assert code == 2 and "the loss became nan" in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "done.json").exists() and not (out / "model").exists()

@@ -103,7 +103,11 @@ def test_sampled_gradient_averages_to_the_exact_gradient(method, beta):
     def judge(ids, mask, y, y_mask, y_prime, y_prime_mask):
         return P[y[:, 0], y_prime[:, 0]]
 
-    B, reps = 8192, 2
+    # 8 reps: with 2 the norm ratio had sd 0.010-0.014 over 12 other seeds and reached 1.031 (> the
+    # 0.03 tolerance: ~3% false failures per method). With 8, over 12 seeds: sd 0.0055-0.0080,
+    # |ratio - 1| <= 0.014, so 0.03 is >= 3.7 sd (<= 2e-4 per method, normal approximation); the
+    # cosine was >= 0.9998 (threshold 0.995). The seed below is fixed: on CPU the outcome is too.
+    B, reps = 8192, 8
     gen = torch.Generator().manual_seed(2)
     total = None
     for _ in range(reps):

@@ -173,7 +173,8 @@ def test_bad_solve_input(args, match, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["--taus", "1,-2"], ["--games", "nosuch"], ["--eta", "0"],
-                                  ["--steps", "0"], ["--taus", "1,x"]])
+                                  ["--steps", "0"], ["--taus", "1,x"], ["--taus", "1e-300"],
+                                  ["--mu-seed", "-2"], ["--games", "bt:3:1:2"]])
 def test_bad_equivalence_input(args, capsys):
     assert main(["equivalence", *args]) == 2
     err = capsys.readouterr().err
