@@ -35,13 +35,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, Verbosity, find, given, settings
+from hypothesis import HealthCheck, Verbosity, assume, find, given, settings
 from hypothesis import strategies as st
 
 from tabular import AlgorithmConfig, make_state, mixture_fixed_point, run, solve_equilibrium, step
 from tabular.algorithms import (exact_pg_loss, nash_md_step, population_pairwise_loss,
                                 sampled_pairwise_loss, sampled_pg_loss, sampling_log_policy)
-from tabular.game import GAME_FAMILIES, log_mixture_policy
+from tabular.game import GAME_FAMILIES, cyclic, log_mixture_policy
 from tabular.losses import make_labels, pairwise_loss, policy_gradient_loss
 from tabular.metrics import kl_log
 from tabular.solvers import duality_gap, fixed_point_residual
@@ -117,12 +117,34 @@ def check_prop_4_2(ex, label_type, factor=4.0):
     assert err <= ROUND_OFF * gradient_scale(ex, ex.theta), f"|IPO + {factor}/tau SP| = {err:.3g}"
 
 
+def hard_labels_are_a_game(P) -> bool:
+    """H = make_labels(P, "hard") satisfies H + H.T = 1 (false only for entries within round-off
+    of 1/2: the bug pinned by the xfail test below)."""
+    H = make_labels(torch.tensor(P), "hard").numpy()
+    return bool(np.all(H + H.T == 1.0))
+
+
 @pytest.mark.parametrize("label_type", ["soft", "hard", "bernoulli"])
 @property_settings
 @given(ex=examples())
 def test_prop_4_2_online_ipo_gradient_is_minus_4_over_tau_self_play(ex, label_type):
-    """Bernoulli labels: the exact forms use the expected label (= soft); hard: the game 1[P > 1/2]."""
+    """Bernoulli labels: the exact forms use the expected label (= soft); hard: the game 1[P > 1/2].
+    Hard labels skip the rare games where 1[P > 1/2] is not antisymmetric (entries within
+    round-off of 1/2; the bug pinned by the xfail test below): Prop. 4.2 needs a game."""
+    assume(label_type != "hard" or hard_labels_are_a_game(ex.P))
     check_prop_4_2(ex, label_type)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: make_labels(p, 'hard') breaks P + P.T = 1 when an entry "
+                   "is within round-off of 1/2 (cyclic(3, 4e-17): P[0,1] = 0.5 is a tie, P[1,0] = "
+                   "0.49999999999999994 a loss), so Prop. 4.2 fails for hard labels there")
+def test_hard_labels_of_a_game_within_round_off_of_one_half_satisfy_prop_4_2():
+    from equivalence_examples import Example
+
+    P = cyclic(3, 4e-17)  # strength below half an ulp of 1/2: P + P.T = 1 only to round-off
+    ex = Example("cyclic:3:4e-17", P, np.array([0.2, 0.3, 0.5]), 1.0, 0.0, 1.0, np.array([0.0, 1.0, 2.0]),
+                 0, 1.0)
+    check_prop_4_2(ex, "hard")
 
 
 # ---------------------------------------------------------------------------------------------
