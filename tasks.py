@@ -114,11 +114,18 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="small versions of every stage (~3 min)")
     p.add_argument("--no-llm", action="store_true", help="skip the LLM pipeline (~15 min on 2 cores)")
     p.set_defaults(fn=cmd_run)
-    t = sub.add_parser("test", help="run the test suite (slow-marked tests excluded unless --all)")
+    t = sub.add_parser("test", allow_abbrev=False,
+                       help="run the test suite (slow-marked tests excluded unless --all); every "
+                            "other argument goes to pytest in order, e.g. "
+                            "test -k equivalence --hypothesis-profile thorough")
     t.add_argument("--all", action="store_true", help="include tests marked slow")
-    t.add_argument("pytest_args", nargs="*", help="extra arguments passed to pytest")
     t.set_defaults(fn=cmd_test)
-    ns = parser.parse_args()
+    # parse_known_args keeps the arguments it does not know, in order: for `test` they are
+    # pytest's (options with their values, paths); a positional nargs="*" would reject "-k".
+    ns, unknown = parser.parse_known_args()
+    if ns.command != "test" and unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    ns.pytest_args = unknown
     ns.fn(ns)
 
 
