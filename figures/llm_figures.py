@@ -2,9 +2,9 @@
 
 Inputs (each optional; a figure whose input is missing or malformed is skipped with a reason):
 
-- ``DIR/summary.json``: ``methods``, ``win_matrix_gold_mean``, ``win_matrix_gold_std`` (square,
+- ``DIR/summary.json``: ``methods``, ``win_matrix_gold_mean`` and ``win_matrix_gold_ci95`` (or an older ``_std``) (square,
   ``p(row beats column)``; rows/columns are ``matrix_labels`` when present, else ``methods`` or,
-  when the matrix has one more row, ``["sft"] + methods``) -> ``fig6a_llm_win_matrix`` (Table 2-style annotated heatmap, mean ± std).
+  when the matrix has one more row, ``["sft"] + methods``) -> ``fig6a_llm_win_matrix`` (Table 2-style annotated heatmap, mean ± 95 % half-width over chains).
 - ``DIR/tau_sweep.csv`` (method,tau,seed,winrate_vs_sft) -> ``fig6b_llm_winrate_vs_tau``.
 - ``DIR/curves.csv`` (method,tau,beta,seed,step,winrate_vs_sft) -> ``fig6c_llm_training_curves``.
 - ``DIR/beta_sweep.csv`` (method,beta,tau,seed,winrate_vs_sft) -> ``fig6d_llm_ipo_md_beta``.
@@ -47,18 +47,25 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict]:
 
 
 def _stats(values):
+    """Mean, 95 % t half-width over seeds/chains (ddof = 1; 0 for one value: no band) and count."""
+    from scipy.stats import t
+
     v = np.asarray(values, np.float64)
-    return v.mean(), (v.std(ddof=1) if v.size > 1 else 0.0), v.size
+    hw = t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
+    return v.mean(), hw, v.size
 
 
 def _win_matrix(d: Path, out: Path, command: str):
     with open(d / "summary.json") as f:
         s = json.load(f)
-    for key in ("methods", "win_matrix_gold_mean", "win_matrix_gold_std"):
+    spread = "win_matrix_gold_ci95" if "win_matrix_gold_ci95" in s else "win_matrix_gold_std"
+    for key in ("methods", "win_matrix_gold_mean", spread):
         if key not in s:
             raise ValueError(f"summary.json lacks key {key!r}")
     mean = np.asarray(s["win_matrix_gold_mean"], np.float64)
-    std = np.asarray(s["win_matrix_gold_std"], np.float64)
+    std = np.asarray(s[spread], np.float64)
+    what = (f"mean ± 95 % half-width over {s.get('chains', '?')} chains" if spread.endswith("ci95")
+            else "mean ± std over seed pairs")
     methods = list(s["methods"])
     if mean.ndim != 2 or mean.shape[0] != mean.shape[1] or std.shape != mean.shape:
         raise ValueError(f"win matrices must be square and of equal shape, got {mean.shape} and {std.shape}")
@@ -84,14 +91,14 @@ def _win_matrix(d: Path, out: Path, command: str):
     ax.set_yticks(range(k), labels)
     ax.set_xlabel("column method")
     ax.set_ylabel("row method")
-    ax.set_title("Side-by-side win rate p(row beats column), gold judge\n(mean ± std over seed pairs)")
+    ax.set_title(f"Side-by-side win rate p(row beats column), gold judge\n({what}; @gold: aligned with the gold judge)")
     fig.colorbar(im, ax=ax, label="p(row > column) (probability)")
     fig.tight_layout()
     name = LLM_FIGURES[0]
     save_figure(fig, out, name)
-    write_csv(out / f"{name}.csv", [{"row": labels[i], "column": labels[j], "mean": mean[i, j], "std": std[i, j]}
-                                    for i in range(k) for j in range(k)])
-    return name, (f"Table 2-style side-by-side win-rate matrix of the LLM methods (mean ± std over seed pairs) "
+    write_csv(out / f"{name}.csv", [{"row": labels[i], "column": labels[j], "mean": mean[i, j],
+                                     spread.rsplit("_", 1)[1]: std[i, j]} for i in range(k) for j in range(k)])
+    return name, (f"Table 2-style side-by-side win-rate matrix of the LLM methods ({what}) "
                   f"from {d}/summary.json; `{command}`.")
 
 
@@ -109,12 +116,12 @@ def _tau_sweep(d: Path, out: Path, command: str):
         taus = sorted(t for (mm, t) in groups if mm == m)
         st = np.array([_stats(groups[(m, t)])[:2] for t in taus])
         ax.errorbar(taus, st[:, 0], yerr=st[:, 1], marker="o", capsize=3, label=m)
-        csv_rows += [{"method": m, "tau": t, "mean": a, "std": b, "seeds": len(groups[(m, t)])}
+        csv_rows += [{"method": m, "tau": t, "mean": a, "ci95": b, "seeds": len(groups[(m, t)])}
                      for t, (a, b) in zip(taus, st)]
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set(xlabel="regularisation τ", ylabel="win rate vs SFT (probability)",
-           title="LLM: win rate against the SFT policy vs τ (mean ± std over seeds)")
+           title="LLM: win rate against the SFT policy vs τ (mean ± 95 % CI over seeds)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -127,27 +134,28 @@ def _tau_sweep(d: Path, out: Path, command: str):
 def _curves(d: Path, out: Path, command: str):
     rows = _read_csv(d / "curves.csv", ("method", "tau", "beta", "seed", "step", "winrate_vs_sft"))
     groups = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        groups[r["method"]][(float(r["tau"]), float(r["beta"]), int(float(r["step"])))].append(float(r["winrate_vs_sft"]))
+    for r in rows:  # one line per (tau, beta, judge); older files have no judge column (= the PM)
+        groups[r["method"]][(float(r["tau"]), float(r["beta"]), r.get("judge") or "pm",
+                             int(float(r["step"])))].append(float(r["winrate_vs_sft"]))
     methods = sorted(groups)
     plt = _plt()
     fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 4.2), squeeze=False, sharey=True)
     csv_rows = []
     for ax, m in zip(axes[0], methods):
-        settings = sorted({(t, b) for (t, b, _) in groups[m]})
-        for t, b in settings:
-            steps = sorted(s for (tt, bb, s) in groups[m] if (tt, bb) == (t, b))
-            st = np.array([_stats(groups[m][(t, b, s)])[:2] for s in steps])
-            lab = f"τ={t:g}" + (f", β={b:g}" if b else "")
+        settings = sorted({(t, b, j) for (t, b, j, _) in groups[m]})
+        for t, b, j in settings:
+            steps = sorted(s for (tt, bb, jj, s) in groups[m] if (tt, bb, jj) == (t, b, j))
+            st = np.array([_stats(groups[m][(t, b, j, s)])[:2] for s in steps])
+            lab = f"τ={t:g}" + (f", β={b:g}" if b else "") + (f", judge {j}" if j != "pm" else "")
             ax.plot(steps, st[:, 0], marker=".", label=lab)
             ax.fill_between(steps, st[:, 0] - st[:, 1], st[:, 0] + st[:, 1], alpha=0.2)
-            csv_rows += [{"method": m, "tau": t, "beta": b, "step": s, "mean": a, "std": sd,
-                          "seeds": len(groups[m][(t, b, s)])} for s, (a, sd) in zip(steps, st)]
+            csv_rows += [{"method": m, "tau": t, "beta": b, "judge": j, "step": s, "mean": a, "ci95": sd,
+                          "seeds": len(groups[m][(t, b, j, s)])} for s, (a, sd) in zip(steps, st)]
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set(title=m, xlabel="training step", ylabel="win rate vs SFT (probability)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle("LLM: win rate against SFT over training, per τ (mean ± std over seeds)")
+    fig.suptitle("LLM: gold win rate against SFT over training (validation prompts), mean ± 95 % CI over chains")
     fig.tight_layout()
     name = LLM_FIGURES[2]
     save_figure(fig, out, name)
@@ -167,11 +175,11 @@ def _beta_sweep(d: Path, out: Path, command: str):
         betas = sorted(b for (mm, tt, b) in groups if (mm, tt) == (m, t))
         st = np.array([_stats(groups[(m, t, b)])[:2] for b in betas])
         ax.errorbar(betas, st[:, 0], yerr=st[:, 1], marker="o", capsize=3, label=f"{m}, τ={t:g}")
-        csv_rows += [{"method": m, "tau": t, "beta": b, "mean": a, "std": sd, "seeds": len(groups[(m, t, b)])}
+        csv_rows += [{"method": m, "tau": t, "beta": b, "mean": a, "ci95": sd, "seeds": len(groups[(m, t, b)])}
                      for b, (a, sd) in zip(betas, st)]
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="mixture coefficient β", ylabel="win rate vs SFT (probability)",
-           title="LLM: IPO-MD across β (mean ± std over seeds)")
+           title="LLM: IPO-MD across β (mean ± 95 % CI over seeds)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -100,6 +100,8 @@ class AlignConfig(RunConfig):
     sft: str = _f("", "SFT model folder: initial policy and frozen reference mu", required=True)
     pm: str = _f("", "preference model folder (pairwise methods, nash_md_pg, self_play)")
     rm: str = _f("", "reward model folder (method rl)")
+    judge: str = _f("pm", "who labels the pairs: the learned pm (rl: the learned rm) or the exact gold judge "
+                    "(rl: reward = the Bradley-Terry fit of the gold judge)", choices=("pm", "gold"))
     method: str = _f("online_ipo", "alignment method", choices=tuple(METHODS))
     tau: float = _f(0.1, "KL-regularisation strength tau (> 0); also the DPO/SLiC scale")
     beta: float = _f(0.125, "geometric-mixture coefficient beta in [0, 1] (ipo_md, nash_md_pg)")
@@ -126,9 +128,9 @@ class AlignConfig(RunConfig):
         if self.method == "rl" and self.label_type != "soft":
             raise UsageError("--label-type applies to methods labelled by the preference model; "
                              "rl uses the reward model's score")
-        if self.method == "rl" and not self.rm:
+        if self.method == "rl" and not self.rm and self.judge == "pm":
             raise UsageError("--method rl needs --rm (a reward model folder)")
-        if self.method != "rl" and not self.pm:
+        if self.method != "rl" and not self.pm and self.judge == "pm":
             raise UsageError(f"--method {self.method} needs --pm (a preference model folder)")
         if self.eval_every < 0 or self.max_new_tokens < 0:
             raise UsageError("--eval-every and --max-new-tokens must be >= 0")
@@ -168,7 +170,9 @@ class PipelineConfig(ModelShape, RunConfig):
                      "rl=0.05", "self_play=0.02", "offline_ipo=0.05", "offline_dpo=0.5", "offline_slic=0.5"],
                     "tau per method, METHOD=TAU")
     beta: float = _f(0.125, "mixture coefficient for ipo_md and nash_md_pg")
-    seeds: int = _f(3, "seeds per method")
+    seeds: int = _f(3, "chains: per chain seed, SFT, PM/RM and every alignment run are retrained")
+    judges: list = _f(["pm", "gold"], "judge conditions: pm (learned PM; rl: learned RM) and/or gold (exact gold "
+                      "judge; rl: its Bradley-Terry fit)")
     sft_steps: int = _f(1000, "SFT steps")
     pm_steps: int = _f(800, "preference/reward model steps")
     pm_pairs: int = _f(4000, "gold-labelled training pairs for the PM")
@@ -177,8 +181,9 @@ class PipelineConfig(ModelShape, RunConfig):
     align_lr: float = _f(1e-3, "alignment learning rate")
     eval_every: int = _f(25, "gold win rate vs SFT every K alignment steps (curves.csv)")
     eval_prompts: int = _f(64, "held-out prompts for the curves")
-    n_prompts: int = _f(256, "held-out prompts for the final win-rate matrices")
-    sweep: bool = _f(True, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md)")
+    n_prompts: int = _f(2048, "test-split prompts for the final win-rate matrices")
+    samples_per_prompt: int = _f(4, "responses per test prompt and policy")
+    sweep: bool = _f(False, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md) on chain 0")
     sweep_taus: list = _f(["0.02", "0.05", "0.2", "1.0"], "taus of the sweep (online_ipo and online_dpo)")
     sweep_betas: list = _f(["0.0", "0.25", "0.5", "1.0"], "betas of the ipo_md sweep (at ipo_md's tau)")
     sweep_seeds: int = _f(1, "seeds per sweep point")
@@ -203,6 +208,10 @@ class PipelineConfig(ModelShape, RunConfig):
             raise UsageError("every beta must be in [0, 1]")
         if self.seeds < 1 or self.sweep_seeds < 1:
             raise UsageError("--seeds and --sweep-seeds must be >= 1")
+        if not self.judges or any(j not in ("pm", "gold") for j in self.judges) or len(set(self.judges)) < len(self.judges):
+            raise UsageError(f"--judges must be distinct entries of pm, gold; got {' '.join(self.judges)}")
+        if self.samples_per_prompt < 1:
+            raise UsageError(f"--samples-per-prompt must be >= 1, got {self.samples_per_prompt}")
 
 
 STAGE_CONFIGS = {"sft": SFTConfig, "train-pm": PMConfig, "align": AlignConfig, "evaluate": EvalConfig,
