@@ -88,8 +88,9 @@ def cmd_run(ns) -> None:
           env)
     _step("proposition ledger", ["-m", "proofs_check", *(["--quick"] if ns.quick else [])], env)
     if not ns.no_llm:
-        quick = ["--sft-steps", "200", "--pm-steps", "150", "--align-steps", "30", "--seeds", "1",
-                 "--eval-prompts", "64", "--no-sweep"]
+        # quick: 2 chains of small stages (the default is the README's reference run: 3 chains)
+        quick = ["--sft-steps", "200", "--pm-steps", "100", "--align-steps", "30", "--seeds", "2",
+                 "--eval-every", "10", "--n-prompts", "256", "--samples-per-prompt", "2"]
         _step("LLM pipeline (CPU)", ["-m", "llm", "pipeline", "--out", str(out / "llm"),
                                      "--overwrite", *(quick if ns.quick else [])], env)
     _step("figures", ["-m", "figures", "--out", str(out / "figures"),

@@ -48,10 +48,11 @@ def _stages():
     from .align import run_align
     from .evaluate import run_evaluate
     from .pipeline import run_pipeline
+    from .study import run_study
     from .train import run_sft, run_train_pm
 
     return {"sft": run_sft, "train-pm": run_train_pm, "align": run_align, "evaluate": run_evaluate,
-            "pipeline": run_pipeline}
+            "pipeline": run_pipeline, "study": run_study}
 
 
 STAGES = tuple(STAGE_CONFIGS)
@@ -88,6 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"python -m llm {args.stage}: error: {e}", file=sys.stderr)
         return 2
-    if args.stage != "pipeline":
+    if args.stage not in ("pipeline", "study"):
         print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}, indent=2, default=str))
     return 0

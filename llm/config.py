@@ -14,7 +14,7 @@ from .models import UsageError
 from .objectives import METHODS
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
-           "STAGE_CONFIGS", "RESUMABLE_CHANGES"]
+           "StudyConfig", "STAGE_CONFIGS", "RESUMABLE_CHANGES"]
 
 
 def _f(default, help: str, **kw):
@@ -173,14 +173,14 @@ class PipelineConfig(ModelShape, RunConfig):
     seeds: int = _f(3, "chains: per chain seed, SFT, PM/RM and every alignment run are retrained")
     judges: list = _f(["pm", "gold"], "judge conditions: pm (learned PM; rl: learned RM) and/or gold (exact gold "
                       "judge; rl: its Bradley-Terry fit)")
-    sft_steps: int = _f(1000, "SFT steps")
-    pm_steps: int = _f(800, "preference/reward model steps")
-    pm_pairs: int = _f(4000, "gold-labelled training pairs for the PM")
+    sft_steps: int = _f(500, "SFT steps (per chain)")
+    pm_steps: int = _f(400, "preference/reward model steps (per chain)")
+    pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
     align_steps: int = _f(150, "alignment steps per run")
     align_batch_size: int = _f(16, "prompts per alignment step")
     align_lr: float = _f(1e-3, "alignment learning rate")
-    eval_every: int = _f(25, "gold win rate vs SFT every K alignment steps (curves.csv)")
-    eval_prompts: int = _f(64, "held-out prompts for the curves")
+    eval_every: int = _f(50, "gold win rate vs SFT every K alignment steps (curves.csv)")
+    eval_prompts: int = _f(64, "validation prompts for the curves")
     n_prompts: int = _f(2048, "test-split prompts for the final win-rate matrices")
     samples_per_prompt: int = _f(4, "responses per test prompt and policy")
     sweep: bool = _f(False, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md) on chain 0")
@@ -214,5 +214,50 @@ class PipelineConfig(ModelShape, RunConfig):
             raise UsageError(f"--samples-per-prompt must be >= 1, got {self.samples_per_prompt}")
 
 
+@dataclass
+class StudyConfig(ModelShape, RunConfig):
+    """``study``: the paper's protocol: tau (and beta) sweep, selection on validation, chains, test matrix."""
+
+    preset: str = _f("quick", "quick: grids and sizes that finish in ~45 min on 2 CPU cores (printed); "
+                     "paper: the flags as given", choices=("quick", "paper"))
+    methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
+                       "methods to sweep, select and compare")
+    taus: list = _f(["online_ipo=0.01,0.02,0.05,0.1,0.2,0.5,1", "ipo_md=0.01,0.02,0.05,0.1,0.2,0.5,1",
+                     "online_dpo=0.05,0.1,0.2,0.5,1,2", "online_slic=0.05,0.1,0.2,0.5,1,2",
+                     "nash_md_pg=0.005,0.01,0.02,0.05,0.1", "rl=0.005,0.01,0.02,0.05,0.1,0.2"],
+                    "tau grid per method, METHOD=T1,T2,...")
+    betas: list = _f(["0.0", "0.125", "0.25", "0.5"], "beta grid of ipo_md and nash_md_pg")
+    beta: float = _f(0.125, "beta of the other methods' runs (unused by them; names the run)")
+    chains: int = _f(3, "chains for the selected settings (SFT, PM/RM and alignment retrained per seed)")
+    sft_steps: int = _f(1000, "SFT steps")
+    pm_steps: int = _f(800, "preference/reward model steps")
+    pm_pairs: int = _f(4000, "gold-labelled training pairs for the PM")
+    align_steps: int = _f(300, "alignment steps of a sweep run (the last candidate checkpoint)")
+    align_batch_size: int = _f(16, "prompts per alignment step")
+    align_lr: float = _f(1e-3, "alignment learning rate")
+    eval_every: int = _f(25, "candidate checkpoints: validation win rate every K steps")
+    valid_prompts: int = _f(512, "validation prompts (selection and the figures against RL)")
+    n_prompts: int = _f(2048, "test prompts for the final matrices")
+    samples_per_prompt: int = _f(4, "responses per prompt and policy (validation figures and test)")
+
+    def validate(self) -> None:
+        super().validate()
+        for m in self.methods:
+            if m not in METHODS:
+                raise UsageError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        try:
+            grid = {m: [float(t) for t in v.split(",")] for m, v in (e.split("=", 1) for e in self.taus)}
+            betas = [float(b) for b in self.betas]
+        except ValueError:
+            raise UsageError("--taus must be METHOD=T1,T2,... entries and --betas numbers") from None
+        missing = [m for m in self.methods if m not in grid]
+        if missing:
+            raise UsageError(f"--taus lacks a grid for {', '.join(missing)}")
+        if any(not t > 0 for ts in grid.values() for t in ts) or any(not 0 <= b <= 1 for b in betas):
+            raise UsageError("every tau must be > 0 and every beta in [0, 1]")
+        if self.chains < 1 or self.eval_every < 1 or self.samples_per_prompt < 1:
+            raise UsageError("--chains, --eval-every and --samples-per-prompt must be >= 1")
+
+
 STAGE_CONFIGS = {"sft": SFTConfig, "train-pm": PMConfig, "align": AlignConfig, "evaluate": EvalConfig,
-                 "pipeline": PipelineConfig}
+                 "pipeline": PipelineConfig, "study": StudyConfig}

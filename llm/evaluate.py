@@ -83,7 +83,7 @@ def chain_matrices(task, codec, prompts: list[str], n_prompts: int, responses: d
     """One chain's side-by-side matrices: ``p(row beats column)`` averaged over the rows of
     ``prompts`` (``n_prompts`` distinct prompts repeated ``len(prompts) // n_prompts`` times, one
     response per row and policy), by the **exact gold probabilities** (not sampled 0/1 verdicts)
-    and by the PM. Also the evaluation's own 95 % half-width per entry: the normal interval over
+    and by the PM (on the first ``n_prompts`` rows: one sample per prompt). Also the evaluation's own 95 % half-width per entry: the normal interval over
     prompts of the per-prompt mean (samples averaged within a prompt first), ``1.96 s / sqrt(N)``.
 
     Args:
@@ -103,8 +103,9 @@ def chain_matrices(task, codec, prompts: list[str], n_prompts: int, responses: d
             per_prompt = g.reshape(-1, n_prompts).mean(0)  # (N,): samples of a prompt averaged
             out["gold"][a, b], out["gold"][b, a] = g.mean(), 1 - g.mean()
             out["gold_eval_hw"][a, b] = out["gold_eval_hw"][b, a] = 1.96 * per_prompt.std(ddof=1) / np.sqrt(n_prompts)
-            if pm is not None:
-                q = pm_prob_rows(pm, codec, x_rows, responses[names[a]][1], responses[names[b]][1], device)
+            if pm is not None:  # the PM on one sample per prompt (its forward passes cost the most)
+                q = pm_prob_rows(pm, codec, x_rows[:n_prompts], responses[names[a]][1][:n_prompts],
+                                 responses[names[b]][1][:n_prompts], device)
                 out["pm"][a, b], out["pm"][b, a] = q.double().mean().item(), 1 - q.double().mean().item()
     return out
 

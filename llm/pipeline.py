@@ -100,15 +100,17 @@ def _interval(values) -> dict:
             "per_chain": v.tolist()}
 
 
-def summarise(cfg, chains: list[dict], wall_time_s: float, command=None) -> dict:
-    """``summary.json`` from the per-chain results (evaluation matrices, held-out judge metrics)."""
+def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None = None, judges=None) -> dict:
+    """``summary.json`` from the per-chain results (evaluation matrices, held-out judge metrics);
+    ``judges``: the judge conditions the policies were aligned under (default ``cfg.judges``)."""
+    judges_run = list(judges or cfg.judges)
     labels = chains[0]["eval"]["labels"]
     s = labels.index("sft")
     gold = across_chains([c["eval"]["gold"] for c in chains])
     pm = across_chains([c["eval"]["pm"] for c in chains])
     eval_hw = np.max([c["eval"]["gold_eval_hw"] for c in chains], axis=0)
     winrate, winrate_pm, separated = {}, {}, {}
-    for judge in cfg.judges:
+    for judge in judges_run:
         rows = [label_of(m, judge) for m in cfg.methods]
         winrate[judge], winrate_pm[judge] = {}, {}
         for m, lab in zip(cfg.methods, rows):
@@ -131,14 +133,14 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, command=None) -> dict
     reliability = {who: _pool_reliability([c["heldout"][who]["reliability"] for c in chains])
                    for who in ("pm", "rm") if who in chains[0]["heldout"]}
     step_time = {label_of(m, j): float(np.mean([c["step_time_s"][label_of(m, j)] for c in chains]))
-                 for j in cfg.judges for m in cfg.methods}
+                 for j in judges_run for m in cfg.methods}
     return {
         "schema": 2,
         "config": dataclasses.asdict(cfg),
-        "provenance": provenance(command),
+        "provenance": origin or provenance(),
         "chains": len(chains),
         "methods": list(cfg.methods),
-        "judges_run": list(cfg.judges),
+        "judges_run": judges_run,
         "labels": labels,
         "matrix_labels": labels,
         "win_matrix_gold": gold,
@@ -192,7 +194,7 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
     resuming = prepare_run_dir(cfg)
     device = setup_torch(cfg)
     start_run_dir(cfg, resuming)
-    t_start = time.perf_counter()
+    t_start, origin = time.perf_counter(), provenance()  # the code and command as they were at the start
     common = dict(task=cfg.task, task_seed=cfg.task_seed, device=cfg.device, bf16=cfg.bf16,
                   threads=cfg.threads, resume=cfg.resume, checkpoint_every=cfg.checkpoint_every,
                   log_every=cfg.log_every)
@@ -248,7 +250,7 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
                    beta_rows)
     _write_csv(os.path.join(cfg.out, "curves.csv"),
                ["method", "tau", "beta", "seed", "step", "winrate_vs_sft", "judge"], curves)
-    summary = summarise(cfg, chains, time.perf_counter() - t_start)
+    summary = summarise(cfg, chains, time.perf_counter() - t_start, origin)
     atomic_write_json(os.path.join(cfg.out, "summary.json"), summary)
     if progress:
         from .report import render_report

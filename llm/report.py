@@ -7,7 +7,7 @@ replaces those blocks in place and a test fails when they differ from what this 
 
 Sections: ``winrate`` (gold win rate against SFT per judge condition, mean and 95 % interval over
 chains), ``order`` (the head-to-head orderings the chain-level intervals separate), ``judges``
-(PM / RM against the gold judge: accuracy, ECE, MAE, Brier, reliability), ``matrix`` (the
+(``paper``: the paper's Table 2 ordering claim by claim), (PM / RM against the gold judge: accuracy, ECE, MAE, Brier, reliability), ``matrix`` (the
 side-by-side matrices) and ``provenance`` (date, machine, commit, command, wall time).
 """
 
@@ -21,7 +21,14 @@ import sys
 
 __all__ = ["render_report", "render_section", "replace_blocks", "SECTIONS", "main"]
 
-SECTIONS = ("provenance", "winrate", "order", "judges", "matrix")
+SECTIONS = ("provenance", "winrate", "order", "paper", "judges", "matrix")
+
+# The ordering this project's README attributed to the paper's Table 2 (IPO > IPO-MD > DPO ~ SLiC ~
+# Nash-MD-PG > RL), as head-to-head claims: (a, b, ">" a beats b, "~" no difference stated).
+PAPER_CLAIMS = (("online_ipo", "ipo_md", ">"), ("ipo_md", "online_dpo", ">"), ("ipo_md", "online_slic", ">"),
+                ("ipo_md", "nash_md_pg", ">"), ("online_dpo", "online_slic", "~"), ("online_dpo", "nash_md_pg", "~"),
+                ("online_slic", "nash_md_pg", "~"), ("online_dpo", "rl", ">"), ("online_slic", "rl", ">"),
+                ("nash_md_pg", "rl", ">"), ("online_ipo", "rl", ">"))
 _JUDGE_TITLE = {"pm": "learned PM (RL: learned RM)", "gold": "gold judge (RL: BT fit of gold)"}
 _NAMES = {"online_ipo": "online IPO", "ipo_md": "IPO-MD", "online_dpo": "online DPO", "online_slic": "online SLiC",
           "nash_md_pg": "Nash-MD-PG", "rl": "RL", "self_play": "self-play", "offline_ipo": "offline IPO",
@@ -94,6 +101,35 @@ def _order(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _verdict(s: dict, judge: str, a: str, b: str, claim: str) -> str:
+    labels, g = s["labels"], s["win_matrix_gold"]
+    la, lb = (m if judge == "pm" else f"{m}@{judge}" for m in (a, b))
+    i, k = labels.index(la), labels.index(lb)
+    p, hw = g["mean"][i][k], g["ci95"][i][k]
+    if p - hw > 0.5:
+        here = "a > b"
+    elif p + hw < 0.5:
+        here = "a < b"
+    else:
+        here = "not separated"
+    agrees = {(">", "a > b"): "agrees", ("~", "not separated"): "agrees"}.get((claim, here), "differs")
+    return f"{p:.3f} ± {hw:.3f}: {here} ({agrees})"
+
+
+def _paper(s: dict) -> str:
+    judges = s["judges_run"]
+    claims = [c for c in PAPER_CLAIMS if c[0] in s["methods"] and c[1] in s["methods"]]
+    lines = ["| a vs b | paper's Table 2 | " + " | ".join(f"here, {_JUDGE_TITLE[j]}: p(a beats b)" for j in judges)
+             + " |", "|---" * (len(judges) + 2) + "|"]
+    for a, b, claim in claims:
+        lines.append(f"| {_name(a)} vs {_name(b)} | {'a > b' if claim == '>' else 'a ≈ b'} | "
+                     + " | ".join(_verdict(s, j, a, b, claim) for j in judges) + " |")
+    n = {j: sum("(agrees)" in _verdict(s, j, *c) for c in claims) for j in judges}
+    lines += ["", "Claims that agree: " + ", ".join(f"{n[j]} of {len(claims)} ({_JUDGE_TITLE[j]})" for j in judges)
+              + ". \"a ≈ b\" agrees when the interval cannot separate the two; \"a > b\" only when it does."]
+    return "\n".join(lines)
+
+
 def _judges(s: dict) -> str:
     j = s["judges"]
     lines = ["| judge vs gold (valid-split SFT pairs) | accuracy | ECE (10 bins) | MAE | Brier |",
@@ -137,7 +173,8 @@ def _matrix(s: dict) -> str:
     return "\n".join(lines).rstrip()
 
 
-_RENDER = {"provenance": _provenance, "winrate": _winrate, "order": _order, "judges": _judges, "matrix": _matrix}
+_RENDER = {"provenance": _provenance, "winrate": _winrate, "order": _order, "paper": _paper, "judges": _judges,
+           "matrix": _matrix}
 
 
 def render_section(summary: dict, section: str) -> str:
