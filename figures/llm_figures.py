@@ -8,6 +8,15 @@ Inputs (each optional; a figure whose input is missing or malformed is skipped w
 - ``DIR/tau_sweep.csv`` (method,tau,seed,winrate_vs_sft) -> ``fig6b_llm_winrate_vs_tau``.
 - ``DIR/curves.csv`` (method,tau,beta,seed,step,winrate_vs_sft) -> ``fig6c_llm_training_curves``.
 - ``DIR/beta_sweep.csv`` (method,beta,tau,seed,winrate_vs_sft) -> ``fig6d_llm_ipo_md_beta``.
+
+From a ``python -m llm study --out DIR`` folder (recognised by ``selected.csv``), the paper's LLM
+figures against the **selected RL checkpoint**, each with the evaluation's 95 % band:
+
+- ``DIR/sweep_vs_rl.csv`` (method,tau,beta,opponent,winrate,eval_ci95) -> ``fig7a_llm_study_vs_tau``
+  (win rate against RL and against SFT across tau, per method: the paper's Figs. 1, 3, 4) and
+  ``fig7b_llm_study_ipo_md_beta`` (IPO-MD across beta against RL: Fig. 5);
+- ``DIR/sweep.csv`` (method,tau,beta,step,winrate_vs_sft) -> ``fig7c_llm_study_checkpoints``
+  (validation win rate against SFT over checkpoints, one line per tau: Fig. 2).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from .common import save_figure, write_csv
 
 LLM_FIGURES = ("fig6a_llm_win_matrix", "fig6b_llm_winrate_vs_tau", "fig6c_llm_training_curves",
                "fig6d_llm_ipo_md_beta")
+STUDY_FIGURES = ("fig7a_llm_study_vs_tau", "fig7b_llm_study_ipo_md_beta", "fig7c_llm_study_checkpoints")
 
 
 def _plt():
@@ -189,11 +199,103 @@ def _beta_sweep(d: Path, out: Path, command: str):
     return name, f"LLM IPO-MD win rate against SFT across the mixture coefficient β, from {d}/beta_sweep.csv; `{command}`."
 
 
+def _selected(d: Path) -> dict:
+    return {r["method"]: r for r in _read_csv(d / "selected.csv", ("method", "tau", "beta", "step"))}
+
+
+def _study_vs_tau(d: Path, out: Path, command: str):
+    rows = _read_csv(d / "sweep_vs_rl.csv", ("method", "tau", "beta", "opponent", "winrate", "eval_ci95"))
+    sel = _selected(d)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    csv_rows = []
+    for ax, opp in zip(axes, ("rl", "sft")):
+        for m in sorted({r["method"] for r in rows} - {"rl"} if opp == "rl" else {r["method"] for r in rows}):
+            beta = sel[m]["beta"] if m in sel else None  # mixture methods: the selected beta
+            pts = sorted((float(r["tau"]), float(r["winrate"]), float(r["eval_ci95"])) for r in rows
+                         if r["method"] == m and r["opponent"] == opp and (beta is None or r["beta"] == beta))
+            if not pts:
+                continue
+            t, w, hw = map(np.array, zip(*pts))
+            ax.plot(t, w, marker="o", label=m)
+            ax.fill_between(t, w - hw, w + hw, alpha=0.2)
+            csv_rows += [{"opponent": opp, "method": m, "tau": a, "winrate": b, "eval_ci95": c} for a, b, c in pts]
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set(xlabel="regularisation τ", ylabel="gold win rate (probability)",
+               title=f"against the {'selected RL checkpoint' if opp == 'rl' else 'SFT policy'}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("LLM study: win rate across τ (validation prompts, chain 0; band: 95 % evaluation interval)")
+    fig.tight_layout()
+    name = STUDY_FIGURES[0]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, (f"Win rate across τ of every swept method against the selected RL checkpoint and against SFT "
+                  f"(the paper's Figs. 1, 3-4), from {d}/sweep_vs_rl.csv; `{command}`.")
+
+
+def _study_beta(d: Path, out: Path, command: str):
+    rows = [r for r in _read_csv(d / "sweep_vs_rl.csv", ("method", "tau", "beta", "opponent", "winrate", "eval_ci95"))
+            if r["method"] == "ipo_md" and r["opponent"] == "rl"]
+    if not rows:
+        raise ValueError("sweep_vs_rl.csv has no ipo_md rows against rl")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    csv_rows = []
+    for t in sorted({float(r["tau"]) for r in rows}):
+        pts = sorted((float(r["beta"]), float(r["winrate"]), float(r["eval_ci95"])) for r in rows if float(r["tau"]) == t)
+        b, w, hw = map(np.array, zip(*pts))
+        ax.errorbar(b, w, yerr=hw, marker="o", capsize=3, label=f"τ={t:g}")
+        csv_rows += [{"tau": t, "beta": x, "winrate": y, "eval_ci95": z} for x, y, z in pts]
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="mixture coefficient β", ylabel="gold win rate vs selected RL (probability)",
+           title="LLM study: IPO-MD across β against the selected RL checkpoint")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    name = STUDY_FIGURES[1]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, f"IPO-MD across β against the selected RL checkpoint (the paper's Fig. 5), from {d}/sweep_vs_rl.csv; `{command}`."
+
+
+def _study_checkpoints(d: Path, out: Path, command: str):
+    rows = _read_csv(d / "sweep.csv", ("method", "tau", "beta", "step", "winrate_vs_sft"))
+    sel = _selected(d)
+    methods = sorted({r["method"] for r in rows})
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 4.0), squeeze=False, sharey=True)
+    csv_rows = []
+    for ax, m in zip(axes[0], methods):
+        beta = sel[m]["beta"] if m in sel else None
+        for t in sorted({float(r["tau"]) for r in rows if r["method"] == m}):
+            pts = sorted((int(float(r["step"])), float(r["winrate_vs_sft"])) for r in rows
+                         if r["method"] == m and float(r["tau"]) == t and (beta is None or r["beta"] == beta))
+            ax.plot(*zip(*pts), marker=".", label=f"τ={t:g}")
+            csv_rows += [{"method": m, "tau": t, "step": s_, "winrate_vs_sft": w} for s_, w in pts]
+        if m in sel:
+            ax.plot([int(float(sel[m]["step"]))], [float(sel[m]["valid_winrate_vs_sft"])], "k*", ms=12, label="selected")
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set(title=m, xlabel="training step", ylabel="validation win rate vs SFT")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle("LLM study: validation win rate over checkpoints per τ (chain 0; one seed: no band)")
+    fig.tight_layout()
+    name = STUDY_FIGURES[2]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, f"Validation win rate against SFT over checkpoints, per τ, with the selected point (the paper's Fig. 2), from {d}/sweep.csv; `{command}`."
+
+
 def llm_figures(results: Path | None, out: Path, command: str, why_none: str = ""):
     """Draw every LLM figure whose data exists. Returns ``(written, skipped)``:
     ``written`` = [(name, caption)], ``skipped`` = [(name, reason)]."""
     inputs = [(LLM_FIGURES[0], "summary.json", _win_matrix), (LLM_FIGURES[1], "tau_sweep.csv", _tau_sweep),
               (LLM_FIGURES[2], "curves.csv", _curves), (LLM_FIGURES[3], "beta_sweep.csv", _beta_sweep)]
+    if results is not None and (results / "selected.csv").is_file():  # a study folder
+        inputs += [(STUDY_FIGURES[0], "sweep_vs_rl.csv", _study_vs_tau), (STUDY_FIGURES[1], "sweep_vs_rl.csv", _study_beta),
+                   (STUDY_FIGURES[2], "sweep.csv", _study_checkpoints)]
     written, skipped = [], []
     for name, fname, fn in inputs:
         if results is None:

@@ -52,6 +52,23 @@ def test_tiny_study_selects_reruns_and_resumes(tmp_path):
     assert {r["judge"] for r in final} == {"gold", "pm"} and len(final) == 2 * 9
     vs_rl = _csv(tmp_path / "study" / "sweep_vs_rl.csv")
     assert len(vs_rl) == 3 * 2 and {r["opponent"] for r in vs_rl} == {"rl", "sft"}
+    # the figures package draws the paper's figures from the study folder, against the selected RL
+    from pathlib import Path
+
+    from figures.llm_figures import STUDY_FIGURES, llm_figures
+
+    (tmp_path / "fig").mkdir()
+    written, skipped = llm_figures(Path(cfg.out), tmp_path / "fig", "test")
+    drawn = {n for n, _ in written}
+    assert set(STUDY_FIGURES) - {"fig7b_llm_study_ipo_md_beta"} <= drawn  # no ipo_md in this tiny study
+    assert "fig6a_llm_win_matrix" in drawn
+    assert any(n == "fig7b_llm_study_ipo_md_beta" and "no ipo_md rows" in why for n, why in skipped)
+    for n in drawn:
+        assert (tmp_path / "fig" / f"{n}.png").stat().st_size > 1000
+    fig_rows = _csv(tmp_path / "fig" / "fig7a_llm_study_vs_tau.csv")
+    assert {(r["opponent"], r["method"], float(r["tau"]), float(r["winrate"])) for r in fig_rows} == {
+        (r["opponent"], r["method"], float(r["tau"]), float(r["winrate"])) for r in vs_rl
+        if not (r["opponent"] == "rl" and r["method"] == "rl")}
     # resuming a finished study reuses every run and gives the same matrices
     again = run_study(dataclasses.replace(cfg, resume=True), progress=False)
     assert again["win_matrix_gold"] == summary["win_matrix_gold"]
