@@ -8,6 +8,9 @@ Inputs (each optional; a figure whose input is missing or malformed is skipped w
 - ``DIR/tau_sweep.csv`` (method,tau,seed,winrate_vs_sft) -> ``fig6b_llm_winrate_vs_tau``.
 - ``DIR/curves.csv`` (method,tau,beta,seed,step,winrate_vs_sft) -> ``fig6c_llm_training_curves``.
 - ``DIR/beta_sweep.csv`` (method,beta,tau,seed,winrate_vs_sft) -> ``fig6d_llm_ipo_md_beta``.
+- ``DIR/summary.json``: ``reliability`` (``{pm|rm: [{lo, hi, count, mean_pred, mean_gold}]}``) ->
+  ``fig6e_llm_judge_reliability`` (reliability diagram of the learned PM and RM against the exact
+  gold probabilities, with the share of pairs per bin).
 
 From a ``python -m llm study --out DIR`` folder (recognised by ``selected.csv``), the paper's LLM
 figures against the **selected RL checkpoint**, each with the evaluation's 95 % band:
@@ -31,7 +34,7 @@ import numpy as np
 from .common import save_figure, write_csv
 
 LLM_FIGURES = ("fig6a_llm_win_matrix", "fig6b_llm_winrate_vs_tau", "fig6c_llm_training_curves",
-               "fig6d_llm_ipo_md_beta")
+               "fig6d_llm_ipo_md_beta", "fig6e_llm_judge_reliability")
 STUDY_FIGURES = ("fig7a_llm_study_vs_tau", "fig7b_llm_study_ipo_md_beta", "fig7c_llm_study_checkpoints")
 
 
@@ -149,20 +152,25 @@ def _curves(d: Path, out: Path, command: str):
                              int(float(r["step"])))].append(float(r["winrate_vs_sft"]))
     methods = sorted(groups)
     plt = _plt()
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 4.2), squeeze=False, sharey=True)
+    ncols = min(3, len(methods))
+    nrows = -(-len(methods) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.8 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
     csv_rows = []
-    for ax, m in zip(axes[0], methods):
+    for ax, m in zip(axes.flat, methods):
         settings = sorted({(t, b, j) for (t, b, j, _) in groups[m]})
         for t, b, j in settings:
             steps = sorted(s for (tt, bb, jj, s) in groups[m] if (tt, bb, jj) == (t, b, j))
             st = np.array([_stats(groups[m][(t, b, j, s)])[:2] for s in steps])
-            lab = f"τ={t:g}" + (f", β={b:g}" if b else "") + (f", judge {j}" if j != "pm" else "")
+            lab = (f"τ={t:g}" + (f", β={b:g}" if m in ("ipo_md", "nash_md_pg") else "")
+                   + f", judge {j}")
             ax.plot(steps, st[:, 0], marker=".", label=lab)
             ax.fill_between(steps, st[:, 0] - st[:, 1], st[:, 0] + st[:, 1], alpha=0.2)
             csv_rows += [{"method": m, "tau": t, "beta": b, "judge": j, "step": s, "mean": a, "ci95": sd,
                           "seeds": len(groups[m][(t, b, j, s)])} for s, (a, sd) in zip(steps, st)]
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-        ax.set(title=m, xlabel="training step", ylabel="win rate vs SFT (probability)")
+        ax.set(title=m, xlabel="training step", ylabel="win rate vs SFT (probability)", ylim=(0, 1))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle("LLM: gold win rate against SFT over training (validation prompts), mean ± 95 % CI over chains")
@@ -197,6 +205,35 @@ def _beta_sweep(d: Path, out: Path, command: str):
     save_figure(fig, out, name)
     write_csv(out / f"{name}.csv", csv_rows)
     return name, f"LLM IPO-MD win rate against SFT across the mixture coefficient β, from {d}/beta_sweep.csv; `{command}`."
+
+
+def _reliability(d: Path, out: Path, command: str):
+    with open(d / "summary.json") as f:
+        s = json.load(f)
+    if not isinstance(s.get("reliability"), dict) or not s["reliability"]:
+        raise ValueError("summary.json lacks key 'reliability'")
+    plt = _plt()
+    fig, (ax, axh) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="calibrated")
+    csv_rows = []
+    for i, (who, bins) in enumerate(s["reliability"].items()):
+        full = [b for b in bins if b["count"]]
+        ax.plot([b["mean_pred"] for b in full], [b["mean_gold"] for b in full], marker="o", label=who.upper())
+        total = sum(b["count"] for b in bins)
+        centres = [(b["lo"] + b["hi"]) / 2 for b in bins]
+        axh.bar(np.array(centres) + (i - 0.5) * 0.04, [b["count"] / total for b in bins], width=0.04, label=who.upper())
+        csv_rows += [{"judge": who, **b} for b in bins]
+    ax.set(ylabel="mean gold probability", title="Learned judges vs the exact gold judge (valid pairs, pooled chains)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    axh.set(xlabel="predicted P(y > y')", ylabel="share of pairs")
+    axh.grid(alpha=0.3)
+    fig.tight_layout()
+    name = LLM_FIGURES[4]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, (f"Reliability diagram of the learned PM and RM against the exact gold probabilities, with the "
+                  f"share of held-out pairs per bin, from {d}/summary.json; `{command}`.")
 
 
 def _selected(d: Path) -> dict:
@@ -292,7 +329,8 @@ def llm_figures(results: Path | None, out: Path, command: str, why_none: str = "
     """Draw every LLM figure whose data exists. Returns ``(written, skipped)``:
     ``written`` = [(name, caption)], ``skipped`` = [(name, reason)]."""
     inputs = [(LLM_FIGURES[0], "summary.json", _win_matrix), (LLM_FIGURES[1], "tau_sweep.csv", _tau_sweep),
-              (LLM_FIGURES[2], "curves.csv", _curves), (LLM_FIGURES[3], "beta_sweep.csv", _beta_sweep)]
+              (LLM_FIGURES[2], "curves.csv", _curves), (LLM_FIGURES[3], "beta_sweep.csv", _beta_sweep),
+              (LLM_FIGURES[4], "summary.json", _reliability)]
     if results is not None and (results / "selected.csv").is_file():  # a study folder
         inputs += [(STUDY_FIGURES[0], "sweep_vs_rl.csv", _study_vs_tau), (STUDY_FIGURES[1], "sweep_vs_rl.csv", _study_beta),
                    (STUDY_FIGURES[2], "sweep.csv", _study_checkpoints)]
