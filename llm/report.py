@@ -19,6 +19,8 @@ import os
 import re
 import sys
 
+import numpy as np
+
 __all__ = ["render_report", "render_section", "replace_blocks", "SECTIONS", "main"]
 
 SECTIONS = ("provenance", "winrate", "order", "paper", "judges", "matrix")
@@ -70,11 +72,14 @@ def _winrate(s: dict) -> str:
         lines.append(f"| {_name(m)} | " + " | ".join(_ci(s["winrate_vs_sft"][j][m]) for j in judges) + " |")
     eval_hw = max(s["winrate_vs_sft"][j][m]["eval_ci95"] for j in judges for m in s["methods"])
     chain_hw = max(s["winrate_vs_sft"][j][m]["ci95"] for j in judges for m in s["methods"])
+    sd = max(float(np.std(s["winrate_vs_sft"][j][m]["per_chain"], ddof=1)) for j in judges for m in s["methods"])
     lines += ["", f"Gold-judge win rate against the SFT policy of the same chain (the mean of the exact gold "
               f"probabilities over test prompts and samples), mean ± 95 % t half-width over "
               f"{s['chains']} chains (ddof = 1). The evaluation's own 95 % half-width within a chain is at "
               f"most {eval_hw:.4f}; the chain-level half-widths (at most {chain_hw:.3f}) are the "
-              "retraining variance of SFT, PM/RM and alignment."]
+              f"retraining variance of SFT, PM/RM and alignment: with the largest chain-to-chain standard "
+              f"deviation measured here ({sd:.3f}), a ± 0.01 interval would need about "
+              f"{int(np.ceil((1.96 * sd / 0.01) ** 2))} chains."]
     pmj = s.get("winrate_vs_sft_pm_judge")
     if pmj:
         lines += ["", "The same policies judged by the chain's learned PM (what the pm-condition policies were "
