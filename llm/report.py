@@ -89,8 +89,21 @@ def _winrate(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _twins(s: dict) -> str:
+    """Each method aligned with the gold judge against itself aligned with the learned PM."""
+    labels, g = s["labels"], s["win_matrix_gold"]
+    cells = []
+    for m in s["methods"]:
+        i, k = labels.index(f"{m}@gold"), labels.index(m)
+        p, hw = g["mean"][i][k], g["ci95"][i][k]
+        verdict = "separated" if abs(p - 0.5) > hw else "not separated"
+        cells.append(f"{_name(m)} {p:.3f} ± {hw:.3f} ({verdict})")
+    return ("- the same method, gold condition against pm condition, p(@gold beats pm) by the gold judge: "
+            + "; ".join(cells) + ".")
+
+
 def _order(s: dict) -> str:
-    lines = []
+    lines = [_twins(s)] if {"pm", "gold"} <= set(s["judges_run"]) else []
     for j in s["judges_run"]:
         sep = s["separated"][j]
         wins = {m: sorted(e["loser"] for e in sep if e["winner"] == m) for m in s["methods"]}
