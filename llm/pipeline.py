@@ -47,7 +47,6 @@ from .align import run_align
 from .config import AlignConfig, PMConfig, SFTConfig
 from .evaluate import across_chains, chain_matrices, t_halfwidth
 from .models import load_causal_lm, load_scorer
-from .objectives import METHODS
 from .runtime import prepare_run_dir, start_run_dir
 from .sampling import sample_responses, stream_seed
 from .train import run_sft, run_train_pm, setup_torch
