@@ -2,12 +2,24 @@
 
 Inputs (each optional; a figure whose input is missing or malformed is skipped with a reason):
 
-- ``DIR/summary.json``: ``methods``, ``win_matrix_gold_mean``, ``win_matrix_gold_std`` (square,
+- ``DIR/summary.json``: ``methods``, ``win_matrix_gold_mean`` and ``win_matrix_gold_ci95`` (or an older ``_std``) (square,
   ``p(row beats column)``; rows/columns are ``matrix_labels`` when present, else ``methods`` or,
-  when the matrix has one more row, ``["sft"] + methods``) -> ``fig6a_llm_win_matrix`` (Table 2-style annotated heatmap, mean ± std).
+  when the matrix has one more row, ``["sft"] + methods``) -> ``fig6a_llm_win_matrix`` (Table 2-style annotated heatmap, mean ± 95 % half-width over chains).
 - ``DIR/tau_sweep.csv`` (method,tau,seed,winrate_vs_sft) -> ``fig6b_llm_winrate_vs_tau``.
 - ``DIR/curves.csv`` (method,tau,beta,seed,step,winrate_vs_sft) -> ``fig6c_llm_training_curves``.
 - ``DIR/beta_sweep.csv`` (method,beta,tau,seed,winrate_vs_sft) -> ``fig6d_llm_ipo_md_beta``.
+- ``DIR/summary.json``: ``reliability`` (``{pm|rm: [{lo, hi, count, mean_pred, mean_gold}]}``) ->
+  ``fig6e_llm_judge_reliability`` (reliability diagram of the learned PM and RM against the exact
+  gold probabilities, with the share of pairs per bin).
+
+From a ``python -m llm study --out DIR`` folder (recognised by ``selected.csv``), the paper's LLM
+figures against the **selected RL checkpoint**, each with the evaluation's 95 % band:
+
+- ``DIR/sweep_vs_rl.csv`` (method,tau,beta,opponent,winrate,eval_ci95) -> ``fig7a_llm_study_vs_tau``
+  (win rate against RL and against SFT across tau, per method: the paper's Figs. 1, 3, 4) and
+  ``fig7b_llm_study_ipo_md_beta`` (IPO-MD across beta against RL: Fig. 5);
+- ``DIR/sweep.csv`` (method,tau,beta,step,winrate_vs_sft) -> ``fig7c_llm_study_checkpoints``
+  (validation win rate against SFT over checkpoints, one line per tau: Fig. 2).
 """
 
 from __future__ import annotations
@@ -22,7 +34,8 @@ import numpy as np
 from .common import save_figure, write_csv
 
 LLM_FIGURES = ("fig6a_llm_win_matrix", "fig6b_llm_winrate_vs_tau", "fig6c_llm_training_curves",
-               "fig6d_llm_ipo_md_beta")
+               "fig6d_llm_ipo_md_beta", "fig6e_llm_judge_reliability")
+STUDY_FIGURES = ("fig7a_llm_study_vs_tau", "fig7b_llm_study_ipo_md_beta", "fig7c_llm_study_checkpoints")
 
 
 def _plt():
@@ -47,18 +60,25 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict]:
 
 
 def _stats(values):
+    """Mean, 95 % t half-width over seeds/chains (ddof = 1; 0 for one value: no band) and count."""
+    from scipy.stats import t
+
     v = np.asarray(values, np.float64)
-    return v.mean(), (v.std(ddof=1) if v.size > 1 else 0.0), v.size
+    hw = t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
+    return v.mean(), hw, v.size
 
 
 def _win_matrix(d: Path, out: Path, command: str):
     with open(d / "summary.json") as f:
         s = json.load(f)
-    for key in ("methods", "win_matrix_gold_mean", "win_matrix_gold_std"):
+    spread = "win_matrix_gold_ci95" if "win_matrix_gold_ci95" in s else "win_matrix_gold_std"
+    for key in ("methods", "win_matrix_gold_mean", spread):
         if key not in s:
             raise ValueError(f"summary.json lacks key {key!r}")
     mean = np.asarray(s["win_matrix_gold_mean"], np.float64)
-    std = np.asarray(s["win_matrix_gold_std"], np.float64)
+    std = np.asarray(s[spread], np.float64)
+    what = (f"mean ± 95 % half-width over {s.get('chains', '?')} chains" if spread.endswith("ci95")
+            else "mean ± std over seed pairs")
     methods = list(s["methods"])
     if mean.ndim != 2 or mean.shape[0] != mean.shape[1] or std.shape != mean.shape:
         raise ValueError(f"win matrices must be square and of equal shape, got {mean.shape} and {std.shape}")
@@ -84,14 +104,14 @@ def _win_matrix(d: Path, out: Path, command: str):
     ax.set_yticks(range(k), labels)
     ax.set_xlabel("column method")
     ax.set_ylabel("row method")
-    ax.set_title("Side-by-side win rate p(row beats column), gold judge\n(mean ± std over seed pairs)")
+    ax.set_title(f"Side-by-side win rate p(row beats column), gold judge\n({what}; @gold: aligned with the gold judge)")
     fig.colorbar(im, ax=ax, label="p(row > column) (probability)")
     fig.tight_layout()
     name = LLM_FIGURES[0]
     save_figure(fig, out, name)
-    write_csv(out / f"{name}.csv", [{"row": labels[i], "column": labels[j], "mean": mean[i, j], "std": std[i, j]}
-                                    for i in range(k) for j in range(k)])
-    return name, (f"Table 2-style side-by-side win-rate matrix of the LLM methods (mean ± std over seed pairs) "
+    write_csv(out / f"{name}.csv", [{"row": labels[i], "column": labels[j], "mean": mean[i, j],
+                                     spread.rsplit("_", 1)[1]: std[i, j]} for i in range(k) for j in range(k)])
+    return name, (f"Table 2-style side-by-side win-rate matrix of the LLM methods ({what}) "
                   f"from {d}/summary.json; `{command}`.")
 
 
@@ -109,12 +129,12 @@ def _tau_sweep(d: Path, out: Path, command: str):
         taus = sorted(t for (mm, t) in groups if mm == m)
         st = np.array([_stats(groups[(m, t)])[:2] for t in taus])
         ax.errorbar(taus, st[:, 0], yerr=st[:, 1], marker="o", capsize=3, label=m)
-        csv_rows += [{"method": m, "tau": t, "mean": a, "std": b, "seeds": len(groups[(m, t)])}
+        csv_rows += [{"method": m, "tau": t, "mean": a, "ci95": b, "seeds": len(groups[(m, t)])}
                      for t, (a, b) in zip(taus, st)]
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set(xlabel="regularisation τ", ylabel="win rate vs SFT (probability)",
-           title="LLM: win rate against the SFT policy vs τ (mean ± std over seeds)")
+           title="LLM: win rate against the SFT policy vs τ (mean ± 95 % CI over seeds)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -127,27 +147,33 @@ def _tau_sweep(d: Path, out: Path, command: str):
 def _curves(d: Path, out: Path, command: str):
     rows = _read_csv(d / "curves.csv", ("method", "tau", "beta", "seed", "step", "winrate_vs_sft"))
     groups = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        groups[r["method"]][(float(r["tau"]), float(r["beta"]), int(float(r["step"])))].append(float(r["winrate_vs_sft"]))
+    for r in rows:  # one line per (tau, beta, judge); older files have no judge column (= the PM)
+        groups[r["method"]][(float(r["tau"]), float(r["beta"]), r.get("judge") or "pm",
+                             int(float(r["step"])))].append(float(r["winrate_vs_sft"]))
     methods = sorted(groups)
     plt = _plt()
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.6 * len(methods), 4.2), squeeze=False, sharey=True)
+    ncols = min(3, len(methods))
+    nrows = -(-len(methods) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.8 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
     csv_rows = []
-    for ax, m in zip(axes[0], methods):
-        settings = sorted({(t, b) for (t, b, _) in groups[m]})
-        for t, b in settings:
-            steps = sorted(s for (tt, bb, s) in groups[m] if (tt, bb) == (t, b))
-            st = np.array([_stats(groups[m][(t, b, s)])[:2] for s in steps])
-            lab = f"τ={t:g}" + (f", β={b:g}" if b else "")
+    for ax, m in zip(axes.flat, methods):
+        settings = sorted({(t, b, j) for (t, b, j, _) in groups[m]})
+        for t, b, j in settings:
+            steps = sorted(s for (tt, bb, jj, s) in groups[m] if (tt, bb, jj) == (t, b, j))
+            st = np.array([_stats(groups[m][(t, b, j, s)])[:2] for s in steps])
+            lab = (f"τ={t:g}" + (f", β={b:g}" if m in ("ipo_md", "nash_md_pg") else "")
+                   + f", judge {j}")
             ax.plot(steps, st[:, 0], marker=".", label=lab)
             ax.fill_between(steps, st[:, 0] - st[:, 1], st[:, 0] + st[:, 1], alpha=0.2)
-            csv_rows += [{"method": m, "tau": t, "beta": b, "step": s, "mean": a, "std": sd,
-                          "seeds": len(groups[m][(t, b, s)])} for s, (a, sd) in zip(steps, st)]
+            csv_rows += [{"method": m, "tau": t, "beta": b, "judge": j, "step": s, "mean": a, "ci95": sd,
+                          "seeds": len(groups[m][(t, b, j, s)])} for s, (a, sd) in zip(steps, st)]
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-        ax.set(title=m, xlabel="training step", ylabel="win rate vs SFT (probability)")
+        ax.set(title=m, xlabel="training step", ylabel="win rate vs SFT (probability)", ylim=(0, 1))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle("LLM: win rate against SFT over training, per τ (mean ± std over seeds)")
+    fig.suptitle("LLM: gold win rate against SFT over training (validation prompts), mean ± 95 % CI over chains")
     fig.tight_layout()
     name = LLM_FIGURES[2]
     save_figure(fig, out, name)
@@ -167,11 +193,11 @@ def _beta_sweep(d: Path, out: Path, command: str):
         betas = sorted(b for (mm, tt, b) in groups if (mm, tt) == (m, t))
         st = np.array([_stats(groups[(m, t, b)])[:2] for b in betas])
         ax.errorbar(betas, st[:, 0], yerr=st[:, 1], marker="o", capsize=3, label=f"{m}, τ={t:g}")
-        csv_rows += [{"method": m, "tau": t, "beta": b, "mean": a, "std": sd, "seeds": len(groups[(m, t, b)])}
+        csv_rows += [{"method": m, "tau": t, "beta": b, "mean": a, "ci95": sd, "seeds": len(groups[(m, t, b)])}
                      for b, (a, sd) in zip(betas, st)]
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="mixture coefficient β", ylabel="win rate vs SFT (probability)",
-           title="LLM: IPO-MD across β (mean ± std over seeds)")
+           title="LLM: IPO-MD across β (mean ± 95 % CI over seeds)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -181,11 +207,133 @@ def _beta_sweep(d: Path, out: Path, command: str):
     return name, f"LLM IPO-MD win rate against SFT across the mixture coefficient β, from {d}/beta_sweep.csv; `{command}`."
 
 
+def _reliability(d: Path, out: Path, command: str):
+    with open(d / "summary.json") as f:
+        s = json.load(f)
+    if not isinstance(s.get("reliability"), dict) or not s["reliability"]:
+        raise ValueError("summary.json lacks key 'reliability'")
+    plt = _plt()
+    fig, (ax, axh) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="calibrated")
+    csv_rows = []
+    for i, (who, bins) in enumerate(s["reliability"].items()):
+        full = [b for b in bins if b["count"]]
+        ax.plot([b["mean_pred"] for b in full], [b["mean_gold"] for b in full], marker="o", label=who.upper())
+        total = sum(b["count"] for b in bins)
+        centres = [(b["lo"] + b["hi"]) / 2 for b in bins]
+        axh.bar(np.array(centres) + (i - 0.5) * 0.04, [b["count"] / total for b in bins], width=0.04, label=who.upper())
+        csv_rows += [{"judge": who, **b} for b in bins]
+    ax.set(ylabel="mean gold probability", title="Learned judges vs the exact gold judge (valid pairs, pooled chains)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    axh.set(xlabel="predicted P(y > y')", ylabel="share of pairs")
+    axh.grid(alpha=0.3)
+    fig.tight_layout()
+    name = LLM_FIGURES[4]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, (f"Reliability diagram of the learned PM and RM against the exact gold probabilities, with the "
+                  f"share of held-out pairs per bin, from {d}/summary.json; `{command}`.")
+
+
+def _selected(d: Path) -> dict:
+    return {r["method"]: r for r in _read_csv(d / "selected.csv", ("method", "tau", "beta", "step"))}
+
+
+def _study_vs_tau(d: Path, out: Path, command: str):
+    rows = _read_csv(d / "sweep_vs_rl.csv", ("method", "tau", "beta", "opponent", "winrate", "eval_ci95"))
+    sel = _selected(d)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    csv_rows = []
+    for ax, opp in zip(axes, ("rl", "sft")):
+        for m in sorted({r["method"] for r in rows} - {"rl"} if opp == "rl" else {r["method"] for r in rows}):
+            beta = sel[m]["beta"] if m in sel else None  # mixture methods: the selected beta
+            pts = sorted((float(r["tau"]), float(r["winrate"]), float(r["eval_ci95"])) for r in rows
+                         if r["method"] == m and r["opponent"] == opp and (beta is None or r["beta"] == beta))
+            if not pts:
+                continue
+            t, w, hw = map(np.array, zip(*pts))
+            ax.plot(t, w, marker="o", label=m)
+            ax.fill_between(t, w - hw, w + hw, alpha=0.2)
+            csv_rows += [{"opponent": opp, "method": m, "tau": a, "winrate": b, "eval_ci95": c} for a, b, c in pts]
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set(xlabel="regularisation τ", ylabel="gold win rate (probability)",
+               title=f"against the {'selected RL checkpoint' if opp == 'rl' else 'SFT policy'}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("LLM study: win rate across τ (validation prompts, chain 0; band: 95 % evaluation interval)")
+    fig.tight_layout()
+    name = STUDY_FIGURES[0]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, (f"Win rate across τ of every swept method against the selected RL checkpoint and against SFT "
+                  f"(the paper's Figs. 1, 3-4), from {d}/sweep_vs_rl.csv; `{command}`.")
+
+
+def _study_beta(d: Path, out: Path, command: str):
+    rows = [r for r in _read_csv(d / "sweep_vs_rl.csv", ("method", "tau", "beta", "opponent", "winrate", "eval_ci95"))
+            if r["method"] == "ipo_md" and r["opponent"] == "rl"]
+    if not rows:
+        raise ValueError("sweep_vs_rl.csv has no ipo_md rows against rl")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    csv_rows = []
+    for t in sorted({float(r["tau"]) for r in rows}):
+        pts = sorted((float(r["beta"]), float(r["winrate"]), float(r["eval_ci95"])) for r in rows if float(r["tau"]) == t)
+        b, w, hw = map(np.array, zip(*pts))
+        ax.errorbar(b, w, yerr=hw, marker="o", capsize=3, label=f"τ={t:g}")
+        csv_rows += [{"tau": t, "beta": x, "winrate": y, "eval_ci95": z} for x, y, z in pts]
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="mixture coefficient β", ylabel="gold win rate vs selected RL (probability)",
+           title="LLM study: IPO-MD across β against the selected RL checkpoint")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    name = STUDY_FIGURES[1]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, f"IPO-MD across β against the selected RL checkpoint (the paper's Fig. 5), from {d}/sweep_vs_rl.csv; `{command}`."
+
+
+def _study_checkpoints(d: Path, out: Path, command: str):
+    rows = _read_csv(d / "sweep.csv", ("method", "tau", "beta", "step", "winrate_vs_sft"))
+    sel = _selected(d)
+    methods = sorted({r["method"] for r in rows})
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 4.0), squeeze=False, sharey=True)
+    csv_rows = []
+    for ax, m in zip(axes[0], methods):
+        beta = sel[m]["beta"] if m in sel else None
+        for t in sorted({float(r["tau"]) for r in rows if r["method"] == m}):
+            pts = sorted((int(float(r["step"])), float(r["winrate_vs_sft"])) for r in rows
+                         if r["method"] == m and float(r["tau"]) == t and (beta is None or r["beta"] == beta))
+            ax.plot(*zip(*pts), marker=".", label=f"τ={t:g}")
+            csv_rows += [{"method": m, "tau": t, "step": s_, "winrate_vs_sft": w} for s_, w in pts]
+        if m in sel:
+            ax.plot([int(float(sel[m]["step"]))], [float(sel[m]["valid_winrate_vs_sft"])], "k*", ms=12, label="selected")
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set(title=m, xlabel="training step", ylabel="validation win rate vs SFT")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle("LLM study: validation win rate over checkpoints per τ (chain 0; one seed: no band)")
+    fig.tight_layout()
+    name = STUDY_FIGURES[2]
+    save_figure(fig, out, name)
+    write_csv(out / f"{name}.csv", csv_rows)
+    return name, f"Validation win rate against SFT over checkpoints, per τ, with the selected point (the paper's Fig. 2), from {d}/sweep.csv; `{command}`."
+
+
 def llm_figures(results: Path | None, out: Path, command: str, why_none: str = ""):
     """Draw every LLM figure whose data exists. Returns ``(written, skipped)``:
     ``written`` = [(name, caption)], ``skipped`` = [(name, reason)]."""
     inputs = [(LLM_FIGURES[0], "summary.json", _win_matrix), (LLM_FIGURES[1], "tau_sweep.csv", _tau_sweep),
-              (LLM_FIGURES[2], "curves.csv", _curves), (LLM_FIGURES[3], "beta_sweep.csv", _beta_sweep)]
+              (LLM_FIGURES[2], "curves.csv", _curves), (LLM_FIGURES[3], "beta_sweep.csv", _beta_sweep),
+              (LLM_FIGURES[4], "summary.json", _reliability)]
+    if results is not None and (results / "selected.csv").is_file():  # a study folder
+        inputs += [(STUDY_FIGURES[0], "sweep_vs_rl.csv", _study_vs_tau), (STUDY_FIGURES[1], "sweep_vs_rl.csv", _study_beta),
+                   (STUDY_FIGURES[2], "sweep.csv", _study_checkpoints)]
     written, skipped = [], []
     for name, fname, fn in inputs:
         if results is None:

@@ -2,12 +2,14 @@
 
 ``run_align`` steps (nanoGPT/CleanRL style, top to bottom):
   1. config, seed; task; policy pi and frozen reference mu, both loaded from the SFT folder;
-     the preference model (or, for ``rl``, the reward model); AdamW;
+     the preference model (or, for ``rl``, the reward model); with ``--judge gold`` the exact gold
+     judge labels the pairs instead (``rl``: the reward is its Bradley-Terry fit); AdamW;
   2. resume from ``OUT/checkpoint.pt`` if asked (model, optimizer, step, RNG states);
   3. loop: batch of prompts -> :func:`alignment_loss` (sample the pair from pi / mix_beta / mu with
      the KV-cached sampler, score it with the PM, log-probs of pi with gradient and of mu without,
      the method's loss from :mod:`tabular.losses`) -> step -> log -> every ``eval_every`` steps the
-     gold-judge win rate against the SFT model on held-out prompts -> checkpoint every K steps;
+     gold-judge win rate against the SFT model on ``valid`` prompts (each run and step its own
+     sampling stream, :func:`~llm.sampling.stream_seed`) -> checkpoint every K steps;
   4. save ``OUT/model`` and ``OUT/done.json`` (final win rate, seconds per step).
 
 Paper mapping: the paper's tau is TRL's ``beta``; the paper's beta (mixture) is TRL's ``mixture_coef``.
@@ -26,10 +28,12 @@ from tabular.progress import progress as progress_bar
 from .models import UsageError, check_context, load_causal_lm, load_scorer, save_model
 from .objectives import METHODS, nash_md_pg_loss, pairwise_method_loss, rl_loss
 from .runtime import CHECKPOINT, MetricLog, autocast, load_checkpoint, save_checkpoint, start_run_dir
-from .sampling import pm_prob, rm_reward, sample, sample_responses, sequence_logprob, token_logprobs
+from .sampling import (pm_prob, rm_reward, sample, sample_responses, sequence_logprob, stream_seed,
+                       token_logprobs)
+from .tasks import fit_bradley_terry
 from .train import _finish, open_stage
 
-__all__ = ["run_align", "alignment_loss", "gold_winrate", "read_prompt_file"]
+__all__ = ["run_align", "alignment_loss", "gold_winrate", "gold_bradley_terry", "read_prompt_file"]
 
 
 def alignment_loss(method: str, policy, ref, prompt_ids, prompt_mask, *, tau: float, beta: float,
@@ -90,6 +94,24 @@ def gold_winrate(task, codec, model, other_texts, prompts, seed, device, max_new
     return float(task.gold_prob(prompts, texts, other_texts).mean())
 
 
+@torch.no_grad()
+def gold_bradley_terry(task, codec, sft, seed: int, device, max_new_tokens: int, n_pairs: int = 8192):
+    """The gold judge's Bradley-Terry fit (:func:`llm.tasks.fit_bradley_terry`) on pairs of SFT
+    responses to ``pm``-split prompts: the reward of the ``rl`` baseline under ``--judge gold``.
+    It cannot represent the judge's intransitive (majority-vote) part. Returns (F,) weights and the
+    fit's accuracy against the gold judge on ``valid``-split pairs."""
+    def pairs(split, s):
+        prompts = task.prompts(split, n_pairs) * 2
+        phi = task.features(prompts, sample_responses(sft, codec, prompts, s, device, max_new_tokens)[0])  # (2N, F)
+        return phi[:n_pairs] - phi[n_pairs:], task.gold_prob_from_features(phi[:n_pairs], phi[n_pairs:])
+
+    w = fit_bradley_terry(*pairs("pm", seed))
+    dphi, p = pairs("valid", seed + 1)  # held out: the fit's accuracy on the gold judge's decided pairs
+    decided = p != 0.5
+    accuracy = float(((dphi[decided] @ w > 0) == (p[decided] > 0.5)).mean())
+    return w, accuracy
+
+
 def read_prompt_file(path: str) -> list[str]:
     if not os.path.isfile(path):
         raise UsageError(f"prompt file does not exist: {path}")
@@ -110,16 +132,20 @@ def run_align(cfg, progress: bool = True) -> dict:
     policy, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     ref, _ = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     m = METHODS[cfg.method]
-    if m.kind == "rl":
-        scorer, scorer_codec = load_scorer(cfg.rm, "--rm reward model", task.max_prompt_tokens)
-    else:
-        scorer, scorer_codec = load_scorer(cfg.pm, "--pm preference model", task.max_prompt_tokens)
-    if scorer_codec.tokenizer.to_str() != codec.tokenizer.to_str():
-        raise UsageError("the scoring model's tokenizer differs from the SFT model's")
+    scorer = None
+    if cfg.judge == "pm":
+        if m.kind == "rl":
+            scorer, scorer_codec = load_scorer(cfg.rm, "--rm reward model", task.max_prompt_tokens)
+        else:
+            scorer, scorer_codec = load_scorer(cfg.pm, "--pm preference model", task.max_prompt_tokens)
+        if scorer_codec.tokenizer.to_str() != codec.tokenizer.to_str():
+            raise UsageError("the scoring model's tokenizer differs from the SFT model's")
     max_new = cfg.max_new_tokens or task.max_new_tokens
     prompt_len = task.max_prompt_tokens + 2  # <bos> x <sep>
     check_context(policy, "--sft model", prompt_len + max_new)
-    check_context(scorer, "the scoring model", prompt_len + (max_new + 1 if m.kind == "rl" else 2 * max_new + 2))
+    if scorer is not None:
+        check_context(scorer, "the scoring model",
+                      prompt_len + (max_new + 1 if m.kind == "rl" else 2 * max_new + 2))
     start_run_dir(cfg, resuming)
 
     # -- seed, models, optimiser --
@@ -128,7 +154,8 @@ def run_align(cfg, progress: bool = True) -> dict:
     # frozen reference must all be the same deterministic functions, or r_pi != 0 at step 0.
     policy.to(device).eval()
     ref.to(device).eval().requires_grad_(False)  # mu: frozen SFT model
-    scorer.to(device).eval().requires_grad_(False)
+    if scorer is not None:
+        scorer.to(device).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator(device).manual_seed(cfg.seed)  # sampling stream
     label_gen = torch.Generator(device).manual_seed(cfg.seed + 1)  # Bernoulli labels
@@ -139,22 +166,36 @@ def run_align(cfg, progress: bool = True) -> dict:
         start, _ = load_checkpoint(cfg.out, cfg, policy, optimizer, generators)
     log = MetricLog(cfg.out, resume_step=start if resuming else None)
 
+    run_key = (cfg.seed, cfg.method, cfg.tau, cfg.beta, cfg.judge)  # names this run's random streams
+    batch_prompts = []  # the current step's prompt texts (the gold judge reads text, not ids)
+    bt_weights, bt_accuracy = None, None
+    if cfg.judge == "gold" and m.kind == "rl":
+        bt_weights, bt_accuracy = gold_bradley_terry(task, codec, ref, stream_seed(*run_key, "bt-fit"), device, max_new)
+
     def judge(ids, mask, y, y_mask, y_prime, y_prime_mask):
+        if cfg.judge == "gold":  # exact P(y > y' | x) of the hidden judge
+            p = task.gold_prob(batch_prompts, codec.decode(y), codec.decode(y_prime))
+            return torch.as_tensor(p, dtype=torch.float32, device=ids.device)
         return pm_prob(scorer, codec, ids, mask, y, y_mask, y_prime, y_prime_mask)
 
     def reward(ids, mask, y, y_mask):
+        if cfg.judge == "gold":  # r(x, y) = w . phi(x, y), the Bradley-Terry fit of the gold judge
+            xs = batch_prompts * (ids.shape[0] // len(batch_prompts))
+            r = task.features(xs, codec.decode(y)) @ bt_weights
+            return torch.as_tensor(r, dtype=torch.float32, device=ids.device)
         return rm_reward(scorer, codec, ids, mask, y, y_mask)
 
-    # held-out prompts (two responses each) and the SFT model's responses to them, for the curve
-    eval_prompts = task.prompts("heldout", cfg.eval_prompts) * 2
+    # validation prompts (two responses each) and the SFT model's responses to them, for the curve;
+    # every run and every step draws from its own stream (no draw shared between runs)
+    eval_prompts = task.prompts("valid", cfg.eval_prompts) * 2
     sft_texts = []
     if cfg.eval_every:  # the SFT model's answers the policy is compared with, sampled once
-        sft_texts, _ = sample_responses(ref, codec, eval_prompts, 10_000 + cfg.seed, device, max_new,
-                                        cfg.temperature)
+        sft_texts, _ = sample_responses(ref, codec, eval_prompts, stream_seed(*run_key, "curve-sft"), device,
+                                        max_new, cfg.temperature)
 
     def evaluate(step):
-        return gold_winrate(task, codec, policy, sft_texts, eval_prompts, 20_000 + step, device,
-                            max_new, cfg.temperature)
+        return gold_winrate(task, codec, policy, sft_texts, eval_prompts, stream_seed(*run_key, "curve", step),
+                            device, max_new, cfg.temperature)
 
     if start == 0 and cfg.eval_every and not log.rows:
         log.log({"step": 0, "eval/winrate_vs_sft": evaluate(0)})
@@ -166,7 +207,8 @@ def run_align(cfg, progress: bool = True) -> dict:
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()
         idx = torch.randint(len(prompts), (cfg.batch_size,), generator=data_gen)
-        prompt_ids, prompt_mask = codec.encode_prompts([prompts[i] for i in idx.tolist()])  # (B, P)
+        batch_prompts[:] = [prompts[i] for i in idx.tolist()]
+        prompt_ids, prompt_mask = codec.encode_prompts(batch_prompts)  # (B, P)
         with autocast(device, cfg.bf16):
             loss, stats = alignment_loss(
                 cfg.method, policy, ref, prompt_ids.to(device), prompt_mask.to(device), tau=cfg.tau,
@@ -200,4 +242,5 @@ def run_align(cfg, progress: bool = True) -> dict:
     return _finish(cfg.out, {"model": path, "method": cfg.method, "tau": cfg.tau, "beta": cfg.beta,
                              "seed": cfg.seed, "steps": cfg.steps,
                              "step_time_s": float(np.mean(step_times)) if step_times else None,
-                             "final_winrate_vs_sft": wins[-1] if wins else None})
+                             "final_winrate_vs_sft": wins[-1] if wins else None,
+                             **({"bt_fit_accuracy": bt_accuracy} if bt_accuracy is not None else {})})

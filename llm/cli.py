@@ -49,10 +49,11 @@ def _stages():
     from .align import run_align
     from .evaluate import run_evaluate
     from .pipeline import run_pipeline
+    from .study import run_study
     from .train import run_sft, run_train_pm
 
     return {"sft": run_sft, "train-pm": run_train_pm, "align": run_align, "evaluate": run_evaluate,
-            "pipeline": run_pipeline}
+            "pipeline": run_pipeline, "study": run_study}
 
 
 STAGES = tuple(STAGE_CONFIGS)
@@ -66,10 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=cls.__doc__.split("\n")[0], description=cls.__doc__,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         _add_flags(p, cls)
+    for name, help in _TOOLS.items():  # own argument parsers: main() hands them argv first
+        sub.add_parser(name, help=help, add_help=False)
     return parser
 
 
+# Subcommands that are not stages (no run folder): ``python -m llm NAME --help``.
+_TOOLS = {"report": "render the README's LLM tables from RUN_DIR/summary.json"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "report":
+        from .report import main as report_main
+
+        return report_main(argv[1:])
     args = build_parser().parse_args(argv)
     cls = STAGE_CONFIGS[args.stage]
     config = cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
@@ -78,6 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"python -m llm {args.stage}: error: {e}", file=sys.stderr)
         return 2
-    if args.stage != "pipeline":
+    if args.stage not in ("pipeline", "study"):
         print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}, indent=2, default=str))
     return 0

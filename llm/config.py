@@ -17,7 +17,7 @@ from .models import UsageError
 from .objectives import METHODS
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
-           "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED"]
+           "StudyConfig", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED"]
 
 
 def _f(default, help: str, **kw):
@@ -126,6 +126,8 @@ class AlignConfig(RunConfig):
     sft: str = _f("", "SFT model folder: initial policy and frozen reference mu", required=True)
     pm: str = _f("", "preference model folder (pairwise methods, nash_md_pg, self_play)")
     rm: str = _f("", "reward model folder (method rl)")
+    judge: str = _f("pm", "who labels the pairs: the learned pm (rl: the learned rm) or the exact gold judge "
+                    "(rl: reward = the Bradley-Terry fit of the gold judge)", choices=("pm", "gold"))
     method: str = _f("online_ipo", "alignment method", choices=tuple(METHODS))
     tau: float = _f(0.1, "KL-regularisation strength tau (> 0); also the DPO/SLiC scale")
     beta: float = _f(0.125, "geometric-mixture coefficient beta in [0, 1] (ipo_md, nash_md_pg)")
@@ -148,9 +150,9 @@ class AlignConfig(RunConfig):
         if self.method == "rl" and self.label_type != "soft":
             raise UsageError("--label-type applies to methods labelled by the preference model; "
                              "rl uses the reward model's score")
-        if self.method == "rl" and not self.rm:
+        if self.method == "rl" and not self.rm and self.judge == "pm":
             raise UsageError("--method rl needs --rm (a reward model folder)")
-        if self.method != "rl" and not self.pm:
+        if self.method != "rl" and not self.pm and self.judge == "pm":
             raise UsageError(f"--method {self.method} needs --pm (a preference model folder)")
         if self.eval_every < 0 or self.max_new_tokens < 0:
             raise UsageError("--eval-every and --max-new-tokens must be >= 0")
@@ -190,17 +192,20 @@ class PipelineConfig(ModelShape, RunConfig):
                      "rl=0.05", "self_play=0.02", "offline_ipo=0.05", "offline_dpo=0.5", "offline_slic=0.5"],
                     "tau per method, METHOD=TAU")
     beta: float = _f(0.125, "mixture coefficient for ipo_md and nash_md_pg")
-    seeds: int = _f(3, "seeds per method")
-    sft_steps: int = _f(1000, "SFT steps")
-    pm_steps: int = _f(800, "preference/reward model steps")
-    pm_pairs: int = _f(4000, "gold-labelled training pairs for the PM")
+    seeds: int = _f(3, "chains: per chain seed, SFT, PM/RM and every alignment run are retrained")
+    judges: list = _f(["pm", "gold"], "judge conditions: pm (learned PM; rl: learned RM) and/or gold (exact gold "
+                      "judge; rl: its Bradley-Terry fit)")
+    sft_steps: int = _f(500, "SFT steps (per chain)")
+    pm_steps: int = _f(400, "preference/reward model steps (per chain)")
+    pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
     align_steps: int = _f(150, "alignment steps per run")
     align_batch_size: int = _f(16, "prompts per alignment step")
     align_lr: float = _f(1e-3, "alignment learning rate")
-    eval_every: int = _f(25, "gold win rate vs SFT every K alignment steps (curves.csv)")
-    eval_prompts: int = _f(64, "held-out prompts for the curves")
-    n_prompts: int = _f(256, "held-out prompts for the final win-rate matrices")
-    sweep: bool = _f(True, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md)")
+    eval_every: int = _f(50, "gold win rate vs SFT every K alignment steps (curves.csv)")
+    eval_prompts: int = _f(64, "validation prompts for the curves")
+    n_prompts: int = _f(2048, "test-split prompts for the final win-rate matrices")
+    samples_per_prompt: int = _f(4, "responses per test prompt and policy")
+    sweep: bool = _f(False, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md) on chain 0")
     sweep_taus: list = _f(["0.02", "0.05", "0.2", "1.0"], "taus of the sweep (online_ipo and online_dpo)")
     sweep_betas: list = _f(["0.0", "0.25", "0.5", "1.0"], "betas of the ipo_md sweep (at ipo_md's tau)")
     sweep_seeds: int = _f(1, "seeds per sweep point")
@@ -225,7 +230,56 @@ class PipelineConfig(ModelShape, RunConfig):
             raise UsageError("every beta must be in [0, 1]")
         if self.seeds < 1 or self.sweep_seeds < 1:
             raise UsageError("--seeds and --sweep-seeds must be >= 1")
+        if not self.judges or any(j not in ("pm", "gold") for j in self.judges) or len(set(self.judges)) < len(self.judges):
+            raise UsageError(f"--judges must be distinct entries of pm, gold; got {' '.join(self.judges)}")
+        if self.samples_per_prompt < 1:
+            raise UsageError(f"--samples-per-prompt must be >= 1, got {self.samples_per_prompt}")
+
+
+@dataclass
+class StudyConfig(ModelShape, RunConfig):
+    """``study``: the paper's protocol: tau (and beta) sweep, selection on validation, chains, test matrix."""
+
+    preset: str = _f("quick", "quick: grids and sizes that finish in ~45 min on 2 CPU cores (printed); "
+                     "paper: the flags as given", choices=("quick", "paper"))
+    methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
+                       "methods to sweep, select and compare")
+    taus: list = _f(["online_ipo=0.01,0.02,0.05,0.1,0.2,0.5,1", "ipo_md=0.01,0.02,0.05,0.1,0.2,0.5,1",
+                     "online_dpo=0.05,0.1,0.2,0.5,1,2", "online_slic=0.05,0.1,0.2,0.5,1,2",
+                     "nash_md_pg=0.005,0.01,0.02,0.05,0.1", "rl=0.005,0.01,0.02,0.05,0.1,0.2"],
+                    "tau grid per method, METHOD=T1,T2,...")
+    betas: list = _f(["0.0", "0.125", "0.25", "0.5"], "beta grid of ipo_md and nash_md_pg")
+    beta: float = _f(0.125, "beta of the other methods' runs (unused by them; names the run)")
+    chains: int = _f(3, "chains for the selected settings (SFT, PM/RM and alignment retrained per seed)")
+    sft_steps: int = _f(1000, "SFT steps")
+    pm_steps: int = _f(800, "preference/reward model steps")
+    pm_pairs: int = _f(4000, "gold-labelled training pairs for the PM")
+    align_steps: int = _f(300, "alignment steps of a sweep run (the last candidate checkpoint)")
+    align_batch_size: int = _f(16, "prompts per alignment step")
+    align_lr: float = _f(1e-3, "alignment learning rate")
+    eval_every: int = _f(25, "candidate checkpoints: validation win rate every K steps")
+    valid_prompts: int = _f(512, "validation prompts (selection and the figures against RL)")
+    n_prompts: int = _f(2048, "test prompts for the final matrices")
+    samples_per_prompt: int = _f(4, "responses per prompt and policy (validation figures and test)")
+
+    def validate(self) -> None:
+        super().validate()
+        for m in self.methods:
+            if m not in METHODS:
+                raise UsageError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        try:
+            grid = {m: [float(t) for t in v.split(",")] for m, v in (e.split("=", 1) for e in self.taus)}
+            betas = [float(b) for b in self.betas]
+        except ValueError:
+            raise UsageError("--taus must be METHOD=T1,T2,... entries and --betas numbers") from None
+        missing = [m for m in self.methods if m not in grid]
+        if missing:
+            raise UsageError(f"--taus lacks a grid for {', '.join(missing)}")
+        if any(not t > 0 for ts in grid.values() for t in ts) or any(not 0 <= b <= 1 for b in betas):
+            raise UsageError("every tau must be > 0 and every beta in [0, 1]")
+        if self.chains < 1 or self.eval_every < 1 or self.samples_per_prompt < 1:
+            raise UsageError("--chains, --eval-every and --samples-per-prompt must be >= 1")
 
 
 STAGE_CONFIGS = {"sft": SFTConfig, "train-pm": PMConfig, "align": AlignConfig, "evaluate": EvalConfig,
-                 "pipeline": PipelineConfig}
+                 "pipeline": PipelineConfig, "study": StudyConfig}

@@ -6,7 +6,7 @@ Steps:
   3. for every ordered pair of names (row, column) and every pair of their seeds, the mean over
      prompts of ``P(row's response > column's response)`` under the **gold judge** (exact
      probabilities) and under the **PM** (antisymmetric by averaging both orders);
-  4. the matrices of means and standard deviations over seed pairs (diagonal = 1/2 by symmetry),
+  4. the matrices of means and standard deviations (ddof = 1) over seed pairs (diagonal = 1/2),
      written to ``OUT/eval.json`` and printed as ``mean (std)``.
 """
 
@@ -22,10 +22,10 @@ from tabular.progress import progress as progress_bar
 from .align import read_prompt_file
 from .models import UsageError, check_context, load_causal_lm, load_scorer
 from .runtime import start_run_dir
-from .sampling import pm_prob_rows, sample_responses
+from .sampling import pm_prob_rows, sample_responses, stream_seed
 from .train import open_stage
 
-__all__ = ["run_evaluate", "win_matrices", "format_matrix"]
+__all__ = ["run_evaluate", "win_matrices", "format_matrix", "chain_matrices", "across_chains", "t_halfwidth"]
 
 
 @torch.no_grad()
@@ -61,11 +61,65 @@ def win_matrices(task, codec, prompts, responses: dict, pm=None, device="cpu", p
         for j in judges:
             v = np.array(values[j], dtype=np.float64)
             out[f"{j}_mean"][a][b], out[f"{j}_mean"][b][a] = float(v.mean()), float(1 - v.mean())
-            out[f"{j}_std"][a][b] = out[f"{j}_std"][b][a] = float(v.std())
+            out[f"{j}_std"][a][b] = out[f"{j}_std"][b][a] = float(v.std(ddof=1)) if v.size > 1 else 0.0
             out[f"{j}_per_seed_pair"][a][b] = v.tolist()
             out[f"{j}_per_seed_pair"][b][a] = (1 - v).tolist()
     bar.close()
     return out
+
+
+def t_halfwidth(values, level: float = 0.95) -> float:
+    """Half-width of the Student-t confidence interval of the mean: ``t_{(1+level)/2, n-1} s / sqrt(n)``,
+    ``s`` the sample standard deviation (ddof = 1); 0 for one value (no interval can be given)."""
+    from scipy.stats import t
+
+    v = np.asarray(values, np.float64)
+    if v.size < 2:
+        return float("nan")
+    return float(t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+
+
+@torch.no_grad()
+def chain_matrices(task, codec, prompts: list[str], n_prompts: int, responses: dict, pm=None,
+                   device="cpu") -> dict:
+    """One chain's side-by-side matrices: ``p(row beats column)`` averaged over the rows of
+    ``prompts`` (``n_prompts`` distinct prompts repeated ``len(prompts) // n_prompts`` times, one
+    response per row and policy), by the **exact gold probabilities** (not sampled 0/1 verdicts)
+    and by the PM (on the first ``n_prompts`` rows: one sample per prompt). Also the evaluation's own 95 % half-width per entry: the normal interval over
+    prompts of the per-prompt mean (samples averaged within a prompt first), ``1.96 s / sqrt(N)``.
+
+    Args:
+      responses: ``{name: (texts, rows)}`` aligned with ``prompts``.
+    Returns: ``labels``, ``gold``, ``gold_eval_hw``, and with a PM ``pm`` (square lists).
+    """
+    names = list(responses)
+    feats = {n: task.features(prompts, responses[n][0]) for n in names}  # (R, F)
+    x_rows = [codec.prompt_ids(x) for x in prompts]
+    k = len(names)
+    out = {"labels": names, "gold": np.full((k, k), 0.5), "gold_eval_hw": np.zeros((k, k))}
+    if pm is not None:
+        out["pm"] = np.full((k, k), 0.5)
+    for a in range(k):
+        for b in range(a + 1, k):
+            g = task.gold_prob_from_features(feats[names[a]], feats[names[b]])  # (R,)
+            per_prompt = g.reshape(-1, n_prompts).mean(0)  # (N,): samples of a prompt averaged
+            out["gold"][a, b], out["gold"][b, a] = g.mean(), 1 - g.mean()
+            out["gold_eval_hw"][a, b] = out["gold_eval_hw"][b, a] = 1.96 * per_prompt.std(ddof=1) / np.sqrt(n_prompts)
+            if pm is not None:  # the PM on one sample per prompt (its forward passes cost the most)
+                q = pm_prob_rows(pm, codec, x_rows[:n_prompts], responses[names[a]][1][:n_prompts],
+                                 responses[names[b]][1][:n_prompts], device)
+                out["pm"][a, b], out["pm"][b, a] = q.double().mean().item(), 1 - q.double().mean().item()
+    return out
+
+
+def across_chains(per_chain: list) -> dict:
+    """Matrices of ``per_chain`` (one (k, k) array per chain) -> ``mean``, ``ci95`` (t half-width
+    over chains, ddof = 1: includes the chain-to-chain variance of SFT, PM/RM and alignment) and
+    ``per_chain`` (lists)."""
+    v = np.stack([np.asarray(m, np.float64) for m in per_chain])  # (C, k, k)
+    hw = np.vectorize(lambda i, j: t_halfwidth(v[:, i, j]))(*np.indices(v.shape[1:])) if len(v) > 1 \
+        else np.full(v.shape[1:], np.nan)
+    return {"mean": v.mean(0).tolist(), "ci95": hw.tolist(), "per_chain": v.transpose(1, 2, 0).tolist()}
 
 
 def format_matrix(labels, mean, std) -> str:
@@ -101,9 +155,9 @@ def run_evaluate(cfg, progress: bool = True) -> dict:
     if pm is not None:
         check_context(pm, "--pm preference model", task.max_prompt_tokens + 2 * max_new + 4)
     start_run_dir(cfg, resuming)
-    responses = {name: [sample_responses(m, codec, prompts, 1000 * cfg.seed + 10 * i + s, device, max_new,
-                                         cfg.temperature) for s, m in enumerate(ms)]
-                 for i, (name, ms) in enumerate(models.items())}
+    responses = {name: [sample_responses(m, codec, prompts, stream_seed(cfg.seed, name, "evaluate", s), device,
+                                         max_new, cfg.temperature) for s, m in enumerate(ms)]
+                 for name, ms in models.items()}
     result = win_matrices(task, codec, prompts, responses, pm, device, progress)
     result["models"] = cfg.models
     result["n_prompts"] = len(prompts)

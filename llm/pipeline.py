@@ -1,16 +1,29 @@
-"""Stage ``pipeline``: sft -> train-pm -> align (methods x seeds) -> evaluate, in one process.
+"""Stage ``pipeline``: per chain seed, sft -> train-pm -> align (judges x methods) -> evaluate.
 
-Writes into ``OUT``: ``sft/``, ``pm/``, ``align/METHOD/seedS/``, ``eval/`` (each a run folder) and
-  - ``summary.json``: ``config``, ``methods`` (aligned methods), ``matrix_labels`` (rows/columns of
-    the matrices: the methods then ``"sft"``), ``win_matrix_gold_mean``/``_std``,
-    ``win_matrix_pm_mean``/``_std`` (p(row beats column), mean/std over seed pairs),
-    ``winrate_vs_sft`` ({method: {mean, std, per_seed}} under the gold judge), ``pm_accuracy``,
-    ``pm_calibration_error`` (held-out, against the exact gold probabilities), ``rm_accuracy``,
-    ``step_time_s`` ({method: seconds per alignment step}), ``wall_time_s``;
-  - ``curves.csv``: ``method,tau,beta,seed,step,winrate_vs_sft`` (gold, every ``eval_every`` steps);
-  - with ``--sweep`` (default; ``--no-sweep`` skips it): ``tau_sweep.csv``
-    (``method,tau,seed,winrate_vs_sft``; online_ipo and online_dpo) and ``beta_sweep.csv``
-    (``method,beta,tau,seed,winrate_vs_sft``; ipo_md).
+A **chain** is everything that one seed trains: the SFT model (mu), the PM and RM, and every
+alignment run. ``--seeds C`` runs C chains, so the confidence intervals include the chain-to-chain
+variance of every trained model, not only the alignment seed. Each method is aligned under each
+``--judges`` condition: ``pm`` (pairs labelled by the learned PM; ``rl`` rewarded by the learned RM)
+and ``gold`` (pairs labelled by the exact gold probabilities; ``rl`` rewarded by the gold judge's
+Bradley-Terry fit). Evaluation uses the ``test`` split (disjoint documents from every other split),
+``n_prompts`` prompts x ``samples_per_prompt`` responses per policy, each policy its own sampling
+stream, and averages the **exact** gold probabilities (not sampled 0/1 verdicts).
+
+Writes into ``OUT``: ``chainC/sft``, ``chainC/pm``, ``chainC/align/JUDGE/METHOD`` (run folders),
+``chainC/eval.json`` and
+  - ``summary.json`` (:func:`summarise`): ``labels`` (rows/columns of the matrices: ``METHOD`` for
+    the pm condition, ``METHOD@gold`` for the gold condition, then ``sft``), ``win_matrix_gold`` and
+    ``win_matrix_pm`` (``mean``, ``ci95`` = 95 % t half-width over chains with ddof = 1,
+    ``per_chain``), ``winrate_vs_sft`` (``{judge: {method: {mean, ci95, lo, hi, per_chain,
+    eval_ci95}}}``; ``eval_ci95`` = the largest within-chain evaluation half-width), ``separated``
+    (per condition, the head-to-head pairs whose chain-level interval excludes 1/2), ``judges``
+    (PM/RM held-out accuracy, ECE, MAE, Brier against gold; the gold BT fit's accuracy),
+    ``reliability`` (PM and RM, pooled over chains), ``step_time_s``, ``provenance`` (date, machine,
+    git commit, command), ``wall_time_s``;
+  - ``curves.csv``: ``method,tau,beta,seed,step,winrate_vs_sft,judge`` (gold, ``valid`` split,
+    every ``eval_every`` steps, all runs);
+  - with ``--sweep``: ``tau_sweep.csv`` and ``beta_sweep.csv`` on chain 0 (the ``study`` stage is
+    the full protocol).
 With ``--resume`` finished stages are skipped and an interrupted one continues from its checkpoint.
 """
 
@@ -21,20 +34,24 @@ import dataclasses
 import io
 import json
 import os
+import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
 
-from tabular.files import atomic_write_json, atomic_write_text
+from tabular.files import atomic_write_json, atomic_write_text, package_versions
 
 from .align import run_align
-from .config import AlignConfig, EvalConfig, PMConfig, SFTConfig
-from .evaluate import format_matrix, run_evaluate
-from .objectives import METHODS
+from .config import AlignConfig, PMConfig, SFTConfig
+from .evaluate import across_chains, chain_matrices, t_halfwidth
+from .models import load_causal_lm, load_scorer
 from .runtime import prepare_run_dir, start_run_dir
+from .sampling import sample_responses, stream_seed
 from .train import run_sft, run_train_pm, setup_torch
 
-__all__ = ["run_pipeline"]
+__all__ = ["run_pipeline", "summarise", "provenance", "label_of"]
 
 
 def _write_csv(path: str, header: list[str], rows: list[list]) -> None:
@@ -45,101 +62,197 @@ def _write_csv(path: str, header: list[str], rows: list[list]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _curve_rows(run_dir: str, method: str, tau: float, beta: float, seed: int) -> list[list]:
+def _curve_rows(run_dir: str, method: str, tau: float, beta: float, seed: int, judge: str) -> list[list]:
     rows = []
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for r in map(json.loads, f):
             if "eval/winrate_vs_sft" in r:
-                rows.append([method, tau, beta, seed, r["step"], r["eval/winrate_vs_sft"]])
+                rows.append([method, tau, beta, seed, r["step"], r["eval/winrate_vs_sft"], judge])
     return rows
 
 
+def label_of(method: str, judge: str) -> str:
+    """Row/column name of an aligned policy: ``METHOD`` (learned PM/RM) or ``METHOD@gold``."""
+    return method if judge == "pm" else f"{method}@{judge}"
+
+
+def provenance(command: list[str] | None = None) -> dict:
+    """Where a result comes from: UTC date, machine, package versions, git commit, exact command."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    return {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, "
+                       f"{platform.system()} {platform.release()}".replace("  ", " "),
+            "versions": package_versions(), "git_commit": commit, "git_dirty": dirty,
+            "command": "python -m llm " + " ".join(sys.argv[1:] if command is None else command)}
+
+
+def _interval(values) -> dict:
+    v = np.asarray(values, np.float64)
+    hw = t_halfwidth(v)
+    return {"mean": float(v.mean()), "ci95": hw, "lo": float(v.mean() - hw), "hi": float(v.mean() + hw),
+            "per_chain": v.tolist()}
+
+
+def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None = None, judges=None) -> dict:
+    """``summary.json`` from the per-chain results (evaluation matrices, held-out judge metrics);
+    ``judges``: the judge conditions the policies were aligned under (default ``cfg.judges``)."""
+    judges_run = list(judges or cfg.judges)
+    labels = chains[0]["eval"]["labels"]
+    s = labels.index("sft")
+    gold = across_chains([c["eval"]["gold"] for c in chains])
+    pm = across_chains([c["eval"]["pm"] for c in chains])
+    eval_hw = np.max([c["eval"]["gold_eval_hw"] for c in chains], axis=0)
+    winrate, winrate_pm, separated = {}, {}, {}
+    for judge in judges_run:
+        rows = [label_of(m, judge) for m in cfg.methods]
+        winrate[judge], winrate_pm[judge] = {}, {}
+        for m, lab in zip(cfg.methods, rows):
+            i = labels.index(lab)
+            winrate[judge][m] = {**_interval(gold["per_chain"][i][s]), "eval_ci95": float(eval_hw[i, s])}
+            winrate_pm[judge][m] = _interval(pm["per_chain"][i][s])
+        separated[judge] = [  # head to head: a beats b on every machine the chain interval covers
+            {"winner": a, "loser": b, "p": gold["mean"][labels.index(la)][labels.index(lb)],
+             "ci95": gold["ci95"][labels.index(la)][labels.index(lb)]}
+            for a, la in zip(cfg.methods, rows) for b, lb in zip(cfg.methods, rows)
+            if a != b and gold["mean"][labels.index(la)][labels.index(lb)]
+            - gold["ci95"][labels.index(la)][labels.index(lb)] > 0.5]
+    metrics = ("accuracy", "calibration_error", "mean_abs_error", "brier")
+    judges = {who: {k: _interval([c["heldout"][who][k] for c in chains]) for k in metrics}
+              for who in ("pm", "rm") if who in chains[0]["heldout"]}
+    judges["always_half"] = {"mean_abs_error": _interval([c["heldout"]["gold_sft_pairs_mean_abs_p_minus_half"]
+                                                          for c in chains])}
+    if any("bt_fit_accuracy" in c for c in chains):
+        judges["gold_bt_fit"] = {"accuracy": _interval([c["bt_fit_accuracy"] for c in chains if "bt_fit_accuracy" in c])}
+    reliability = {who: _pool_reliability([c["heldout"][who]["reliability"] for c in chains])
+                   for who in ("pm", "rm") if who in chains[0]["heldout"]}
+    step_time = {label_of(m, j): float(np.mean([c["step_time_s"][label_of(m, j)] for c in chains]))
+                 for j in judges_run for m in cfg.methods}
+    return {
+        "schema": 2,
+        "config": dataclasses.asdict(cfg),
+        "provenance": origin or provenance(),
+        "chains": len(chains),
+        "methods": list(cfg.methods),
+        "judges_run": judges_run,
+        "labels": labels,
+        "matrix_labels": labels,
+        "win_matrix_gold": gold,
+        "win_matrix_gold_mean": gold["mean"], "win_matrix_gold_ci95": gold["ci95"],  # for fig6a
+        "win_matrix_gold_eval_ci95": eval_hw.tolist(),
+        "win_matrix_pm": pm,
+        "winrate_vs_sft": winrate,
+        "winrate_vs_sft_pm_judge": winrate_pm,
+        "separated": separated,
+        "judges": judges,
+        "reliability": reliability,
+        "step_time_s": step_time,
+        "n_eval_prompts": cfg.n_prompts,
+        "samples_per_prompt": cfg.samples_per_prompt,
+        "wall_time_s": wall_time_s,
+    }
+
+
+def _pool_reliability(per_chain: list[list[dict]]) -> list[dict]:
+    """Reliability bins pooled over chains (count-weighted means of prediction and gold)."""
+    out = []
+    for bins in zip(*per_chain):
+        full = [b for b in bins if b["count"]]
+        n = sum(b["count"] for b in full)
+        out.append({"lo": bins[0]["lo"], "hi": bins[0]["hi"], "count": n,
+                    "mean_pred": sum(b["count"] * b["mean_pred"] for b in full) / n if n else None,
+                    "mean_gold": sum(b["count"] * b["mean_gold"] for b in full) / n if n else None})
+    return out
+
+
+def _evaluate_chain(cfg, chain: int, task, device, sft_path: str, pm_path: str, policies: dict) -> dict:
+    """Sample every policy of one chain on the ``test`` split and build its matrices."""
+    prompts = task.prompts("test", cfg.n_prompts) * cfg.samples_per_prompt
+    max_new = task.max_new_tokens
+    responses = {}
+    for name, path in {**policies, "sft": sft_path}.items():
+        model, codec = load_causal_lm(path, name, task.max_prompt_tokens)
+        responses[name] = sample_responses(model, codec, prompts, stream_seed(chain, name, "test"), device,
+                                           max_new)
+    pm, _ = load_scorer(pm_path, "--pm preference model", task.max_prompt_tokens)
+    pm.to(device).eval()
+    ev = chain_matrices(task, codec, prompts, cfg.n_prompts, responses, pm, device)
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ev.items()}
+
+
 def run_pipeline(cfg, progress: bool = True) -> dict:
-    """Run every stage with ``cfg``; returns the ``summary.json`` contents."""
+    """Run every chain with ``cfg``; returns the ``summary.json`` contents."""
+    from .tasks import make_task
+
     cfg.validate()
     resuming = prepare_run_dir(cfg)
-    setup_torch(cfg)
+    device = setup_torch(cfg)
     start_run_dir(cfg, resuming)
-    t_start = time.perf_counter()
+    t_start, origin = time.perf_counter(), provenance()  # the code and command as they were at the start
     common = dict(task=cfg.task, task_seed=cfg.task_seed, device=cfg.device, bf16=cfg.bf16,
                   threads=cfg.threads, resume=cfg.resume, checkpoint_every=cfg.checkpoint_every,
                   log_every=cfg.log_every)
     shape = dict(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head)
-    out = cfg.out
+    task = make_task(cfg.task, cfg.task_seed)
+    curves, chains = [], []
+    tau_rows, beta_rows = [], []
+    for c in range(cfg.seeds):
+        root = os.path.join(cfg.out, f"chain{c}")
+        # 1. SFT (mu) ; 2. preference + reward models: retrained per chain seed
+        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=c, steps=cfg.sft_steps, **shape, **common),
+                      progress)
+        pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=c, sft=sft["model"], steps=cfg.pm_steps,
+                                   n_pairs=cfg.pm_pairs, **shape, **common), progress)
+        finished = {}
 
-    # 1. SFT (mu) ; 2. preference + reward models
-    sft = run_sft(SFTConfig(out=os.path.join(out, "sft"), seed=cfg.seed, steps=cfg.sft_steps, **shape, **common),
-                  progress)
-    pm = run_train_pm(PMConfig(out=os.path.join(out, "pm"), seed=cfg.seed, sft=sft["model"], steps=cfg.pm_steps,
-                               n_pairs=cfg.pm_pairs, **shape, **common), progress)
+        def align(method, judge, tau, beta, folder):
+            key = (method, judge, tau, beta if method in ("ipo_md", "nash_md_pg") else None)
+            if key not in finished:
+                run_dir = os.path.join(root, folder)
+                finished[key] = run_align(AlignConfig(
+                    out=run_dir, seed=c, sft=sft["model"], pm=pm["pm"], rm=pm.get("rm", ""), judge=judge,
+                    method=method, tau=tau, beta=beta, steps=cfg.align_steps, batch_size=cfg.align_batch_size,
+                    lr=cfg.align_lr, eval_every=cfg.eval_every, eval_prompts=cfg.eval_prompts, **common), progress)
+                curves.extend(_curve_rows(run_dir, method, tau, beta, c, judge))
+            return finished[key]
 
-    # 3. alignment runs (a sweep point equal to a main run reuses it)
-    finished, curves = {}, []
+        # 3. alignment runs, each judge condition
+        runs = {label_of(m, j): align(m, j, cfg.tau_of(m), cfg.beta, os.path.join("align", j, m))
+                for j in cfg.judges for m in cfg.methods}
+        # 4. sweeps (chain 0 only; the study stage sweeps with seeds and a validation split)
+        if cfg.sweep and c == 0:
+            for method in ("online_ipo", "online_dpo"):
+                for tau in map(float, cfg.sweep_taus):
+                    r = align(method, "pm", tau, cfg.beta, os.path.join("sweep", f"{method}_tau{tau:g}"))
+                    tau_rows.append([method, tau, c, r["final_winrate_vs_sft"]])
+            for beta in map(float, cfg.sweep_betas):
+                r = align("ipo_md", "pm", cfg.tau_of("ipo_md"), beta, os.path.join("sweep", f"ipo_md_beta{beta:g}"))
+                beta_rows.append(["ipo_md", beta, cfg.tau_of("ipo_md"), c, r["final_winrate_vs_sft"]])
+        # 5. this chain's side-by-side evaluation on the test split (gold judge and PM)
+        ev = _evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"], {k: r["model"] for k, r in runs.items()})
+        atomic_write_json(os.path.join(root, "eval.json"), ev)
+        chain = {"eval": ev, "heldout": pm["heldout"],
+                 "step_time_s": {k: r["step_time_s"] or float("nan") for k, r in runs.items()}}
+        bt = [r.get("bt_fit_accuracy") for r in runs.values() if r.get("bt_fit_accuracy") is not None]
+        if bt:
+            chain["bt_fit_accuracy"] = bt[0]
+        chains.append(chain)
 
-    def align(method, seed, tau, beta, folder):
-        key = (method, seed, tau, beta if METHODS[method].kind != "pairwise" or method == "ipo_md" else None)
-        if key not in finished:
-            finished[key] = run_align(AlignConfig(
-                out=os.path.join(out, folder), seed=seed, sft=sft["model"], pm=pm["pm"], rm=pm.get("rm", ""),
-                method=method, tau=tau, beta=beta, steps=cfg.align_steps, batch_size=cfg.align_batch_size,
-                lr=cfg.align_lr, eval_every=cfg.eval_every, eval_prompts=cfg.eval_prompts, **common), progress)
-            curves.extend(_curve_rows(os.path.join(out, folder), method, tau, beta, seed))
-        return finished[key]
-
-    runs = {m: [align(m, seed, cfg.tau_of(m), cfg.beta, os.path.join("align", m, f"seed{seed}"))
-                for seed in range(cfg.seeds)] for m in cfg.methods}
-
-    # 4. sweeps: final gold win rate vs SFT of each run (its last curve point)
     if cfg.sweep:
-        tau_rows, beta_rows = [], []
-        for method in ("online_ipo", "online_dpo"):
-            for tau in map(float, cfg.sweep_taus):
-                for seed in range(cfg.sweep_seeds):
-                    r = align(method, seed, tau, cfg.beta, os.path.join("sweep", f"{method}_tau{tau:g}", f"seed{seed}"))
-                    tau_rows.append([method, tau, seed, r["final_winrate_vs_sft"]])
-        tau = cfg.tau_of("ipo_md")
-        for beta in map(float, cfg.sweep_betas):
-            for seed in range(cfg.sweep_seeds):
-                r = align("ipo_md", seed, tau, beta, os.path.join("sweep", f"ipo_md_beta{beta:g}", f"seed{seed}"))
-                beta_rows.append(["ipo_md", beta, tau, seed, r["final_winrate_vs_sft"]])
-        _write_csv(os.path.join(out, "tau_sweep.csv"), ["method", "tau", "seed", "winrate_vs_sft"], tau_rows)
-        _write_csv(os.path.join(out, "beta_sweep.csv"), ["method", "beta", "tau", "seed", "winrate_vs_sft"], beta_rows)
-    _write_csv(os.path.join(out, "curves.csv"), ["method", "tau", "beta", "seed", "step", "winrate_vs_sft"], curves)
-
-    # 5. side-by-side evaluation on held-out prompts (gold judge and PM)
-    models = [f"{m}={r['model']}" for m in cfg.methods for r in runs[m]] + [f"sft={sft['model']}"]
-    ev = run_evaluate(EvalConfig(out=os.path.join(out, "eval"), seed=cfg.seed, models=models, pm=pm["pm"],
-                                 n_prompts=cfg.n_prompts, **common), progress=False)
-    labels = ev["labels"]
-    s = labels.index("sft")
-    winrate = {}
-    for i, m in enumerate(labels):
-        if m != "sft":
-            per_seed = [float(v) for v in ev["gold_per_seed_pair"][i][s]]
-            winrate[m] = {"mean": float(np.mean(per_seed)), "std": float(np.std(per_seed)), "per_seed": per_seed}
-    summary = {
-        "config": dataclasses.asdict(cfg),
-        "methods": list(cfg.methods),
-        "matrix_labels": labels,
-        "win_matrix_gold_mean": ev["gold_mean"], "win_matrix_gold_std": ev["gold_std"],
-        "win_matrix_pm_mean": ev["pm_mean"], "win_matrix_pm_std": ev["pm_std"],
-        "winrate_vs_sft": winrate,
-        "pm_accuracy": pm["heldout"]["pm"]["accuracy"],
-        "pm_calibration_error": pm["heldout"]["pm"]["calibration_error"],
-        "pm_mean_abs_error": pm["heldout"]["pm"]["mean_abs_error"],
-        "rm_accuracy": pm["heldout"].get("rm", {}).get("accuracy"),
-        "step_time_s": {m: float(np.mean([r["step_time_s"] for r in runs[m] if r["step_time_s"]] or [float("nan")]))
-                        for m in cfg.methods},
-        "n_eval_prompts": ev["n_prompts"],
-        "wall_time_s": time.perf_counter() - t_start,
-    }
-    atomic_write_json(os.path.join(out, "summary.json"), summary)
+        _write_csv(os.path.join(cfg.out, "tau_sweep.csv"), ["method", "tau", "seed", "winrate_vs_sft"], tau_rows)
+        _write_csv(os.path.join(cfg.out, "beta_sweep.csv"), ["method", "beta", "tau", "seed", "winrate_vs_sft"],
+                   beta_rows)
+    _write_csv(os.path.join(cfg.out, "curves.csv"),
+               ["method", "tau", "beta", "seed", "step", "winrate_vs_sft", "judge"], curves)
+    summary = summarise(cfg, chains, time.perf_counter() - t_start, origin)
+    atomic_write_json(os.path.join(cfg.out, "summary.json"), summary)
     if progress:
-        print("gold judge, p(row > column), mean (std) over seed pairs:")
-        print(format_matrix(labels, ev["gold_mean"], ev["gold_std"]))
-        for m, w in winrate.items():
-            print(f"{m:>12} vs sft (gold): {w['mean']:.3f} ({w['std']:.3f})  step {summary['step_time_s'][m]:.3f}s")
-        print(f"PM held-out accuracy {summary['pm_accuracy']:.3f}, calibration error "
-              f"{summary['pm_calibration_error']:.3f}; wall time {summary['wall_time_s']:.0f}s")
-    return summary
+        from .report import render_report
 
+        print(render_report(summary))
+    return summary

@@ -25,11 +25,21 @@ log-probs used in the losses are at the same temperature (:func:`token_logprobs`
 from __future__ import annotations
 
 import inspect
+import zlib
 
+import numpy as np
 import torch
 
 __all__ = ["sample", "sample_responses", "token_logprobs", "sequence_logprob", "pm_prob", "pm_prob_rows",
-           "rm_prob_rows", "rm_reward", "gumbel"]
+           "rm_prob_rows", "rm_reward", "gumbel", "stream_seed"]
+
+
+def stream_seed(*keys) -> int:
+    """A 63-bit seed for one random stream, derived from ``keys`` (ints and strings, e.g. the run's
+    seed, its method, the purpose, the step) by NumPy's ``SeedSequence`` (strings by CRC-32).
+    Different keys give independent streams, so no two runs or evaluations share a draw."""
+    entropy = [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in keys]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def gumbel(shape, generator: torch.Generator, device) -> torch.Tensor:

@@ -1,7 +1,11 @@
 """Tasks: prompts, reference summaries for SFT, and a gold judge with exact preference probabilities.
 
 A task gives
-  1. ``prompts(split, n)``: documents to summarise (deterministic per split: ``train`` / ``heldout``),
+  1. ``prompts(split, n)``: documents to summarise (deterministic per split). The splits partition
+     the **document space** (not the draws), so no document of one split can occur in another:
+     ``train`` (SFT and alignment), ``pm`` (preference/reward-model training), ``valid`` (PM
+     held-out metrics, training curves, the study's selection) and ``test`` (the final side-by-side
+     evaluation; ``heldout`` is another name for it). ``split_of(prompt)`` names a document's split;
   2. ``reference_summary(prompt, rng)``: the "human" summary SFT imitates (deliberately imperfect),
   3. ``gold_prob(prompts, a, b)``: the exact probability ``P(a > b | prompt)`` that the hidden judge
      prefers summary ``a`` to ``b`` (the paper's stronger side-by-side judge, SPEC §6),
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import ast
+import itertools
 import os
 import re
 import sysconfig
@@ -27,7 +32,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Task", "SyntheticTask", "TextTask", "make_task", "TASKS", "majority_prob"]
+__all__ = ["Task", "SyntheticTask", "TextTask", "make_task", "TASKS", "majority_prob", "SPLITS",
+           "fit_bradley_terry"]
+
+# Fraction of the document space in each split (in this order); "heldout" is an alias of "test".
+SPLITS = {"train": 0.5, "pm": 0.2, "valid": 0.15, "test": 0.15}
+_ALIASES = {"heldout": "test"}
+
+
+def _split_name(split: str) -> str:
+    name = _ALIASES.get(split, split)
+    if name not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join([*SPLITS, *_ALIASES])}")
+    return name
+
+
+def _partition(n: int, rng: np.random.Generator) -> dict:
+    """A random partition of ``range(n)`` into the :data:`SPLITS`, by their fractions. {split: indices}."""
+    order = rng.permutation(n)
+    edges = np.round(np.cumsum([0.0, *SPLITS.values()]) * n).astype(int)
+    return {s: np.sort(order[a:b]) for s, a, b in zip(SPLITS, edges[:-1], edges[1:])}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -115,14 +139,26 @@ class SyntheticTask(Task):
         self.rater_weights = np.array([[5.0, -0.5, -1.0, 0.0, -2.0],
                                        [3.0, -1.5, -1.0, 0.0, -2.0],
                                        [2.0, -0.3, -3.0, -1.5, -2.0]])  # (K=3, F=5)
+        # the document space: every set of doc_facts fact types, partitioned once into the splits
+        self._sets = np.array(list(itertools.combinations(range(self.n_fact_types), self.doc_facts)))
+        self._split_sets = _partition(len(self._sets), np.random.default_rng([self.seed, 5]))
+        self._set_split = {frozenset(self._sets[i].tolist()): s for s, idx in self._split_sets.items() for i in idx}
 
     def corpus(self) -> list[str]:
         return [" ".join(f"f{i}" for i in range(self.n_fact_types))]
 
     def prompts(self, split: str, n: int) -> list[str]:
-        rng = np.random.default_rng([self.seed, {"train": 1, "heldout": 2, "pm": 3}[split]])
-        docs = (rng.choice(self.n_fact_types, self.doc_facts, replace=False) for _ in range(n))
+        """``n`` documents of ``split``: a fact set drawn uniformly from the split's sets, in a
+        uniformly random order (the same fact set never occurs in two splits)."""
+        split = _split_name(split)
+        sets = self._sets[self._split_sets[split]]  # (S, doc_facts)
+        rng = np.random.default_rng([self.seed, 1 + list(SPLITS).index(split)])
+        docs = rng.permuted(sets[rng.integers(len(sets), size=n)], axis=1)  # (n, doc_facts)
         return [" ".join(f"f{i}" for i in d) for d in docs]
+
+    def split_of(self, prompt: str) -> str:
+        """The split whose document space holds ``prompt`` (by its set of facts)."""
+        return self._set_split[frozenset(int(f[1:]) for f in prompt.split())]
 
     def reference_summary(self, prompt: str, rng: np.random.Generator) -> str:
         facts = prompt.split()
@@ -182,9 +218,9 @@ class TextTask(Task):
         rng = np.random.default_rng([self.seed, 11])
         order = rng.permutation(len(items))
         self._pairs = [items[i] for i in order]  # [(doc, summary)]
-        n_held = max(1, len(self._pairs) // 10)
-        self._split = {"heldout": self._pairs[:n_held], "train": self._pairs[n_held:]}
-        self._split["pm"] = self._split["train"]
+        parts = _partition(len(self._pairs), np.random.default_rng([self.seed, 5]))
+        self._split = {s: [self._pairs[i] for i in idx] for s, idx in parts.items()}  # disjoint documents
+        self._doc_split = {doc: s for s, pool in self._split.items() for doc, _ in pool}
         self._reference = dict(self._pairs)
         self._bigrams = {bg for _, s in self._split["train"] for bg in zip(_words(s), _words(s)[1:])}
         #                       overlap length novelty fluency
@@ -216,8 +252,11 @@ class TextTask(Task):
         return [t for pair in self._pairs for t in pair]
 
     def prompts(self, split: str, n: int) -> list[str]:
-        pool = self._split[split]
+        pool = self._split[_split_name(split)]
         return [pool[i % len(pool)][0] for i in range(n)]
+
+    def split_of(self, prompt: str) -> str:
+        return self._doc_split[prompt]
 
     def reference_summary(self, prompt: str, rng: np.random.Generator) -> str:
         return self._reference.get(prompt) or prompt.split(". ")[0]
@@ -235,6 +274,30 @@ class TextTask(Task):
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
+
+
+def fit_bradley_terry(dphi: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The Bradley-Terry fit of a preference function in feature space: the weights ``w`` that
+    minimise the soft-label cross-entropy ``-mean(p log s + (1 - p) log(1 - s))``,
+    ``s = sigmoid(w . (phi(a) - phi(b)))`` (convex; L-BFGS to gradient norm 1e-10).
+
+    Args:
+      dphi: (N, F) feature differences ``phi(a) - phi(b)``; p: (N,) target ``P(a > b)``.
+    Returns:
+      (F,) weights: ``r(x, y) = w . phi(x, y)`` is the best transitive (reward) model of ``p``.
+    """
+    from scipy.optimize import minimize
+
+    dphi, p = np.asarray(dphi, np.float64), np.asarray(p, np.float64)
+
+    def loss_grad(w):
+        z = dphi @ w
+        loss = np.mean(np.logaddexp(0.0, z) - p * z)  # = soft cross-entropy, stable
+        return loss, dphi.T @ (_sigmoid(z) - p) / len(p)
+
+    res = minimize(loss_grad, np.zeros(dphi.shape[1]), jac=True, method="L-BFGS-B",
+                   options={"gtol": 1e-10, "ftol": 0.0, "maxiter": 10_000})
+    return res.x
 
 
 TASKS = {"synthetic": SyntheticTask, "text": TextTask}

@@ -141,14 +141,21 @@ def _soft_cross_entropy(q, p):
 def pm_metrics(q: torch.Tensor, p: torch.Tensor, bins: int = 10) -> dict:
     """Accuracy (sign agreement with the gold probability, ties excluded), expected calibration
     error (``bins`` equal-width bins of the prediction; |mean prediction - mean gold p| weighted by
-    bin mass) and mean absolute error, all against the exact gold probabilities ``p``."""
+    bin mass), mean absolute error, Brier score ``mean((q - p)^2)`` (against the exact probability:
+    the Brier score against sampled 0/1 verdicts is this plus ``mean(p (1 - p))``) and the
+    reliability diagram's bins, all against the exact gold probabilities ``p``."""
     q, p = q.double(), p.double()
     decided = p != 0.5
     acc = ((q[decided] > 0.5) == (p[decided] > 0.5)).double().mean().item()
     which = torch.clamp((q * bins).long(), max=bins - 1)
     ece = sum((which == b).double().mean().item() * abs(q[which == b].mean().item() - p[which == b].mean().item())
               for b in range(bins) if (which == b).any())
-    return {"accuracy": acc, "calibration_error": ece, "mean_abs_error": (q - p).abs().mean().item()}
+    reliability = [{"lo": b / bins, "hi": (b + 1) / bins, "count": int((which == b).sum()),
+                    "mean_pred": q[which == b].mean().item() if (which == b).any() else None,
+                    "mean_gold": p[which == b].mean().item() if (which == b).any() else None}
+                   for b in range(bins)]  # the reliability diagram's points
+    return {"accuracy": acc, "calibration_error": ece, "mean_abs_error": (q - p).abs().mean().item(),
+            "brier": ((q - p) ** 2).mean().item(), "reliability": reliability}
 
 
 def run_train_pm(cfg, progress: bool = True) -> dict:
@@ -161,7 +168,7 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
     start_run_dir(cfg, resuming)
     sft.to(device).eval()
     train = _sample_pairs(sft, codec, task, task.prompts("pm", cfg.n_pairs), cfg.seed, device)
-    held = _sample_pairs(sft, codec, task, task.prompts("heldout", cfg.heldout_pairs), cfg.seed + 1, device)
+    held = _sample_pairs(sft, codec, task, task.prompts("valid", cfg.heldout_pairs), cfg.seed + 1, device)
     del sft
     torch.manual_seed(cfg.seed)
     n_positions = 2 * task.max_prompt_tokens + 2 * task.max_new_tokens + 8

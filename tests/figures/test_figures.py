@@ -37,7 +37,10 @@ def write_llm_results(d: Path, include_sft_in_methods: bool = False) -> None:
     methods = (["sft"] + METHODS) if include_sft_in_methods else METHODS
     summary = {"methods": methods, "win_matrix_gold_mean": mean.tolist(),
                "win_matrix_gold_std": np.full((k, k), 0.01).tolist(),
-               "winrate_vs_sft": {m: {"mean": 0.6, "std": 0.01, "per_seed": [0.59, 0.6, 0.61]} for m in METHODS}}
+               "winrate_vs_sft": {m: {"mean": 0.6, "std": 0.01, "per_seed": [0.59, 0.6, 0.61]} for m in METHODS},
+               "reliability": {"pm": [{"lo": b / 10, "hi": (b + 1) / 10, "count": 10 * b,
+                                       "mean_pred": b / 10 + 0.05 if b else None, "mean_gold": b / 10 if b else None}
+                                      for b in range(10)]}}
     (d / "summary.json").write_text(json.dumps(summary))
     with open(d / "curves.csv", "w") as f:
         f.write("method,tau,beta,seed,step,winrate_vs_sft\n")
@@ -180,6 +183,12 @@ def test_llm_heatmap_csv_holds_the_matrix(quick_run):
     assert len(rows) == 16 and rows[0]["row"] == "sft"
     cell = next(r for r in rows if r["row"] == "sft" and r["column"] == "online_ipo")
     assert float(cell["mean"]) == 0.6 and float(cell["std"]) == 0.01
+
+
+def test_llm_reliability_csv_holds_the_bins(quick_run):
+    rows = read_csv(quick_run[0] / "fig6e_llm_judge_reliability.csv")
+    assert [int(r["count"]) for r in rows] == [10 * b for b in range(10)]
+    assert float(rows[3]["mean_pred"]) == pytest.approx(0.35) and float(rows[3]["mean_gold"]) == pytest.approx(0.3)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,25 @@
-"""A miniature ``pipeline`` run (tiny sizes, sweep on) checks the files the figures code reads."""
+"""A miniature ``pipeline`` run (tiny sizes, 2 chains, both judges) checks summary.json, the CSVs the
+figures read, the chain-level intervals and determinism; the README's tables match the reference."""
 
 import csv
+import dataclasses
 import json
+import os
+
+import numpy as np
+import pytest
 
 from llm.config import PipelineConfig
+from llm.evaluate import t_halfwidth
 from llm.pipeline import run_pipeline
+from llm.report import SECTIONS, render_report, replace_blocks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REFERENCE = os.path.join(ROOT, "llm", "reference", "summary.json")
+TINY = dict(n_layer=1, n_embd=16, n_head=2, methods=["online_ipo", "rl"],
+            taus=["online_ipo=0.1", "rl=0.05"], seeds=2, sft_steps=20, pm_steps=10,
+            pm_pairs=64, align_steps=4, align_batch_size=4, eval_every=2, eval_prompts=8, n_prompts=16,
+            samples_per_prompt=2, checkpoint_every=2)
 
 
 def _csv(path):
@@ -12,54 +27,112 @@ def _csv(path):
         return list(csv.DictReader(f))
 
 
-def test_pipeline_writes_summary_curves_and_sweeps(tmp_path):
-    out = tmp_path / "pipe"
-    cfg = PipelineConfig(out=str(out), n_layer=1, n_embd=16, n_head=2, methods=["online_ipo", "nash_md_pg"],
-                         taus=["online_ipo=0.1", "nash_md_pg=0.02"],
-                         seeds=2, sft_steps=20, pm_steps=10, pm_pairs=64, align_steps=4, align_batch_size=4,
-                         eval_every=2, eval_prompts=8, n_prompts=16, sweep=True, sweep_taus=["0.1", "0.5"],
-                         sweep_betas=["0.0", "1.0"], checkpoint_every=2)
-    summary = run_pipeline(cfg, progress=False)
+def _stable(summary):
+    """The summary without what a second run cannot repeat: clock times and provenance."""
+    s = json.loads(json.dumps(summary))
+    for k in ("wall_time_s", "step_time_s", "provenance"):
+        s.pop(k)
+    return s
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipe") / "run"
+    cfg = PipelineConfig(out=str(out), **TINY)
+    return out, cfg, run_pipeline(cfg, progress=False)
+
+
+def test_summary_holds_both_judges_chain_intervals_and_provenance(tiny_pipeline):
+    out, cfg, summary = tiny_pipeline
     with open(out / "summary.json") as f:
         assert json.load(f) == json.loads(json.dumps(summary))
-    for key in ("config", "methods", "win_matrix_gold_mean", "win_matrix_gold_std", "win_matrix_pm_mean",
-                "win_matrix_pm_std", "winrate_vs_sft", "pm_accuracy", "pm_calibration_error", "step_time_s",
-                "wall_time_s"):
-        assert key in summary, key
-    assert summary["methods"] == ["online_ipo", "nash_md_pg"]
-    labels = summary["matrix_labels"]
-    assert labels == ["online_ipo", "nash_md_pg", "sft"]
-    for key in ("win_matrix_gold_mean", "win_matrix_pm_mean"):
-        m = summary[key]
-        assert len(m) == 3 and all(len(row) == 3 for row in m)
-        # computed, not filled in: every off-diagonal entry is a probability strictly inside
-        # (0, 1) and not the 1/2 a made-up matrix would hold (antisymmetry is by construction)
-        off = [m[i][j] for i in range(3) for j in range(3) if i != j]
-        assert all(0 < v < 1 for v in off) and all(v != 0.5 for v in off), m
-    for method in summary["methods"]:
-        w = summary["winrate_vs_sft"][method]
-        assert len(w["per_seed"]) == 2 and abs(w["mean"] - sum(w["per_seed"]) / 2) < 1e-12
-        assert w["per_seed"][0] != w["per_seed"][1]  # two seeds, two different runs
-        assert w["mean"] == summary["win_matrix_gold_mean"][labels.index(method)][labels.index("sft")]
-        assert summary["step_time_s"][method] > 0
+    assert summary["chains"] == 2 and summary["judges_run"] == ["pm", "gold"]
+    labels = summary["labels"]
+    assert labels == ["online_ipo", "rl", "online_ipo@gold", "rl@gold", "sft"]
+    for key in ("win_matrix_gold", "win_matrix_pm"):
+        m = np.array(summary[key]["mean"])
+        # computed, not filled in: every off-diagonal entry is a probability strictly inside (0, 1)
+        # and not the 1/2 a made-up matrix would hold (antisymmetry itself is by construction)
+        off = m[~np.eye(len(m), dtype=bool)]
+        assert np.all((off > 0) & (off < 1) & (off != 0.5)), m
+        per_chain = np.array(summary[key]["per_chain"])  # (k, k, chains)
+        assert per_chain.shape == (5, 5, 2)
+        np.testing.assert_allclose(per_chain.mean(-1), m, atol=1e-12)
+    s = labels.index("sft")
+    for judge in ("pm", "gold"):
+        for method in cfg.methods:
+            w = summary["winrate_vs_sft"][judge][method]
+            row = labels.index(method if judge == "pm" else f"{method}@gold")
+            assert w["per_chain"] == summary["win_matrix_gold"]["per_chain"][row][s]
+            # the t interval over chains, ddof = 1, by hand: t_{.975, 1} = 12.706
+            v = np.array(w["per_chain"])
+            assert w["ci95"] == pytest.approx(12.7062047 * v.std(ddof=1) / np.sqrt(2), rel=1e-6)
+            assert w["lo"] == pytest.approx(w["mean"] - w["ci95"]) and 0 < w["eval_ci95"] < 0.5
+    for e in summary["separated"]["pm"] + summary["separated"]["gold"]:
+        assert e["p"] - e["ci95"] > 0.5
+    assert 0 <= summary["judges"]["gold_bt_fit"]["accuracy"]["mean"] <= 1
+    for who in ("pm", "rm"):
+        for k in ("accuracy", "calibration_error", "mean_abs_error", "brier"):
+            assert len(summary["judges"][who][k]["per_chain"]) == 2
+        assert sum(b["count"] for b in summary["reliability"][who]) == 2 * 500
+    p = summary["provenance"]
+    assert p["command"].startswith("python -m llm") and p["date_utc"] and p["machine"]
+    assert {"python", "torch", "transformers"} <= set(p["versions"])
 
     curves = _csv(out / "curves.csv")
-    assert list(curves[0]) == ["method", "tau", "beta", "seed", "step", "winrate_vs_sft"]
-    ipo = [r for r in curves if r["method"] == "online_ipo" and r["seed"] == "0" and r["tau"] == "0.1"]
+    assert list(curves[0]) == ["method", "tau", "beta", "seed", "step", "winrate_vs_sft", "judge"]
+    ipo = [r for r in curves if r["method"] == "online_ipo" and r["seed"] == "0" and r["judge"] == "gold"]
     assert [int(r["step"]) for r in ipo] == [0, 2, 4]
-    keys = [(r["method"], r["tau"], r["beta"], r["seed"], r["step"]) for r in curves]
+    keys = [(r["method"], r["judge"], r["seed"], r["step"]) for r in curves]
     assert len(keys) == len(set(keys))
-    tau_rows = _csv(out / "tau_sweep.csv")
-    assert list(tau_rows[0]) == ["method", "tau", "seed", "winrate_vs_sft"]
-    assert sorted((r["method"], float(r["tau"])) for r in tau_rows) == [
-        ("online_dpo", 0.1), ("online_dpo", 0.5), ("online_ipo", 0.1), ("online_ipo", 0.5)]
-    # the sweep point equal to the main online_ipo run (tau 0.1, seed 0) reuses it
-    main_ipo = [r for r in tau_rows if r["method"] == "online_ipo" and r["tau"] == "0.1"][0]
-    assert float(main_ipo["winrate_vs_sft"]) == float(ipo[-1]["winrate_vs_sft"])
-    beta_rows = _csv(out / "beta_sweep.csv")
-    assert list(beta_rows[0]) == ["method", "beta", "tau", "seed", "winrate_vs_sft"]
-    assert [float(r["beta"]) for r in beta_rows] == [0.0, 1.0]
+    # no draw is shared between runs: the step-0 points (policy = SFT) all differ
+    step0 = [r["winrate_vs_sft"] for r in curves if r["step"] == "0"]
+    assert len(step0) == 8 and len(set(step0)) == 8
 
-    # --resume on a finished pipeline skips every stage and rewrites the same matrices
-    again = run_pipeline(PipelineConfig(**{**cfg.__dict__, "resume": True}), progress=False)
-    assert again["win_matrix_gold_mean"] == summary["win_matrix_gold_mean"]
+
+def test_pipeline_is_deterministic_and_resumes_to_the_same_summary(tiny_pipeline, tmp_path):
+    _, cfg, summary = tiny_pipeline
+    again = run_pipeline(dataclasses.replace(cfg, out=str(tmp_path / "again")), progress=False)
+    assert _stable(again) == {**_stable(summary), "config": _stable(again)["config"]}
+    resumed = run_pipeline(dataclasses.replace(cfg, resume=True), progress=False)
+    assert _stable(resumed)["win_matrix_gold"] == _stable(summary)["win_matrix_gold"]
+
+
+def test_report_renders_every_section_and_replaces_blocks(tiny_pipeline):
+    _, _, summary = tiny_pipeline
+    text = render_report(summary)
+    assert "online IPO" in text and "gold judge (RL: BT fit of gold)" in text
+    w = summary["winrate_vs_sft"]["gold"]["rl"]
+    assert f"| RL | {summary['winrate_vs_sft']['pm']['rl']['mean']:.3f} ± " in text
+    assert f"{w['mean']:.3f} ± {w['ci95']:.3f}" in text
+    doc = "a\n<!-- llm-report:winrate -->\nstale\n<!-- /llm-report:winrate -->\nb\n"
+    new = replace_blocks(doc, summary)
+    assert "stale" not in new and new.startswith("a\n") and new.endswith("-->\nb\n")
+    assert replace_blocks(new, summary) == new
+
+
+def test_t_halfwidth_by_hand():
+    # values 1, 2, 3: s = 1, t_{.975, 2} = 4.302653; half-width = 4.302653 / sqrt(3)
+    assert t_halfwidth([1.0, 2.0, 3.0]) == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6)
+    assert np.isnan(t_halfwidth([0.5]))
+
+
+@pytest.mark.parametrize("readme", ["README.md", os.path.join("llm", "README.md")])
+def test_readme_tables_equal_the_report_of_the_committed_reference(readme):
+    with open(REFERENCE) as f:
+        summary = json.load(f)
+    with open(os.path.join(ROOT, readme)) as f:
+        text = f.read()
+    assert "<!-- llm-report:" in text, f"{readme} has no llm-report block"
+    assert replace_blocks(text, summary) == text, (
+        f"{readme}'s LLM tables differ from `python -m llm report llm/reference/summary.json`; "
+        f"re-render them with `python -m llm report llm/reference/summary.json --write {readme}`")
+
+
+def test_reference_summary_records_where_it_comes_from():
+    with open(REFERENCE) as f:
+        summary = json.load(f)
+    p = summary["provenance"]
+    assert len(p["git_commit"]) == 40 and p["command"].startswith("python -m llm pipeline")
+    assert summary["chains"] >= 3 and set(summary["judges_run"]) == {"pm", "gold"}
+    assert set(SECTIONS) >= {"winrate", "order", "judges"}

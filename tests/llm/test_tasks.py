@@ -90,3 +90,56 @@ def test_text_task_parses_stdlib_docstrings_and_round_trips_the_tokenizer():
     # the human summary beats an empty-ish hallucinated one under the gold panel
     assert task.gold_prob([doc], [ref], ["zebra quantum"])[0] > 0.9
     np.testing.assert_allclose(task.gold_prob([doc], [ref], [ref]), 0.5)
+
+
+def test_splits_partition_the_document_space_so_no_document_is_shared():
+    from llm.tasks import SPLITS
+
+    task = SyntheticTask()
+    # every fact set belongs to exactly one split (a partition of all C(12, 5) = 792 sets)
+    owners = {}
+    for split, idx in task._split_sets.items():
+        for i in idx:
+            key = frozenset(task._sets[i].tolist())
+            assert key not in owners, f"fact set in {owners.get(key)} and {split}"
+            owners[key] = split
+    assert len(owners) == 792 and set(owners.values()) == set(SPLITS)
+    # and every drawn prompt lies in its split's part: no document (nor a reordering of one) is shared
+    drawn = {s: task.prompts(s, 3000) for s in SPLITS}
+    for s, prompts in drawn.items():
+        assert {task.split_of(x) for x in prompts} == {s}
+    sets = {s: {frozenset(x.split()) for x in p} for s, p in drawn.items()}
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not sets[a] & sets[b], (a, b)
+    assert task.prompts("heldout", 50) == task.prompts("test", 50)
+    with pytest.raises(ValueError, match="unknown split"):
+        task.prompts("validation", 1)
+
+
+def test_text_task_splits_share_no_document():
+    from llm.tasks import SPLITS, TextTask
+
+    task = TextTask()
+    pools = {s: {doc for doc, _ in task._split[s]} for s in SPLITS}
+    assert sum(map(len, pools.values())) == len(task)  # a partition of the parsed documents
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not pools[a] & pools[b], (a, b)
+
+
+def test_bradley_terry_fit_recovers_weights_and_cannot_fit_a_cycle():
+    from llm.tasks import fit_bradley_terry
+
+    rng = np.random.default_rng(3)
+    dphi = rng.normal(size=(4000, 3))
+    w = np.array([1.5, -0.5, 2.0])
+    p = 1 / (1 + np.exp(-dphi @ w))
+    np.testing.assert_allclose(fit_bradley_terry(dphi, p), w, atol=1e-6)
+    # a cycle a > b > c > a (p = 0.9 each way round) on one-hot features: the best BT fit is a tie
+    e = np.eye(3)
+    cyc = np.array([e[0] - e[1], e[1] - e[2], e[2] - e[0]])
+    w_cyc = fit_bradley_terry(cyc, np.full(3, 0.9))
+    np.testing.assert_allclose(cyc @ w_cyc, 0.0, atol=1e-6)

@@ -1,0 +1,91 @@
+"""The ``study`` protocol on a tiny configuration: sweep -> selection on validation -> chains -> test."""
+
+import csv
+import dataclasses
+
+import pytest
+
+from llm.cli import main
+from llm.config import StudyConfig
+from llm.study import QUICK, apply_preset, select_settings, run_study
+
+
+def _csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_selection_takes_the_best_validation_point_and_never_step_zero():
+    rows = [{"method": "a", "tau": 0.1, "beta": 0.0, "step": 0, "winrate_vs_sft": 0.9},
+            {"method": "a", "tau": 0.1, "beta": 0.0, "step": 2, "winrate_vs_sft": 0.6},
+            {"method": "a", "tau": 0.5, "beta": 0.0, "step": 2, "winrate_vs_sft": 0.7},
+            {"method": "a", "tau": 0.5, "beta": 0.0, "step": 4, "winrate_vs_sft": 0.7},
+            {"method": "b", "tau": 0.1, "beta": 0.5, "step": 4, "winrate_vs_sft": 0.55}]
+    best = select_settings(rows)
+    assert (best["a"]["tau"], best["a"]["step"]) == (0.5, 2)  # a tie goes to the earlier checkpoint
+    assert best["b"]["beta"] == 0.5
+
+
+def test_quick_preset_says_what_it_changes():
+    cfg, changes = apply_preset(StudyConfig(out="x"))
+    assert cfg.chains == QUICK["chains"] and cfg.taus == QUICK["taus"]
+    assert any(c.startswith("--taus ") for c in changes)
+    same, none = apply_preset(StudyConfig(out="x", preset="paper"))
+    assert none == [] and same == StudyConfig(out="x", preset="paper")
+
+
+def test_tiny_study_selects_reruns_and_resumes(tmp_path):
+    cfg = StudyConfig(out=str(tmp_path / "study"), preset="paper", n_layer=1, n_embd=16, n_head=2,
+                      methods=["online_ipo", "rl"], taus=["online_ipo=0.1,0.5", "rl=0.05"], chains=2,
+                      sft_steps=20, pm_steps=10, pm_pairs=64, align_steps=4, align_batch_size=4, eval_every=2,
+                      valid_prompts=8, n_prompts=16, samples_per_prompt=2, checkpoint_every=2)
+    summary = run_study(cfg, progress=False)
+    sweep = _csv(tmp_path / "study" / "sweep.csv")
+    assert {(r["method"], float(r["tau"])) for r in sweep} == {("online_ipo", 0.1), ("online_ipo", 0.5), ("rl", 0.05)}
+    selected = {r["method"]: r for r in _csv(tmp_path / "study" / "selected.csv")}
+    best_ipo = max((r for r in sweep if r["method"] == "online_ipo" and r["step"] != "0"),
+                   key=lambda r: float(r["winrate_vs_sft"]))
+    assert float(selected["online_ipo"]["valid_winrate_vs_sft"]) == float(best_ipo["winrate_vs_sft"])
+    assert summary["chains"] == 2 and summary["labels"] == ["online_ipo", "rl", "sft"]
+    final = _csv(tmp_path / "study" / "final_matrix.csv")
+    assert {r["judge"] for r in final} == {"gold", "pm"} and len(final) == 2 * 9
+    vs_rl = _csv(tmp_path / "study" / "sweep_vs_rl.csv")
+    assert len(vs_rl) == 3 * 2 and {r["opponent"] for r in vs_rl} == {"rl", "sft"}
+    # the figures package draws the paper's figures from the study folder, against the selected RL
+    from pathlib import Path
+
+    from figures.llm_figures import STUDY_FIGURES, llm_figures
+
+    (tmp_path / "fig").mkdir()
+    written, skipped = llm_figures(Path(cfg.out), tmp_path / "fig", "test")
+    drawn = {n for n, _ in written}
+    assert set(STUDY_FIGURES) - {"fig7b_llm_study_ipo_md_beta"} <= drawn  # no ipo_md in this tiny study
+    assert "fig6a_llm_win_matrix" in drawn
+    assert any(n == "fig7b_llm_study_ipo_md_beta" and "no ipo_md rows" in why for n, why in skipped)
+    for n in drawn:
+        assert (tmp_path / "fig" / f"{n}.png").stat().st_size > 1000
+    fig_rows = _csv(tmp_path / "fig" / "fig7a_llm_study_vs_tau.csv")
+    assert {(r["opponent"], r["method"], float(r["tau"]), float(r["winrate"])) for r in fig_rows} == {
+        (r["opponent"], r["method"], float(r["tau"]), float(r["winrate"])) for r in vs_rl
+        if not (r["opponent"] == "rl" and r["method"] == "rl")}
+    # resuming a finished study reuses every run and gives the same matrices
+    again = run_study(dataclasses.replace(cfg, resume=True), progress=False)
+    assert again["win_matrix_gold"] == summary["win_matrix_gold"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "rl", "--taus", "online_ipo=0.1"], "lacks a grid for"),
+    (["--taus", "online_ipo=x"], "--taus must be"),
+    (["--betas", "2"], "every tau must be > 0 and every beta in [0, 1]"),
+])
+def test_study_bad_flags_are_one_line_usage_errors(tmp_path, capsys, argv, message):
+    rc = main(["study", "--out", str(tmp_path / "s"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "s").exists()
+
+
+def test_study_help_lists_the_protocol(capsys):
+    with pytest.raises(SystemExit):
+        main(["study", "--help"])
+    assert "--preset" in capsys.readouterr().out
