@@ -103,11 +103,14 @@ LABEL_TYPES = ("soft", "bernoulli", "hard")
 
 
 def make_labels(p: torch.Tensor, label_type: str = "soft",
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, tie_tol: float = 1e-12) -> torch.Tensor:
     """Turn preference probabilities into the labels a loss sees (SPEC §3).
 
     ``soft``: ``p`` itself (the paper's choice; lowest variance). ``bernoulli``: ``1[y wins]`` drawn
-    with probability ``p``. ``hard``: ``1[p > 1/2]``, with ties (p = 1/2) kept at 1/2.
+    with probability ``p``. ``hard``: ``1[p > 1/2]``, with ties ``|p - 1/2| <= tie_tol`` kept at 1/2.
+    ``tie_tol`` defaults to the tolerance to which a game satisfies ``P + P.T = 1``
+    (``tabular.game.validate_game``): an exact comparison with 1/2 would call ``P[y, y'] = 1/2`` a
+    tie but ``P[y', y] = 1/2 - 1e-17`` a loss, and the hard-label game would not be antisymmetric.
     """
     if label_type == "soft":
         return p
@@ -115,7 +118,7 @@ def make_labels(p: torch.Tensor, label_type: str = "soft",
         u = torch.rand(p.shape, dtype=p.dtype, device=p.device, generator=generator)
         return (u < p).to(p.dtype)
     if label_type == "hard":
-        return torch.where(p == 0.5, torch.full_like(p, 0.5), (p > 0.5).to(p.dtype))
+        return torch.where((p - 0.5).abs() <= tie_tol, torch.full_like(p, 0.5), (p > 0.5).to(p.dtype))
     raise ValueError(f"unknown label type {label_type!r}; choose from {', '.join(LABEL_TYPES)}")
 
 

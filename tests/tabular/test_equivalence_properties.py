@@ -118,8 +118,8 @@ def check_prop_4_2(ex, label_type, factor=4.0):
 
 
 def hard_labels_are_a_game(P) -> bool:
-    """H = make_labels(P, "hard") satisfies H + H.T = 1 (false only for entries within round-off
-    of 1/2: the bug pinned by the xfail test below)."""
+    """H = make_labels(P, "hard") satisfies H + H.T = 1 (it did not for entries within round-off of
+    1/2 before make_labels gained its tie tolerance: the regression test below)."""
     H = make_labels(torch.tensor(P), "hard").numpy()
     return bool(np.all(H + H.T == 1.0))
 
@@ -129,19 +129,19 @@ def hard_labels_are_a_game(P) -> bool:
 @given(ex=examples())
 def test_prop_4_2_online_ipo_gradient_is_minus_4_over_tau_self_play(ex, label_type):
     """Bernoulli labels: the exact forms use the expected label (= soft); hard: the game 1[P > 1/2].
-    Hard labels skip the rare games where 1[P > 1/2] is not antisymmetric (entries within
-    round-off of 1/2; the bug pinned by the xfail test below): Prop. 4.2 needs a game."""
+    Hard labels skip any game where 1[P > 1/2] is not antisymmetric (Prop. 4.2 needs a game); since
+    make_labels treats |p - 1/2| <= 1e-12 as a tie, none has been found (regression test below)."""
     assume(label_type != "hard" or hard_labels_are_a_game(ex.P))
     check_prop_4_2(ex, label_type)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: make_labels(p, 'hard') breaks P + P.T = 1 when an entry "
-                   "is within round-off of 1/2 (cyclic(3, 4e-17): P[0,1] = 0.5 is a tie, P[1,0] = "
-                   "0.49999999999999994 a loss), so Prop. 4.2 fails for hard labels there")
 def test_hard_labels_of_a_game_within_round_off_of_one_half_satisfy_prop_4_2():
     from equivalence_examples import Example
 
-    P = cyclic(3, 4e-17)  # strength below half an ulp of 1/2: P + P.T = 1 only to round-off
+    # Found by the thorough profile: strength below half an ulp of 1/2, so P + P.T = 1 only to
+    # round-off; with an exact tie test, P[0,1] = 0.5 was a tie and P[1,0] = 0.49999999999999994 a loss.
+    P = cyclic(3, 4e-17)
+    assert hard_labels_are_a_game(P)
     ex = Example("cyclic:3:4e-17", P, np.array([0.2, 0.3, 0.5]), 1.0, 0.0, 1.0, np.array([0.0, 1.0, 2.0]),
                  0, 1.0)
     check_prop_4_2(ex, "hard")

@@ -161,3 +161,11 @@ def test_dpo_gradient_is_sigmoid_minus_label_everywhere():
     p = torch.tensor([0.0, 0.2, 0.5, 0.7, 1.0, 0.9, 0.4], dtype=torch.float64)
     dpo_loss(z, p, 1.0).sum().backward()
     torch.testing.assert_close(z.grad, torch.sigmoid(z.detach()) - p, rtol=1e-15, atol=1e-300)
+
+
+def test_hard_labels_treat_round_off_from_one_half_as_a_tie():
+    # 0.5 +- 6e-17 (below an ulp of 1/2 on one side) must get the same label as 0.5: otherwise the
+    # hard-label game of a valid P (P + P.T = 1 to 1e-12) is not antisymmetric; 1e-9 is a real win.
+    p = torch.tensor([0.5, 0.49999999999999994, 0.5 + 1e-13, 0.5 + 1e-9, 0.5 - 1e-9], dtype=torch.float64)
+    assert make_labels(p, "hard").tolist() == [0.5, 0.5, 0.5, 1.0, 0.0]
+    assert make_labels(p, "hard", tie_tol=0.0).tolist() == [0.5, 0.0, 1.0, 1.0, 0.0]
