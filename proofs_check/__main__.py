@@ -24,7 +24,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.only is not None:
         names = [fn.__name__ for fn in CHECKS]
-        unmatched = [o for o in args.only if not any(o in name for name in names)]
+        # "" (or blanks) is a substring of every name: refuse it rather than run the whole ledger.
+        unmatched = [repr(o) if not o.strip() else o for o in args.only
+                     if not o.strip() or not any(o in name for name in names)]
         if not args.only or unmatched:
             parser.error(f"--only: no check matches {', '.join(unmatched) or '(nothing given)'}; "
                          f"the checks are {', '.join(names)}")

@@ -43,6 +43,9 @@ def check_output_dir(path) -> None:
     probed with a temporary file, removed at once (``os.access`` says yes to root even on a
     read-only mount).
     """
+    if not str(path).strip():
+        # Path("") is "."; an empty --out would write into the working folder unasked.
+        raise ValueError("--out is empty; name an output folder")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {path} exists and is not a folder")

@@ -108,7 +108,8 @@ def test_app_d_rows_fail_with_a_wrong_contrastive_scale():
     assert check_variance(40, 0, Variant(self_play_factor=8.0)).status == "FAIL"
 
 
-@pytest.mark.parametrize("argv", [["--only", "no_such_check"], ["--only"], ["--seed", "-1"],
+@pytest.mark.parametrize("argv", [["--only", "no_such_check"], ["--only"], ["--only", ""],
+                                  ["--only", " ", "check_certificate"], ["--seed", "-1"],
                                   ["--quick", "--bogus"]])
 def test_cli_usage_errors_are_one_line_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as e:

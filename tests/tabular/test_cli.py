@@ -313,6 +313,18 @@ def test_unusable_out_is_refused_before_any_computation(where, tmp_path, capsys,
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+@pytest.mark.parametrize("out", ["", "  "])
+def test_empty_out_is_refused(out, tmp_path, capsys, monkeypatch):
+    """``Path("")`` is ".": an empty --out used to write metrics.csv into the working folder."""
+    import tabular.cli as tcli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tcli, "solve_equilibrium", None)
+    err = _expect_one_line_exit_2(["run", "--algorithms", "online_ipo", "--game", "bt:3", "--tau",
+                                   "1", "--steps", "2", "--out", out], capsys)
+    assert "--out is empty" in err and list(tmp_path.iterdir()) == []
+
+
 def test_run_never_replaces_results_without_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", "--algorithms", "online_ipo", "--game", "bt:3", "--tau", "1", "--steps", "2",
