@@ -223,13 +223,16 @@ def main(argv=None) -> int:
         with open(path) as f:
             summary = json.load(f)
         text = render_report(summary, args.sections)
+        docs = {}
+        for name in args.write:  # read every file first: an unreadable one writes nothing
+            with open(name) as f:
+                docs[name] = replace_blocks(f.read(), summary)
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         print(f"python -m llm report: error: cannot render {path}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
-    for name in args.write:
-        from tabular.files import atomic_write_text
+    from tabular.files import atomic_write_text
 
-        with open(name) as f:
-            atomic_write_text(name, replace_blocks(f.read(), summary))
+    for name, doc in docs.items():
+        atomic_write_text(name, doc)
     print(text)
     return 0
