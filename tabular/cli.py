@@ -204,7 +204,10 @@ def cmd_solve(cfg: SolveConfig) -> int:
               "iterations": eq.iterations, "method": eq.method, "converged": eq.converged,
               "tau": eq.tau, "n": int(P.shape[0]), "message": eq.message}
     if cfg.json:
-        print(json.dumps(result))
+        # strict JSON: the log-space residual scales like round-off / tau and can overflow at tiny
+        # tau (the gap is the certificate there); a non-finite number is written as null
+        result = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
+        print(json.dumps(result, allow_nan=False))
     else:
         with np.printoptions(precision=17, floatmode="maxprec", linewidth=100):
             print(f"pi* = {eq.pi}")

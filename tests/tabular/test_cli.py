@@ -349,3 +349,19 @@ def test_extreme_tau_runs(tmp_path, capsys):
                  "--steps", "2", "--out", str(tmp_path / "b")]) == 0
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert all(0 < a["effective_lr"] < 1 for a in config["algorithms"])
+
+
+def test_solve_json_is_strict_when_the_residual_overflows(rps_file, monkeypatch, capsys):
+    # at tau ~ 5e-324 the log-space residual (round-off / tau) can overflow to inf; --json must stay
+    # valid JSON (no bare Infinity): the non-finite field becomes null, the gap still certifies
+    import dataclasses
+
+    import tabular.cli as tcli
+
+    real = tcli.solve_equilibrium
+    monkeypatch.setattr(tcli, "solve_equilibrium",
+                        lambda P, mu, tau: dataclasses.replace(real(P, mu, tau), residual=float("inf")))
+    assert main(["solve", "--matrix", str(rps_file), "--tau", "0.1", "--json"]) == 0
+    out = capsys.readouterr().out
+    d = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert d["residual"] is None and d["gap"] <= 1e-12
