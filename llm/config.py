@@ -38,6 +38,12 @@ def _positive_finite(name: str, value) -> None:
         raise UsageError(f"--{name} must be a finite number > 0, got {value}")
 
 
+def _known_methods(methods) -> None:
+    for m in methods:
+        if m not in METHODS:
+            raise UsageError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+
+
 @dataclass
 class RunConfig:
     """Fields shared by every stage."""
@@ -216,9 +222,7 @@ class PipelineConfig(ModelShape, RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        for m in self.methods:
-            if m not in METHODS:
-                raise UsageError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        _known_methods(self.methods)
         try:
             taus = [float(t.split("=", 1)[1]) for t in self.taus] + [float(v) for v in self.sweep_taus]
             betas = [float(b) for b in self.sweep_betas] + [self.beta]
@@ -264,9 +268,7 @@ class StudyConfig(ModelShape, RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        for m in self.methods:
-            if m not in METHODS:
-                raise UsageError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        _known_methods(self.methods)
         try:
             grid = {m: [float(t) for t in v.split(",")] for m, v in (e.split("=", 1) for e in self.taus)}
             betas = [float(b) for b in self.betas]
@@ -275,8 +277,9 @@ class StudyConfig(ModelShape, RunConfig):
         missing = [m for m in self.methods if m not in grid]
         if missing:
             raise UsageError(f"--taus lacks a grid for {', '.join(missing)}")
-        if any(not t > 0 for ts in grid.values() for t in ts) or any(not 0 <= b <= 1 for b in betas):
-            raise UsageError("every tau must be > 0 and every beta in [0, 1]")
+        if any(not (math.isfinite(t) and t > 0) for ts in grid.values() for t in ts) \
+                or any(not 0 <= b <= 1 for b in betas):
+            raise UsageError("every tau must be a finite number > 0 and every beta in [0, 1]")
         if self.chains < 1 or self.eval_every < 1 or self.samples_per_prompt < 1:
             raise UsageError("--chains, --eval-every and --samples-per-prompt must be >= 1")
 
