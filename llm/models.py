@@ -22,16 +22,13 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tabular.files import atomic_write_json
+from tabular.cliargs import UsageError  # re-exported here until every llm module imports it from tabular.cliargs
 
 __all__ = ["UsageError", "SPECIAL_TOKENS", "Codec", "train_tokenizer", "new_causal_lm",
            "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model", "check_context",
            "pad_left", "pad_right"]
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<sep>", "<eos>", "<unk>", "<vs>"]
-
-
-class UsageError(ValueError):
-    """A bad user input: the CLI prints its one-line message and exits with status 2."""
 
 
 def train_tokenizer(task) -> Tokenizer:
