@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tabular import ALGORITHMS, AlgorithmConfig, duality_gap, exploitability, run, solve_equilibrium
+from tabular import METHODS, AlgorithmConfig, duality_gap, exploitability, run, solve_equilibrium
 from tabular.files import atomic_write_json
 from tabular.game import random_game
 
@@ -160,7 +160,7 @@ def bench_throughput(games, n, steps, rows):
     pi_star = solve_equilibrium(P, None, 0.1).pi  # batched; not part of the simulation time
     run(AlgorithmConfig("online_ipo", tau=0.1), P[:2], steps=2, pi_star=pi_star[:2])  # warm-up:
     # the first autograd call of a process costs seconds (measured ~8 s here), not per-step work
-    for name in ALGORITHMS:
+    for name in METHODS:
         for sampled in (False, True):
             cfg = AlgorithmConfig(name, tau=0.1, sampled=sampled, batch=16)
             _, t = timed(lambda: run(cfg, P, steps=steps, seed=0, record_every=steps,

@@ -3,19 +3,26 @@
 Public API (see each module's docstring):
 
 - games (:mod:`tabular.game`): ``validate_game``, families (``bradley_terry``, ``cyclic``,
-  ``random_game``, ``annotator_majority``, ``perturbed_rps``, ``biased_rps``, ...), ``make_game``,
-  ``load_matrix``, policy helpers (``softmax``, ``kl``, ``mixture_policy``, ``best_response``,
-  ``win_rate``).
-- solvers (:mod:`tabular.solvers`): ``solve_equilibrium`` -> ``Equilibrium`` (pi, gap, residual),
-  ``duality_gap``, ``exploitability``, ``fixed_point_residual``, ``mixture_fixed_point``.
+  ``random_game``, ``annotator_majority``, ``perturbed_rps``, ``biased_rps``, ...), ``make_game``
+  -> ``Game(P, scores)``, ``load_matrix``, policy helpers (``softmax``, ``kl_log``,
+  ``mixture_policy``, ``win_rate``).
+- solvers (:mod:`tabular.solvers`): ``solve_equilibrium`` -> ``Equilibrium`` (pi, gap, residual)
+  or ``EquilibriumBatch``; the certificates ``duality_gap``, ``exploitability``,
+  ``fixed_point_map``, ``fixed_point_residual``; the closed-form limits
+  ``mixture_fixed_point`` -> ``MixtureFixedPoint`` (SPEC Eq. 13) and ``rlhf_optimum`` ->
+  ``RLHFOptimum``.
 - losses (:mod:`tabular.losses`): ``ipo_loss``, ``dpo_loss``, ``slic_loss``, ``make_labels``,
   ``policy_gradient_loss`` — the single definitions, also used by ``llm``.
-- algorithms (:mod:`tabular.algorithms`): ``AlgorithmConfig``, ``make_state``, ``step``, ``run``,
-  ``nash_md_step``, ``extragradient_step``, ``limit_point``; metrics in :mod:`tabular.metrics`.
+- methods (:mod:`tabular.methods`): ``METHODS``, the one table of methods (frozen ``Method``:
+  kind, loss, where ``y`` and ``y'`` are drawn), also read by ``llm``.
+- algorithms (:mod:`tabular.algorithms`): ``AlgorithmConfig``, ``make_state``, ``step``, ``run``
+  -> frozen ``RunResult``; one pair weighting ``pairs`` (exact: every pair weighted
+  ``q(y) q'(y')``; sampled: K draws weighted 1/K) feeding one pairwise and one policy-gradient
+  objective, one ``P_times`` estimator for ``nash_md_step`` and ``extragradient_step``;
+  ``limit_point``. Metrics in :mod:`tabular.metrics`.
 """
 
 from .algorithms import (
-    ALGORITHMS,
     AlgorithmConfig,
     RunResult,
     extragradient_step,
@@ -26,14 +33,14 @@ from .algorithms import (
     step,
 )
 from .game import (
+    Game,
     annotator_majority,
-    best_response,
     biased_rps,
     bradley_terry,
     bradley_terry_random,
     cyclic,
     intransitive_blend,
-    kl,
+    kl_log,
     load_matrix,
     make_game,
     mixture_policy,
@@ -46,27 +53,33 @@ from .game import (
     win_rate,
 )
 from .losses import dpo_loss, ipo_loss, make_labels, policy_gradient_loss, slic_loss
+from .methods import METHODS, Method
 from .metrics import policy_metrics
 from .solvers import (
     Equilibrium,
     EquilibriumBatch,
+    MixtureFixedPoint,
+    RLHFOptimum,
     duality_gap,
     exploitability,
+    fixed_point_map,
     fixed_point_residual,
     mixture_fixed_point,
+    rlhf_optimum,
     solve_equilibrium,
 )
 
 __all__ = [
-    "ALGORITHMS", "AlgorithmConfig", "RunResult", "extragradient_step", "limit_point", "make_state",
+    "AlgorithmConfig", "RunResult", "extragradient_step", "limit_point", "make_state",
     "nash_md_step", "run", "step",
-    "annotator_majority", "best_response", "biased_rps", "bradley_terry", "bradley_terry_random",
-    "cyclic", "intransitive_blend", "kl", "load_matrix", "make_game", "mixture_policy",
+    "Game", "annotator_majority", "biased_rps", "bradley_terry", "bradley_terry_random",
+    "cyclic", "intransitive_blend", "kl_log", "load_matrix", "make_game", "mixture_policy",
     "perturbed_rps", "random_game", "rock_paper_scissors", "softmax", "uniform", "validate_game",
     "win_rate",
     "dpo_loss", "ipo_loss", "make_labels", "policy_gradient_loss", "slic_loss",
+    "METHODS", "Method",
     "policy_metrics",
-    "Equilibrium", "EquilibriumBatch",
-    "duality_gap", "exploitability", "fixed_point_residual", "mixture_fixed_point",
-    "solve_equilibrium",
+    "Equilibrium", "EquilibriumBatch", "MixtureFixedPoint", "RLHFOptimum",
+    "duality_gap", "exploitability", "fixed_point_map", "fixed_point_residual",
+    "mixture_fixed_point", "rlhf_optimum", "solve_equilibrium",
 ]

@@ -35,51 +35,40 @@ records :mod:`metrics <tabular.metrics>` every ``record_every`` steps.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from types import MappingProxyType
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from .game import validate_beta, validate_eta, validate_game, validate_seed, validate_tau
 from .losses import LABEL_TYPES, make_labels, pairwise_loss, policy_gradient_loss
+from .methods import METHODS, Method, method
 
 __all__ = [
-    "ALGORITHMS",
-    "PAIRWISE_ALGORITHMS",
     "AlgorithmConfig",
     "State",
     "make_state",
     "step",
     "run",
     "RunResult",
+    "Pairs",
+    "pairs",
+    "responses",
+    "draw",
+    "P_times",
     "sampling_log_policy",
     "label_matrix",
-    "population_pairwise_loss",
-    "sampled_pairwise_loss",
-    "exact_pg_loss",
-    "sampled_pg_loss",
+    "pairwise_objective",
+    "policy_gradient_objective",
+    "method_loss",
     "nash_md_step",
     "extragradient_step",
     "nash_md_eta",
     "limit_point",
 ]
-
-# name -> (kind, loss, pair sampling). kind: "pairwise" | "pg" | "md"
-ALGORITHMS: dict[str, tuple[str, str | None, str | None]] = {
-    "offline_ipo": ("pairwise", "ipo", "mu"),
-    "offline_dpo": ("pairwise", "dpo", "mu"),
-    "offline_slic": ("pairwise", "slic", "mu"),
-    "online_ipo": ("pairwise", "ipo", "pi"),
-    "online_dpo": ("pairwise", "dpo", "pi"),
-    "online_slic": ("pairwise", "slic", "pi"),
-    "ipo_md": ("pairwise", "ipo", "mix"),
-    "nash_md_pg": ("pg", None, "mix"),
-    "self_play": ("pg", None, "pi"),
-    "rl": ("pg", None, "score"),
-    "nash_md": ("md", None, None),
-    "extragradient": ("md", None, None),
-}
-PAIRWISE_ALGORITHMS = [k for k, v in ALGORITHMS.items() if v[0] == "pairwise"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +76,7 @@ class AlgorithmConfig:
     """Hyperparameters of one algorithm (all of them, so one config is saved beside each run)."""
 
     name: str
-    """One of :data:`ALGORITHMS`."""
+    """One of :data:`tabular.methods.METHODS`."""
     tau: float = 0.1
     """KL-regularisation strength (> 0)."""
     beta: float = 0.0
@@ -107,8 +96,8 @@ class AlgorithmConfig:
     """``soft`` | ``bernoulli`` | ``hard`` (SPEC §3)."""
 
     def __post_init__(self):
-        if self.name not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {self.name!r}; choose from {', '.join(ALGORITHMS)}")
+        if self.name not in METHODS:
+            raise ValueError(f"unknown algorithm {self.name!r}; choose from {', '.join(METHODS)}")
         validate_tau(self.tau)
         validate_beta(self.beta)
         if self.eta is not None:
@@ -128,14 +117,14 @@ class AlgorithmConfig:
                              f"underflows to 0; pass lr explicitly")
 
     @property
-    def kind(self) -> str:
-        return ALGORITHMS[self.name][0]
+    def method(self) -> Method:
+        """The method's row of :data:`tabular.methods.METHODS`."""
+        return method(self.name)
 
     @property
-    def effective_beta(self) -> float:
-        """Mixture coefficient actually used: 0 for online/self-play, 1 for offline (mu samples)."""
-        sampling = ALGORITHMS[self.name][2]
-        return {"pi": 0.0, "mu": 1.0, "mix": self.beta}.get(sampling, 0.0)
+    def kind(self) -> str:
+        """``pairwise``, ``pg``, ``rl`` or ``md`` (:class:`tabular.methods.Method`)."""
+        return self.method.kind
 
     @property
     def effective_lr(self) -> float:
@@ -160,7 +149,7 @@ class AlgorithmConfig:
         # SLiC get lr / (2 tau^2) and lr / (2 tau): measured, not derived (their gradients in h
         # scale like tau, and the rotation like 1/tau); 4x and 16x the DPO default oscillate on
         # a BT-cyclic blend at tau = 0.1.
-        loss = ALGORITHMS[self.name][1]
+        loss = self.method.loss
         if loss == "dpo":  # lr_pairwise / (2 tau^2)
             return min(0.25 / tau / tau, 10.0)
         if loss == "slic":  # lr_pairwise / (2 tau)
@@ -238,7 +227,7 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
         raise ValueError(f"init must be 'mu', 'uniform' or 'random', got {init!r}")
     theta = torch.log_softmax(theta, -1)
     optimizer = None
-    if cfg.kind in ("pairwise", "pg"):
+    if cfg.method.sampled:  # gradient methods (all but the closed-form md updates)
         theta.requires_grad_(True)
         opt_cls = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.Adam
         optimizer = opt_cls([theta], lr=cfg.effective_lr)
@@ -246,7 +235,7 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
 
 
 # --------------------------------------------------------------------------------------------
-# Losses on the batch (the shared loss functions, applied to tabular pairs).
+# Where the pairs come from: one weighting for the exact and the sampled form.
 # --------------------------------------------------------------------------------------------
 def sampling_log_policy(log_pi: torch.Tensor, log_mu: torch.Tensor, beta: float) -> torch.Tensor:
     """log of ``mix_beta(pi) ∝ pi^(1-beta) mu^beta``, detached: samples carry no gradient."""
@@ -260,87 +249,140 @@ def label_matrix(P: torch.Tensor, label_type: str) -> torch.Tensor:
     return make_labels(P, "hard") if label_type == "hard" else P
 
 
-def population_pairwise_loss(theta, log_mu, P, tau, loss, log_q, label_type="soft"):
-    """``sum_{y,y'} q(y) q(y') loss(h(y, y'), label(P[y, y']), tau)`` per game, shape (B,).
+class Pairs(NamedTuple):
+    """Weighted pairs ``(y, y')`` with their labels; a loss over them is ``sum_k weight_k loss_k``.
 
-    ``h(y, y') = r(y) - r(y')``, ``r = log pi - log mu``, ``pi = softmax(theta)``; ``q`` detached.
+    Sampled form: ``K`` drawn pairs, ``y`` and ``y_prime`` (B, K) indices, weight ``1/K``.
+    Exact form: every pair, laid out as a grid with ``y`` on axis 1 and ``y'`` on axis 2
+    (``y`` and ``y_prime`` are None), weight ``q(y) q'(y')`` of shape (B, n, n); where the
+    consumer is linear in the label, ``y'`` is summed out in closed form instead: axis 2 has
+    size 1, weight ``q(y)`` and label ``E_{y' ~ q'} label(y, y')`` (B, n, 1).
     """
-    r = torch.log_softmax(theta, -1) - log_mu  # (B, n)
-    margin = r[:, :, None] - r[:, None, :]  # (B, n, n)
-    label = label_matrix(P, label_type)
-    q = torch.exp(log_q)
-    weights = q[:, :, None] * q[:, None, :]  # (B, n, n)
-    return (weights * pairwise_loss(loss, margin, label, tau)).sum((-1, -2))
+
+    y: torch.Tensor | None
+    y_prime: torch.Tensor | None
+    weight: torch.Tensor
+    label: torch.Tensor
+
+    def at_y(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-response values ``x`` (B, n) at each pair's ``y``."""
+        # The grid broadcasts rather than gathers: autograd then sums a response's gradient over
+        # its pairs in the same order as a plain (B, n, n) expression (bit-identical results).
+        return x[:, :, None] if self.y is None else x.gather(1, self.y)
+
+    def at_y_prime(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-response values ``x`` (B, n) at each pair's ``y'``."""
+        return x[:, None, :] if self.y_prime is None else x.gather(1, self.y_prime)
+
+    def total(self, per_pair: torch.Tensor) -> torch.Tensor:
+        """``sum_k weight_k per_pair_k`` per game, shape (B,)."""
+        return (self.weight * per_pair).sum(tuple(range(1, per_pair.ndim)))
 
 
-def _draw(log_q: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.multinomial(torch.exp(log_q), k, replacement=True, generator=gen)  # (B, k)
+def draw(log_q: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """``k`` i.i.d. responses per game from ``exp(log_q)`` (B, n); indices (B, k)."""
+    return torch.multinomial(torch.exp(log_q), k, replacement=True, generator=generator)
 
 
-def sampled_pairwise_loss(theta, log_mu, P, tau, loss, log_q, batch, label_type, gen):
-    """Mean over ``batch`` pairs ``y, y' ~ q`` i.i.d. of the pairwise loss, shape (B,)."""
-    y = _draw(log_q, batch, gen)
-    y_prime = _draw(log_q, batch, gen)
-    r = torch.log_softmax(theta, -1) - log_mu
-    margin = r.gather(1, y) - r.gather(1, y_prime)  # (B, K)
-    p = P[torch.arange(P.shape[0])[:, None], y, y_prime]  # (B, K)
-    label = make_labels(p, label_type, gen)
-    return pairwise_loss(loss, margin, label, tau).mean(-1)
+def pairs(P, log_q, log_q_prime, label_type: str, batch: int | None = None, generator=None,
+          sum_out_y_prime: bool = False) -> Pairs:
+    """The pairs a loss is averaged over: ``y ~ q``, ``y' ~ q'`` (both detached), label from ``P``.
+
+    ``batch`` None: the exact form, every pair weighted ``q(y) q'(y')`` with its expected label
+    (:func:`label_matrix`); with ``sum_out_y_prime`` (for a loss linear in the label, the policy
+    gradient) ``y'`` is summed out: ``label(y) = (label_matrix @ q')(y)``, weight ``q(y)``.
+    ``batch`` K: K pairs drawn i.i.d. (``y`` first, then ``y'``, then the labels, from one
+    ``generator``), weight ``1/K``, labels soft, Bernoulli or hard (:func:`make_labels`).
+    """
+    if batch is None:
+        if sum_out_y_prime:
+            return responses(log_q, P_times(P, log_q_prime, label_type))
+        weight = torch.exp(log_q)[:, :, None] * torch.exp(log_q_prime)[:, None, :]  # (B, n, n)
+        return Pairs(None, None, weight, label_matrix(P, label_type))
+    y = draw(log_q, batch, generator)  # (B, K)
+    y_prime = draw(log_q_prime, batch, generator)
+    label = make_labels(P[torch.arange(P.shape[0])[:, None], y, y_prime], label_type, generator)
+    return Pairs(y, y_prime, _uniform_weight(y), label)
 
 
-def _pg_advantage_exact(cfg, log_pi, log_mu, P, scores):
-    r = log_pi.detach() - log_mu
-    if cfg.name == "rl":
-        return scores - cfg.tau * r
-    m = torch.exp(sampling_log_policy(log_pi, log_mu, cfg.effective_beta))
-    return torch.einsum("bij,bj->bi", label_matrix(P, cfg.label_type), m) - 0.5 - cfg.tau * r
+def responses(log_q, values, batch: int | None = None, generator=None) -> Pairs:
+    """Single responses ``y ~ q`` (no ``y'``), labelled ``values(y)`` (values: (B, n)).
+
+    Exact: every ``y`` weighted ``q(y)`` (the grid with an axis 2 of size 1); sampled: ``batch``
+    draws weighted ``1/K``.
+    """
+    if batch is None:
+        return Pairs(None, None, torch.exp(log_q)[:, :, None], values[:, :, None])
+    y = draw(log_q, batch, generator)
+    return Pairs(y, None, _uniform_weight(y), values.gather(1, y))
 
 
-def exact_pg_loss(cfg, theta, log_mu, P, scores=None):
-    """``sum_y pi(y) * policy_gradient_loss(log pi(y), A(y))`` per game: its gradient is minus the
-    exact expected policy gradient ``E_{y~pi}[grad log pi(y) A(y)]`` (pi weights detached)."""
+def _uniform_weight(y: torch.Tensor) -> torch.Tensor:
+    # 1/K per drawn pair (for K a power of two, bit for bit the old mean over the batch)
+    return torch.full(y.shape, 1.0 / y.shape[-1], dtype=torch.float64)
+
+
+def P_times(P, log_q, label_type: str = "soft", batch: int | None = None, generator=None):
+    """``(label_matrix @ q)(y)`` for every ``y`` (B, n): exact, or from ``batch`` draws ``y' ~ q``
+    each labelled against every ``y`` (full information). Nash-MD and extragradient use it."""
+    if batch is None:
+        return torch.einsum("bij,bj->bi", label_matrix(P, label_type), torch.exp(log_q))
+    y_prime = draw(log_q, batch, generator)  # (B, K)
+    cols = torch.gather(P, 2, y_prime[:, None, :].expand(-1, P.shape[1], -1))  # (B, n, K)
+    return make_labels(cols, label_type, generator).mean(-1)
+
+
+# --------------------------------------------------------------------------------------------
+# The two losses of the gradient methods, on weighted pairs.
+# --------------------------------------------------------------------------------------------
+def pairwise_objective(pr: Pairs, log_ratio: torch.Tensor, loss: str, tau: float) -> torch.Tensor:
+    """``sum_k w_k loss(h_k, label_k, tau)`` per game (B,), ``h_k = r(y_k) - r(y'_k)``,
+    ``r = log pi - log mu`` (``log_ratio``, carrying the gradient); loss from
+    :func:`tabular.losses.pairwise_loss`."""
+    margin = pr.at_y(log_ratio) - pr.at_y_prime(log_ratio)
+    return pr.total(pairwise_loss(loss, margin, pr.label, tau))
+
+
+def policy_gradient_objective(pr: Pairs, log_pi, log_ratio, reward, tau: float) -> torch.Tensor:
+    """``sum_k w_k policy_gradient_loss(log pi(y_k), reward_k - tau r(y_k))`` per game (B,): its
+    gradient is minus the REINFORCE estimate of ``E_{y~pi}[grad log pi(y) A(y)]`` (exact when
+    the weights are ``pi(y)``). ``reward``: ``label - 1/2`` (preferences) or ``s(y)`` (rl)."""
+    advantage = reward - tau * pr.at_y(log_ratio.detach())
+    return pr.total(policy_gradient_loss(pr.at_y(log_pi), advantage))
+
+
+def method_loss(cfg: AlgorithmConfig, theta, log_mu, P, scores=None, generator=None) -> torch.Tensor:
+    """The loss (B,) whose gradient in ``theta`` is one step of a gradient method (exact or
+    sampled per ``cfg``); pairs drawn as :data:`tabular.methods.METHODS` says."""
+    method = cfg.method
+    batch = cfg.batch if cfg.sampled else None
     log_pi = torch.log_softmax(theta, -1)
-    adv = _pg_advantage_exact(cfg, log_pi, log_mu, P, scores)
-    weights = torch.exp(log_pi.detach())
-    return (weights * policy_gradient_loss(log_pi, adv)).sum(-1)
-
-
-def sampled_pg_loss(cfg, theta, log_mu, P, gen, scores=None):
-    """REINFORCE with ``batch`` samples ``y ~ pi`` (and ``y' ~ mix_beta(pi)`` labelled from P)."""
-    log_pi = torch.log_softmax(theta, -1)
-    y = _draw(log_pi.detach(), cfg.batch, gen)
-    logp_y = log_pi.gather(1, y)  # (B, K)
-    r_y = logp_y.detach() - log_mu.gather(1, y)
-    if cfg.name == "rl":
-        adv = scores.gather(1, y) - cfg.tau * r_y
-    else:
-        y_prime = _draw(sampling_log_policy(log_pi, log_mu, cfg.effective_beta), cfg.batch, gen)
-        p = P[torch.arange(P.shape[0])[:, None], y, y_prime]
-        adv = make_labels(p, cfg.label_type, gen) - 0.5 - cfg.tau * r_y
-    return policy_gradient_loss(logp_y, adv).mean(-1)
+    log_ratio = log_pi - log_mu  # r = log pi - log mu
+    beta_y, beta_y_prime = method.betas(cfg.beta)
+    log_q = sampling_log_policy(theta, log_mu, beta_y)  # (y ~ pi: log_q is log_pi bit for bit)
+    if method.kind == "pairwise":
+        pr = pairs(P, log_q, sampling_log_policy(theta, log_mu, beta_y_prime), cfg.label_type, batch,
+                   generator)
+        return pairwise_objective(pr, log_ratio, method.loss, cfg.tau)
+    if method.kind == "rl":  # one response, scored by the Bradley-Terry reward: no y'
+        pr = responses(log_q, scores, batch, generator)
+        return policy_gradient_objective(pr, log_pi, log_ratio, pr.label, cfg.tau)
+    pr = pairs(P, log_q, sampling_log_policy(log_pi, log_mu, beta_y_prime), cfg.label_type, batch,
+               generator, sum_out_y_prime=True)
+    return policy_gradient_objective(pr, log_pi, log_ratio, pr.label - 0.5, cfg.tau)
 
 
 # --------------------------------------------------------------------------------------------
 # Mirror-descent updates.
 # --------------------------------------------------------------------------------------------
-def _estimate_P_times(P, log_q, cfg, gen):
-    """``P @ q`` exactly, or from ``batch`` samples ``y' ~ q`` (for every ``y``: full information)."""
-    if not cfg.sampled:
-        return torch.einsum("bij,bj->bi", label_matrix(P, cfg.label_type), torch.exp(log_q))
-    y_prime = _draw(log_q, cfg.batch, gen)  # (B, K)
-    cols = torch.gather(P, 2, y_prime[:, None, :].expand(-1, P.shape[1], -1))  # (B, n, K)
-    return make_labels(cols, cfg.label_type, gen).mean(-1)
-
-
 def nash_md_step(log_pi, log_mu, P, tau, eta, P_times_mix=None):
     """One Nash-MD step (Munos et al. 2023, Eq. 10; SPEC §4):
 
     ``log pi_{t+1} = (1 - eta tau) log pi_t + eta tau log mu + eta P @ mix_{eta tau}(pi_t) + c``.
-    ``P_times_mix`` replaces the exact ``P @ mix`` (sampled form).
+    ``P_times_mix`` replaces the exact ``P @ mix`` (sampled form, hard labels).
     """
     if P_times_mix is None:
-        mix = torch.exp(sampling_log_policy(log_pi, log_mu, eta * tau))
-        P_times_mix = torch.einsum("bij,bj->bi", P, mix)
+        P_times_mix = P_times(P, sampling_log_policy(log_pi, log_mu, eta * tau))
     return torch.log_softmax((1 - eta * tau) * log_pi + eta * tau * log_mu + eta * P_times_mix, -1)
 
 
@@ -349,9 +391,9 @@ def extragradient_step(log_pi, log_mu, P, tau, eta, estimate=None):
 
     ``log pi_half = (1 - eta tau) log pi_t + eta tau log mu + eta P pi_t + c``,
     ``log pi_{t+1} = (1 - eta tau) log pi_t + eta tau log mu + eta P pi_half + c``.
-    ``estimate(log_q)`` replaces the exact ``P @ q`` (sampled form).
+    ``estimate(log_q)`` replaces the exact ``P @ q`` (:func:`P_times`; sampled form, hard labels).
     """
-    estimate = estimate or (lambda log_q: torch.einsum("bij,bj->bi", P, torch.exp(log_q)))
+    estimate = estimate or (lambda log_q: P_times(P, log_q))
     prior = (1 - eta * tau) * log_pi + eta * tau * log_mu
     log_half = torch.log_softmax(prior + eta * estimate(log_pi), -1)
     return torch.log_softmax(prior + eta * estimate(log_half), -1)
@@ -365,27 +407,15 @@ def step(state: State) -> State:
     cfg = state.cfg
     if cfg.kind == "md":
         eta = nash_md_eta(cfg, state.t)
-        est = lambda log_q: _estimate_P_times(state.P, log_q, cfg, state.generator)  # noqa: E731
+        P_times_q = partial(P_times, state.P, label_type=cfg.label_type,
+                            batch=cfg.batch if cfg.sampled else None, generator=state.generator)
         if cfg.name == "nash_md":
             mix = sampling_log_policy(state.theta, state.log_mu, eta * cfg.tau)
-            state.theta = nash_md_step(state.theta, state.log_mu, state.P, cfg.tau, eta, est(mix))
+            state.theta = nash_md_step(state.theta, state.log_mu, state.P, cfg.tau, eta, P_times_q(mix))
         else:
-            state.theta = extragradient_step(state.theta, state.log_mu, state.P, cfg.tau, eta, est)
+            state.theta = extragradient_step(state.theta, state.log_mu, state.P, cfg.tau, eta, P_times_q)
     else:
-        log_q = sampling_log_policy(state.theta, state.log_mu, cfg.effective_beta)
-        if cfg.kind == "pairwise":
-            loss_name = ALGORITHMS[cfg.name][1]
-            if cfg.sampled:
-                loss = sampled_pairwise_loss(state.theta, state.log_mu, state.P, cfg.tau, loss_name,
-                                             log_q, cfg.batch, cfg.label_type, state.generator)
-            else:
-                loss = population_pairwise_loss(state.theta, state.log_mu, state.P, cfg.tau,
-                                                loss_name, log_q, cfg.label_type)
-        elif cfg.sampled:
-            loss = sampled_pg_loss(cfg, state.theta, state.log_mu, state.P, state.generator,
-                                   state.scores)
-        else:
-            loss = exact_pg_loss(cfg, state.theta, state.log_mu, state.P, state.scores)
+        loss = method_loss(cfg, state.theta, state.log_mu, state.P, state.scores, state.generator)
         state.optimizer.zero_grad()
         loss.sum().backward()  # games are independent: the sum gives each its own gradient
         state.optimizer.step()
@@ -395,68 +425,81 @@ def step(state: State) -> State:
 
 
 def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
-    """The known limit of an algorithm on one game (an :class:`~tabular.solvers.Equilibrium`),
-    or None where theory gives none (online DPO / SLiC, offline DPO / SLiC, rl without scores).
+    """The known limit of an algorithm on one game, or None where theory gives none (online DPO /
+    SLiC, offline DPO / SLiC, rl without scores).
 
-    online_ipo, self_play, nash_md with decaying step, extragradient: ``pi*``. ipo_md and
-    nash_md_pg(beta): ``pi ∝ mu exp(P mix_beta(pi) / tau)`` (SPEC Eq. 13). offline_ipo: beta = 1.
-    nash_md with constant eta: beta = eta tau (SPEC §5.5). rl: ``mu exp(s / tau)`` normalised
-    (``residual`` 0, ``gap`` its duality gap in the game P). With hard labels every limit is that of
-    the game ``1[P > 1/2]`` (:func:`label_matrix`), which is what the updates then follow.
+    - online_ipo, self_play, nash_md with decaying step, extragradient: ``pi*``, an
+      :class:`~tabular.solvers.Equilibrium`.
+    - ipo_md and nash_md_pg(beta): ``pi ∝ mu exp(P mix_beta(pi) / tau)`` (SPEC Eq. 13), a
+      :class:`~tabular.solvers.MixtureFixedPoint`; offline_ipo: beta = 1; nash_md with constant
+      eta: beta = eta tau (SPEC §5.5).
+    - rl: ``mu exp(s / tau)`` normalised, an :class:`~tabular.solvers.RLHFOptimum`.
+
+    With hard labels every limit is that of the game ``1[P > 1/2]`` (:func:`label_matrix`), which
+    is what the updates then follow.
     """
-    from .solvers import Equilibrium, duality_gap, mixture_fixed_point, solve_equilibrium
+    from .solvers import mixture_fixed_point, rlhf_optimum, solve_equilibrium
 
     P, mu = validate_game(P, mu)
     if cfg.label_type == "hard":
         P = label_matrix(torch.as_tensor(P), "hard").numpy()
-    name = cfg.name
-    if name == "rl":
-        if scores is None:
-            return None
-        log_pi = np.log(mu) + np.asarray(scores, np.float64) / cfg.tau
-        log_pi = log_pi - np.logaddexp.reduce(log_pi)
-        pi = np.exp(log_pi)
-        return Equilibrium(pi, log_pi, cfg.tau, float(duality_gap(P, mu, cfg.tau, pi)), 0.0, 0,
-                           True, "rlhf-closed-form", "mu exp(s / tau), normalised")
-    if name in ("online_ipo", "self_play", "extragradient") or (name == "nash_md" and cfg.eta is None):
+    m = cfg.method
+    if m.kind == "rl":
+        return None if scores is None else rlhf_optimum(P, mu, cfg.tau, scores)
+    if m.kind == "md":
+        if cfg.name == "nash_md" and cfg.eta is not None:
+            return mixture_fixed_point(P, mu, cfg.tau, cfg.eta * cfg.tau)
         return solve_equilibrium(P, mu, cfg.tau)
-    if name in ("ipo_md", "nash_md_pg", "offline_ipo"):
-        return mixture_fixed_point(P, mu, cfg.tau, cfg.effective_beta)
-    if name == "nash_md":
-        return mixture_fixed_point(P, mu, cfg.tau, cfg.eta * cfg.tau)
-    return None
+    if m.loss not in (None, "ipo"):
+        return None
+    if m.beta_y_prime == "pi":  # online_ipo, self_play
+        return solve_equilibrium(P, mu, cfg.tau)
+    return mixture_fixed_point(P, mu, cfg.tau, m.betas(cfg.beta)[1])  # ipo_md, nash_md_pg, offline
 
 
 # --------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
-    """Recorded metrics: ``steps`` (K,), ``metrics[name]`` (K, B), ``log_pi`` (K, B, n) at the
-    recorded steps, final policies (B, n)."""
+    """What :func:`run` recorded: ``steps`` (K,), ``metrics[name]`` (K, B), ``log_pi`` (K, B, n) at
+    the recorded steps, final policies (B, n); ``pi_star`` (B, n) or None (no ``kl_to_opt``).
+
+    Frozen: to attach a number computed after the run, make a new result,
+    ``dataclasses.replace(res, extra={**res.extra, "limit_distance": d})`` (or
+    :meth:`with_extra`); ``extra`` is a read-only mapping.
+    """
 
     config: dict
     steps: np.ndarray
     metrics: dict[str, np.ndarray]
     final_pi: np.ndarray
     final_log_pi: np.ndarray
-    pi_star: np.ndarray
+    pi_star: np.ndarray | None
     log_pi: np.ndarray
-    extra: dict = field(default_factory=dict)
+    extra: MappingProxyType = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+
+    def with_extra(self, **values) -> RunResult:
+        """A copy with ``values`` added to ``extra``."""
+        return replace(self, extra={**self.extra, **values})
 
 
 def run(cfg: AlgorithmConfig, P, mu=None, *, steps: int = 1000, seed: int = 0,
         record_every: int = 10, record_at=None, scores=None, init="mu", pi_star=None,
-        progress=None) -> RunResult:
+        progress=None, extra=None) -> RunResult:
     """Run ``steps`` iterations on a batch of games, recording metrics every ``record_every``.
 
     ``record_at`` (an iterable of iterations, 0 = the start) replaces the ``record_every`` grid
-    (e.g. log-spaced steps for plots). ``init`` as in :func:`make_state`. ``pi_star`` (B, n)
-    defaults to :func:`tabular.solvers.solve_equilibrium` on the stack (per-game certificates). ``progress`` is an optional
-    callable ``progress(n_steps_done)`` (e.g. a tqdm ``update``).
+    (e.g. log-spaced steps for plots). ``init`` as in :func:`make_state`. ``pi_star`` (n,) or
+    (B, n): the equilibria for ``kl_to_opt`` (e.g. :func:`tabular.solvers.solve_equilibrium` on the
+    stack); None records no ``kl_to_opt``. ``progress`` is an optional callable
+    ``progress(n_steps_done)`` (e.g. a tqdm ``update``). ``extra``: a mapping stored read-only in
+    the result.
     Metrics (see :mod:`tabular.metrics`): ``kl_to_opt`` = KL(pi* || pi_t), ``gap``,
     ``winrate_vs_mu``, ``kl_to_ref`` = KL(pi_t || mu), ``loss`` (gradient methods: the step's loss).
     """
     from .metrics import policy_metrics
-    from .solvers import solve_equilibrium
 
     for name, value, least in (("steps", steps, 0), ("record_every", record_every, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
@@ -464,9 +507,8 @@ def run(cfg: AlgorithmConfig, P, mu=None, *, steps: int = 1000, seed: int = 0,
     state = make_state(cfg, P, mu, scores=scores, seed=seed, init=init)
     P_np = state.P.numpy()
     mu_np = torch.exp(state.log_mu).numpy()
-    if pi_star is None:
-        pi_star = solve_equilibrium(P_np, mu_np, cfg.tau).pi  # batched: one Newton over the stack
-    pi_star = np.broadcast_to(np.asarray(pi_star, np.float64), mu_np.shape)
+    if pi_star is not None:
+        pi_star = np.broadcast_to(np.asarray(pi_star, np.float64), mu_np.shape)
 
     if record_at is None:
         record_at = set(range(0, steps + 1, record_every)) | {steps}
@@ -493,4 +535,5 @@ def run(cfg: AlgorithmConfig, P, mu=None, *, steps: int = 1000, seed: int = 0,
     metrics = {k: np.stack([r[k] for r in rows]) for k in rows[0]} if rows else {}
     log_pi = state.log_pi.numpy()
     return RunResult(asdict(cfg), np.asarray(recorded_steps), metrics, np.exp(log_pi), log_pi, pi_star,
-                     np.stack(recorded_log_pi) if recorded_log_pi else np.empty((0,) + log_pi.shape))
+                     np.stack(recorded_log_pi) if recorded_log_pi else np.empty((0,) + log_pi.shape),
+                     extra or {})

@@ -32,11 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .algorithms import ALGORITHMS, AlgorithmConfig, make_state, run, step
+from .algorithms import AlgorithmConfig, make_state, run, step
 from .files import atomic_write_json, atomic_write_text, check_output_dir, package_versions
 from .game import (GAME_FAMILIES, check_allocation, load_matrix, load_vector, make_game,
                    validate_beta, validate_eta, validate_reference, validate_seed, validate_tau)
 from .losses import LABEL_TYPES
+from .methods import METHODS
 from .solvers import mixture_fixed_point, solve_equilibrium
 
 __all__ = ["SolveConfig", "RunConfig", "EquivalenceConfig", "build_parser", "main",
@@ -69,7 +70,7 @@ class SolveConfig:
 class RunConfig:
     """``run``: algorithms on one game, ``seeds`` runs each as one batch."""
 
-    algorithms: str = _opt(f"comma-separated list from: {', '.join(ALGORITHMS)}")
+    algorithms: str = _opt(f"comma-separated list from: {', '.join(METHODS)}")
     game: str = _opt("game FAMILY[:ARGS]: " + "; ".join(GAME_FAMILIES.values()))
     tau: float = _opt("KL-regularisation strength (> 0)")
     out: str = _opt("output directory (created; metrics.csv and config.json are written there)")
@@ -211,8 +212,8 @@ def cmd_solve(cfg: SolveConfig) -> int:
     else:
         with np.printoptions(precision=17, floatmode="maxprec", linewidth=100):
             print(f"pi* = {eq.pi}")
-        residual_name = "exploitability" if tau == 0 else "residual"
-        print(f"gap = {eq.gap:.3e}   {residual_name} = {eq.residual:.3e}   "
+        residual_name, residual = ("exploitability", eq.gap / 2) if tau == 0 else ("residual", eq.residual)
+        print(f"gap = {eq.gap:.3e}   {residual_name} = {residual:.3e}   "
               f"iterations = {eq.iterations}   method = {eq.method}   converged = {eq.converged}")
     return 0 if eq.converged else 1
 
@@ -243,7 +244,7 @@ def _validate_run(cfg: RunConfig):
     algos = []
     for name in names:
         # eta applies to the mirror-descent methods only; elsewhere it would be rejected as unused.
-        eta = cfg.eta if ALGORITHMS.get(name, ("",))[0] == "md" else None
+        eta = cfg.eta if name in METHODS and METHODS[name].kind == "md" else None
         algos.append(AlgorithmConfig(name, tau=tau, beta=cfg.beta, eta=eta, lr=cfg.lr,
                                      optimizer=cfg.optimizer, sampled=cfg.sampled,
                                      batch=cfg.batch, label_type=cfg.label_type))
@@ -314,7 +315,7 @@ def cmd_run(cfg: RunConfig) -> int:
                       pi_star=eq.pi, progress=bar.update)
             limit = limit_point(algo, P, mu_vec, scores=scores)
             if limit is not None:
-                res.extra["limit_distance"] = float(np.abs(res.final_pi - limit.pi).max())
+                res = res.with_extra(limit_distance=float(np.abs(res.final_pi - limit.pi).max()))
             results.append((algo, res))
 
     out = Path(cfg.out)

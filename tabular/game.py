@@ -20,7 +20,8 @@ Families (each returns ``P`` as an (n, n) float64 array; seeds make them reprodu
 - :func:`annotator_majority`: probability that a majority of several Bradley-Terry annotators
   prefers ``y`` (intransitive in general).
 - :func:`load_matrix`: ``.npy``, ``.csv`` or ``.json``.
-- :func:`make_game`: parses ``FAMILY[:ARGS]`` strings used by the CLI.
+- :func:`make_game`: parses ``FAMILY[:ARGS]`` strings used by the CLI into a :class:`Game`
+  ``(P, scores)``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import math
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import expit, log_softmax
@@ -47,10 +49,9 @@ __all__ = [
     "MAX_ACTIONS",
     "uniform",
     "softmax",
-    "kl",
+    "kl_log",
     "mixture_policy",
     "log_mixture_policy",
-    "best_response",
     "win_rate",
     "bradley_terry",
     "bradley_terry_random",
@@ -64,6 +65,7 @@ __all__ = [
     "load_matrix",
     "load_vector",
     "make_game",
+    "Game",
     "GAME_FAMILIES",
 ]
 
@@ -180,12 +182,12 @@ def softmax(logits) -> np.ndarray:
     return np.exp(log_softmax(np.asarray(logits, dtype=np.float64), axis=-1))
 
 
-def kl(p, q) -> np.ndarray:
-    """KL(p || q) over the last axis, with 0 log 0 = 0."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
+def kl_log(log_p, log_q, p=None) -> np.ndarray:
+    """KL(p || q) over the last axis from log-probabilities, with 0 log 0 = 0 (exact where p or q
+    underflow). ``p``: pass it when you hold it (else ``exp(log_p)``)."""
+    p = np.exp(log_p) if p is None else np.asarray(p, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(p > 0, p * (np.asarray(log_p) - np.asarray(log_q)), 0.0)
     return terms.sum(-1)
 
 
@@ -198,12 +200,6 @@ def mixture_policy(pi, mu, beta: float) -> np.ndarray:
     """Geometric mixture ``mix_beta(pi)(y) ∝ pi(y)^(1-beta) mu(y)^beta`` (the "regularised policy")."""
     with np.errstate(divide="ignore"):
         return np.exp(log_mixture_policy(np.log(pi), np.log(mu), beta))
-
-
-def best_response(P, mu, tau: float, pi) -> np.ndarray:
-    """Regularised best response ``BR(pi) ∝ mu exp(P @ pi / tau)`` (SPEC §2)."""
-    Ppi = np.einsum("...ij,...j->...i", P, pi)
-    return np.exp(log_softmax(np.log(mu) + Ppi / tau, axis=-1))
 
 
 def win_rate(P, pi, pi_prime) -> np.ndarray:
@@ -406,8 +402,16 @@ def _check_size(spec: str, name: str, args: list) -> None:
         check_allocation((2 * int(args[1]) + 1) * n * n * 8.0, f"game {spec!r}")
 
 
-def make_game(spec: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """Build ``P`` from ``FAMILY[:ARGS]``; returns ``(P, scores)`` (scores only for ``bt``).
+class Game(NamedTuple):
+    """A game built by :func:`make_game`: ``P`` (n, n) and the Bradley-Terry ``scores`` (n,) of a
+    ``bt`` game (None for every other family). Unpacks as ``P, scores = make_game(spec)``."""
+
+    P: np.ndarray
+    scores: np.ndarray | None
+
+
+def make_game(spec: str, seed: int = 0) -> Game:
+    """Build ``P`` from ``FAMILY[:ARGS]``; returns a :class:`Game` (scores only for ``bt``).
 
     ``seed`` is used when the spec gives none.
     """
@@ -421,35 +425,35 @@ def make_game(spec: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
         if name == "bt":
             n = int(args[0]) if args else 5
             s = validate_seed(int(args[1]) if len(args) > 1 else seed)
-            return bradley_terry_random(n, s)
+            return Game(*bradley_terry_random(n, s))
         if name == "cyclic":
             n = int(args[0]) if args else 3
             strength = float(args[1]) if len(args) > 1 else 0.5
-            return cyclic(n, strength), None
+            return Game(cyclic(n, strength), None)
         if name == "rps":
-            return rock_paper_scissors(), None
+            return Game(rock_paper_scissors(), None)
         if name == "perturbed_rps":
-            return perturbed_rps(), None
+            return Game(perturbed_rps(), None)
         if name == "biased_rps":
-            return biased_rps(), None
+            return Game(biased_rps(), None)
         if name == "random":
             n = int(args[0]) if args else 5
             s = validate_seed(int(args[1]) if len(args) > 1 else seed)
-            return random_game(n, s), None
+            return Game(random_game(n, s), None)
         if name == "majority":
             n = int(args[0]) if args else 5
             k = int(args[1]) if len(args) > 1 else 3
             s = validate_seed(int(args[2]) if len(args) > 2 else seed)
-            return annotator_majority(n, k, s), None
+            return Game(annotator_majority(n, k, s), None)
         if name == "blend":
             n = int(args[0]) if args else 5
             alpha = float(args[1]) if len(args) > 1 else 0.5
             s = validate_seed(int(args[2]) if len(args) > 2 else seed)
-            return intransitive_blend(n, alpha, s), None
+            return Game(intransitive_blend(n, alpha, s), None)
         if name == "file":
             if not args:
                 raise ValueError("file: needs a path, e.g. file:P.npy")
-            return load_matrix(":".join(args)), None
+            return Game(load_matrix(":".join(args)), None)
     except (IndexError, TypeError) as e:
         raise ValueError(f"bad game spec {spec!r}: {e}") from None
     except ValueError as e:

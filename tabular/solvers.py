@@ -54,7 +54,7 @@ from scipy.optimize import linprog
 from scipy.sparse.linalg import LinearOperator, gmres
 from scipy.special import log_softmax, logsumexp
 
-from .game import kl, validate_beta, validate_game, validate_preference, validate_tau
+from .game import kl_log, validate_beta, validate_game, validate_preference, validate_tau
 
 __all__ = [
     "Equilibrium",
@@ -68,6 +68,9 @@ __all__ = [
     "solve_equilibrium",
     "solve_zero_sum",
     "mixture_fixed_point",
+    "MixtureFixedPoint",
+    "rlhf_optimum",
+    "RLHFOptimum",
 ]
 
 DENSE_MAX_N = 250  # measured (random games, tau 0.01-1): dense LU is as fast or faster up to here
@@ -83,8 +86,9 @@ class Equilibrium:
     """Result of :func:`solve_equilibrium`.
 
     pi: the equilibrium policy (n,). log_pi: its log (exact also where pi underflows to 0).
-    gap: duality gap (closed form). residual: fixed-point residual ``max |log pi - log T(pi)|``
-    (tau > 0) or exploitability (tau == 0). iterations: Newton steps (or LP iterations, or
+    gap: duality gap (closed form; at tau == 0 it is 2 x the exploitability ``max (P pi) - 1/2``).
+    residual: fixed-point residual ``max |log pi - log T(pi)|``; nan at tau == 0, where ``T`` is
+    not defined and the gap is the certificate. iterations: Newton steps (or LP iterations, or
     support corrections). converged: whether gap <= gap_tol. method: ``"newton"``,
     ``"newton-krylov"`` (GMRES linear solves), ``"newton-continuation"``, ``"newton-from-tau0"``
     (tiny tau, Newton started at the tau = 0 solution), ``"support"`` (tau = 0, exact solve on the
@@ -161,7 +165,10 @@ def duality_gap_closed_form(P, mu, tau: float, pi) -> np.ndarray:
     """
     Ppi = _P_times(np.asarray(P, np.float64), np.asarray(pi, np.float64))
     lse = logsumexp(np.log(mu) + Ppi / tau, axis=-1)
-    return 2.0 * (tau * lse + tau * kl(pi, mu)) - 1.0
+    pi = np.asarray(pi, np.float64)
+    with np.errstate(divide="ignore"):
+        kl_pi_mu = kl_log(np.log(pi), np.log(mu), p=pi)
+    return 2.0 * (tau * lse + tau * kl_pi_mu) - 1.0
 
 
 def duality_gap(P, mu, tau: float, pi) -> np.ndarray:
@@ -715,7 +722,8 @@ def solve_zero_sum(P, mu=None) -> Equilibrium:
     Which point when the Nash set is not a single point: ``"support"`` / ``"lp+support"`` return
     the solution of the indifference equations on the identified support (the minimum-norm one
     if they are singular there); ``"lp"`` the vertex HiGHS ends on. None of them is in general
-    the limit of ``pi*_tau``. ``residual`` is the exploitability.
+    the limit of ``pi*_tau``. ``gap`` is twice the exploitability; ``residual`` is nan (no
+    fixed-point map at tau = 0).
     """
     P, mu = validate_game(P, mu)
     A = P - 0.5
@@ -740,7 +748,7 @@ def solve_zero_sum(P, mu=None) -> Equilibrium:
             break
     eq = _solve_zero_sum_lp(P)
     found = _solve_on_support(A, eq.pi > 1e-9, max_moves=3)
-    if found is not None and exploitability(P, found[0]) <= eq.residual:
+    if found is not None and 2 * exploitability(P, found[0]) <= eq.gap:
         return _zero_sum_result(P, found[0], eq.iterations + found[1], "lp+support",
                                 "HiGHS support, exact solve on it")
     return eq
@@ -750,7 +758,7 @@ def _zero_sum_result(P, pi, iterations, method, note):
     expl = float(exploitability(P, pi))
     with np.errstate(divide="ignore"):
         log_pi = np.log(pi)
-    return Equilibrium(pi, log_pi, 0.0, 2 * expl, expl, iterations, expl <= 1e-9, method,
+    return Equilibrium(pi, log_pi, 0.0, 2 * expl, math.nan, iterations, expl <= 1e-9, method,
                        f"{note}; {int((pi > 0).sum())} actions, exploitability {expl:.3g}")
 
 
@@ -773,19 +781,37 @@ def _solve_zero_sum_lp(P) -> Equilibrium:
     with np.errstate(divide="ignore"):
         log_pi = np.log(pi)
     converged = expl <= 1e-9
-    return Equilibrium(pi, log_pi, 0.0, 2 * expl, expl, int(res.nit), converged, "lp", res.message)
+    return Equilibrium(pi, log_pi, 0.0, 2 * expl, math.nan, int(res.nit), converged, "lp", res.message)
 
 
-def mixture_fixed_point(P, mu, tau: float, beta: float, **kwargs) -> Equilibrium:
+@dataclass(frozen=True)
+class MixtureFixedPoint:
+    """Result of :func:`mixture_fixed_point`: the solution of SPEC Eq. 13,
+    ``pi ∝ mu exp(P @ mix_beta(pi) / tau)`` (the limit of IPO-MD(beta) and Nash-MD-PG(beta)).
+
+    pi, log_pi: the point (n,). tau, beta: the equation's parameters. residual: its certificate,
+    ``max |log pi - log(mu exp(P mix_beta(pi) / tau))|`` (normalised). mixture_gap: the duality
+    gap of ``m = mix_beta(pi)`` in the game at temperature ``tau / (1 - beta)``, of which ``m`` is
+    the equilibrium (Prop. 5.2; 0 at beta = 1, where ``m = mu``). converged: residual <= 1e-12.
+    """
+
+    pi: np.ndarray
+    log_pi: np.ndarray
+    tau: float
+    beta: float
+    residual: float
+    mixture_gap: float
+    converged: bool
+
+
+def mixture_fixed_point(P, mu, tau: float, beta: float, **kwargs) -> MixtureFixedPoint:
     """Fixed point of IPO-MD(beta) / Nash-MD-PG(beta): ``pi ∝ mu exp(P @ mix_beta(pi) / tau)``.
 
     By Prop. 5.2 (SPEC §5.4), ``m = mix_beta(pi)`` is the equilibrium at temperature
-    ``tau / (1 - beta)``, so ``pi ∝ mu exp(P @ m / tau)`` with ``m`` from :func:`solve_equilibrium`.
-    This function computes it that way; proofs_check verifies the identity independently.
-    ``beta == 1``: ``m = mu`` (offline IPO point). Returned ``gap``/``residual`` certify the
-    equation itself: ``residual = max |log pi - log(mu exp(P mix_beta(pi)/tau))|`` and
-    ``gap`` is the duality gap of ``m`` at temperature ``tau / (1 - beta)`` (0 when beta = 1).
-    beta must lie in [0, 1] (a one-line ValueError otherwise).
+    ``tau / (1 - beta)``, so ``pi ∝ mu exp(P @ m / tau)`` with ``m`` from :func:`solve_equilibrium`
+    (``kwargs`` go to it). This function computes it that way; proofs_check verifies the identity
+    independently. ``beta == 1``: ``m = mu`` (offline IPO point). beta must lie in [0, 1] (a
+    one-line ValueError otherwise).
     """
     P, mu = validate_game(P, mu)
     tau = validate_tau(tau)
@@ -800,5 +826,30 @@ def mixture_fixed_point(P, mu, tau: float, beta: float, **kwargs) -> Equilibrium
     pi = np.exp(log_pi)
     log_m = log_softmax((1 - beta) * log_pi + beta * np.log(mu))
     residual = float(np.abs(log_pi - log_softmax(np.log(mu) + P @ np.exp(log_m) / tau)).max())
-    return Equilibrium(pi, log_pi, tau, float(gap), residual, 0, residual <= 1e-12,
-                       "prop-5.2", f"beta={beta}")
+    return MixtureFixedPoint(pi, log_pi, tau, beta, residual, float(gap), residual <= 1e-12)
+
+
+@dataclass(frozen=True)
+class RLHFOptimum:
+    """Result of :func:`rlhf_optimum`: ``argmax_pi E_pi[s] - tau KL(pi || mu) = mu exp(s / tau)``
+    normalised (closed form; the limit of ``rl``).
+
+    pi, log_pi: the policy (n,). tau: the regularisation. gap: its duality gap in the preference
+    game ``P`` (how far the reward optimum is from the Nash equilibrium; not a solver error).
+    """
+
+    pi: np.ndarray
+    log_pi: np.ndarray
+    tau: float
+    gap: float
+
+
+def rlhf_optimum(P, mu, tau: float, scores) -> RLHFOptimum:
+    """The KL-regularised reward maximiser ``mu exp(s / tau)`` normalised, for Bradley-Terry
+    ``scores`` (n,), with its duality gap in ``P``."""
+    P, mu = validate_game(P, mu)
+    tau = validate_tau(tau)
+    log_pi = np.log(mu) + np.asarray(scores, np.float64) / tau
+    log_pi = log_pi - np.logaddexp.reduce(log_pi)
+    pi = np.exp(log_pi)
+    return RLHFOptimum(pi, log_pi, tau, float(duality_gap(P, mu, tau, pi)))
