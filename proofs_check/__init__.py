@@ -7,8 +7,8 @@ row per result: name, method (symbolic / autodiff / simulation / exact), instanc
 tolerance, PASS/FAIL, seconds, and a one-line statement (findings and measured numbers go there);
 the exit code is 1 if any row fails.
 
-What is under test is the shared code in :mod:`tabular` (losses, ``population_pairwise_loss``,
-``exact_pg_loss``, ``duality_gap``, ``nash_md_step``, ``run``, ``mixture_fixed_point``); what it is
+What is under test is the shared code in :mod:`tabular` (losses, ``pairwise_objective``,
+``method_loss``, ``duality_gap``, ``nash_md_step``, ``run``, ``mixture_fixed_point``); what it is
 compared against is written here from the formulas (:mod:`proofs_check.reference`: closed-form
 gradients with the softmax score ``e_y - pi``, an independent Newton solver of Eq. 13, the game value
 from its definition) or proved with sympy (:mod:`proofs_check.symbolic`).

@@ -4,7 +4,7 @@ Each check takes ``(count, seed, variant)``: ``count`` instances drawn by
 :func:`proofs_check.instances.draw` with seed ``seed + offset`` (the offset is fixed per check), and
 a :class:`~proofs_check.ledger.Variant` (the correct constants unless a test injects wrong ones).
 The quantities under test come from the shared code (:mod:`tabular`): gradients are autodiff of
-``population_pairwise_loss`` / ``exact_pg_loss`` with the shared losses, the gap is
+``pairwise_objective`` (exact ``pairs``) / ``method_loss`` with the shared losses, the gap is
 ``duality_gap``, Nash-MD is ``nash_md_step`` / ``run``. What they are compared against comes from
 :mod:`proofs_check.reference` (formulas written from the paper) or :mod:`proofs_check.symbolic`.
 """
@@ -20,9 +20,10 @@ from scipy.special import log_softmax
 
 from tabular.algorithms import (
     AlgorithmConfig,
-    exact_pg_loss,
+    method_loss,
     nash_md_step,
-    population_pairwise_loss,
+    pairs,
+    pairwise_objective,
     run,
     sampling_log_policy,
 )
@@ -51,6 +52,12 @@ def _t(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float64))
 
 
+def _population_loss(theta, log_mu, P, tau, loss, log_q):
+    """tabular's exact pairwise objective: every pair ``y, y' ~ q`` weighted ``q(y) q(y')``."""
+    return pairwise_objective(pairs(P, log_q, log_q, "soft"), torch.log_softmax(theta, -1) - log_mu,
+                              loss, tau)
+
+
 def pairwise_gradient(P, mu, tau, theta, loss="ipo", beta=0.0, log_q=None) -> np.ndarray:
     """``grad_theta`` of the population pairwise loss, pairs from ``mix_beta(pi)`` (detached) or
     from a fixed ``exp(log_q)``."""
@@ -60,17 +67,18 @@ def pairwise_gradient(P, mu, tau, theta, loss="ipo", beta=0.0, log_q=None) -> np
         log_q_t = sampling_log_policy(torch.log_softmax(th, -1), log_mu, beta)
     else:
         log_q_t = _t(log_q)[None]
-    L = population_pairwise_loss(th, log_mu, _t(P)[None], tau, loss, log_q_t)
+    L = _population_loss(th, log_mu, _t(P)[None], tau, loss, log_q_t)
     (g,) = torch.autograd.grad(L.sum(), th)
     return g[0].numpy()
 
 
 def pg_ascent_direction(name, P, mu, tau, theta, beta=0.0, scores=None) -> np.ndarray:
-    """``E_{y~pi}[grad log pi(y) A(y)]`` = minus the gradient of the shared ``exact_pg_loss``."""
+    """``E_{y~pi}[grad log pi(y) A(y)]`` = minus the gradient of the shared ``method_loss``
+    (exact form)."""
     cfg = AlgorithmConfig(name, tau=tau, beta=beta)
     th = _t(theta)[None].clone().requires_grad_(True)
     sc = None if scores is None else _t(scores)[None]
-    L = exact_pg_loss(cfg, th, torch.log(_t(mu))[None], _t(P)[None], sc)
+    L = method_loss(cfg, th, torch.log(_t(mu))[None], _t(P)[None], sc)
     (g,) = torch.autograd.grad(L.sum(), th)
     return -g[0].numpy()
 
@@ -82,7 +90,7 @@ def minimise_fixed_q(P, mu, tau, log_q, theta0, loss="ipo", steps=3) -> np.ndarr
     Pt, lq = _t(P)[None], _t(log_q)[None]
 
     def f(th):
-        return population_pairwise_loss(th[None], log_mu, Pt, tau, loss, lq).sum()
+        return _population_loss(th[None], log_mu, Pt, tau, loss, lq).sum()
 
     th = _t(theta0).clone()
     for _ in range(steps):
@@ -234,7 +242,7 @@ def check_self_play_surrogate(count, seed, variant):
         worst = _max(worst, ref.rel_error(g, want, inst.tau / 4 * _ipo_term_scale(inst)))
     return Row.judge(
         "Prop 4.2 (self-play surrogate)",
-        "minus the autodiff grad of tabular.exact_pg_loss(self_play) = the self-play gradient "
+        "minus the autodiff grad of tabular.method_loss(self_play) = the self-play gradient "
         "formula E_pi[(e_y - pi) A(y)], element-wise relative error",
         "autodiff", count, worst, 1e-10)
 

@@ -9,7 +9,7 @@ assumes); the game value ``V`` is evaluated from its definition.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, log_softmax, logsumexp
+from scipy.special import expit, log_softmax
 
 __all__ = [
     "score_matrix",
@@ -156,7 +156,3 @@ def gibbs_best_response(P, mu, tau, pi) -> np.ndarray:
 def game_value(P, mu, tau, pi, pi_prime) -> float:
     """``V(pi, pi') = pi P pi' - tau KL(pi || mu) + tau KL(pi' || mu)`` (SPEC §2), from the definition."""
     return float(pi @ P @ pi_prime - tau * kl(pi, mu) + tau * kl(pi_prime, mu))
-
-
-def log_normaliser(x) -> float:
-    return float(logsumexp(x))

@@ -84,7 +84,7 @@ def wrong_ipo_loss(margin, p, tau):
 
 
 def test_wrong_ipo_target_in_the_core_fails_the_ledger(monkeypatch):
-    # What a bug in the shared core looks like: population_pairwise_loss dispatches through
+    # What a bug in the shared core looks like: pairwise_objective dispatches through
     # tabular.losses.PAIRWISE_LOSSES, so the rows built on the IPO loss must FAIL.
     monkeypatch.setitem(losses.PAIRWISE_LOSSES, "ipo", wrong_ipo_loss)
     for check in (check_prop_4_2, check_prop_4_1_stationary, check_ipo_md_centred):

@@ -4,6 +4,7 @@ Every expected value is derived by hand or computed here with numpy, independent
 under test (the solver is trusted only through its certificate, checked in test_solvers.py).
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,9 +12,15 @@ import pytest
 import torch
 
 from tabular import AlgorithmConfig, make_game, make_state, run, solve_equilibrium, step
-from tabular.algorithms import (exact_pg_loss, population_pairwise_loss, sampled_pairwise_loss,
-                                sampled_pg_loss, sampling_log_policy)
+from tabular.algorithms import P_times, method_loss, pairs, pairwise_objective, sampling_log_policy
 from tabular_helpers import fixed_point_map, random_preference, random_reference
+
+
+def ipo_objective(theta, log_mu, P, tau, log_q, label_type="soft", batch=None, generator=None):
+    """The shared pairwise objective with IPO's loss, ``y, y' ~ q`` i.i.d.: every pair (exact)
+    or ``batch`` draws (sampled)."""
+    pr = pairs(P, log_q, log_q, label_type, batch, generator)
+    return pairwise_objective(pr, torch.log_softmax(theta, -1) - log_mu, "ipo", tau)
 
 
 def game_with_mu(spec, seed=0, spread=0.5):
@@ -52,8 +59,7 @@ def test_offline_ipo_converges_to_mu_exp_P_mu():
     """Prop. 4.1, offline: sampling from mu, the minimiser is pi ∝ mu exp(P mu / tau)."""
     P, mu, _ = game_with_mu("random:5:4")
     tau = 0.5
-    res = run(AlgorithmConfig("offline_ipo", tau=tau), P, mu, steps=1500, record_every=1500,
-              pi_star=mu)
+    res = run(AlgorithmConfig("offline_ipo", tau=tau), P, mu, steps=1500, record_every=1500)
     assert max_abs(res.final_pi[0], fixed_point_map(P, mu, tau, mu)) <= 1e-10
 
 
@@ -82,7 +88,7 @@ def test_ipo_md_converges_to_the_mixture_fixed_point(beta):
     P, mu, _ = game_with_mu("random:5:2")
     tau = 0.5
     res = run(AlgorithmConfig("ipo_md", tau=tau, beta=beta), P, mu, steps=2000,
-              record_every=2000, pi_star=mu)
+              record_every=2000)
     pi = res.final_pi[0]
     assert max_abs(pi, fixed_point_map(P, mu, tau, mixture(pi, mu, beta))) <= 1e-10
     # Prop. 5.2: mix_beta(pi) is the equilibrium at temperature tau / (1 - beta).
@@ -97,7 +103,7 @@ def test_constant_eta_nash_md_reaches_the_ipo_md_point(eta):
     tau = 0.4
     beta = eta * tau
     res = run(AlgorithmConfig("nash_md", tau=tau, eta=eta), P, mu, steps=int(40 / beta) + 50,
-              record_every=10_000, pi_star=mu)
+              record_every=10_000)
     pi = res.final_pi[0]
     assert max_abs(pi, fixed_point_map(P, mu, tau, mixture(pi, mu, beta))) <= 1e-10
     # and it is not pi* (the O(eta) bias), which it approaches as eta -> 0:
@@ -112,8 +118,7 @@ def test_online_dpo_misses_pi_star_with_two_actions():
     p, tau = 0.8, 0.5
     P = np.array([[0.5, p], [1 - p, 0.5]])
     mu = np.array([0.3, 0.7])
-    res = run(AlgorithmConfig("online_dpo", tau=tau), P, mu, steps=3000, record_every=3000,
-              pi_star=mu)
+    res = run(AlgorithmConfig("online_dpo", tau=tau), P, mu, steps=3000, record_every=3000)
     pi = res.final_pi[0]
     margin = math.log(pi[0] / pi[1]) - math.log(mu[0] / mu[1])
     assert margin == pytest.approx(math.log(p / (1 - p)) / tau, abs=1e-8)
@@ -126,7 +131,7 @@ def test_online_dpo_misses_pi_star_with_two_actions():
 def test_online_dpo_reaches_pi_star_when_p_is_half():
     P = np.full((2, 2), 0.5)
     mu = np.array([0.3, 0.7])
-    res = run(AlgorithmConfig("online_dpo", tau=0.5), P, mu, steps=10, record_every=10, pi_star=mu)
+    res = run(AlgorithmConfig("online_dpo", tau=0.5), P, mu, steps=10, record_every=10)
     assert max_abs(res.final_pi[0], mu) <= 1e-15  # pi_0 = mu = pi* is stationary
 
 
@@ -134,7 +139,7 @@ def test_rl_converges_to_the_rlhf_solution():
     """Entropy-regularised policy gradient on scores s: the optimum is pi ∝ mu exp(s / tau)."""
     P, mu, scores = game_with_mu("bt:4:0")
     tau = 0.5
-    res = run(AlgorithmConfig("rl", tau=tau), P, mu, steps=3000, record_every=3000, pi_star=mu,
+    res = run(AlgorithmConfig("rl", tau=tau), P, mu, steps=3000, record_every=3000,
               scores=scores)
     target = mu * np.exp(scores / tau)
     assert max_abs(res.final_pi[0], target / target.sum()) <= 1e-10
@@ -144,7 +149,7 @@ def test_rl_converges_to_the_rlhf_solution():
 def test_other_exact_methods_reach_pi_star(name):
     P, mu, _ = game_with_mu("majority:5:3:1")
     tau = 0.5
-    res = run(AlgorithmConfig(name, tau=tau), P, mu, steps=2000, record_every=2000, pi_star=mu)
+    res = run(AlgorithmConfig(name, tau=tau), P, mu, steps=2000, record_every=2000)
     pi = res.final_pi[0]
     assert max_abs(pi, fixed_point_map(P, mu, tau, pi)) <= 1e-10
 
@@ -159,7 +164,7 @@ def test_ipo_gradient_is_minus_four_over_tau_self_play_gradient():
     theta = torch.tensor(rng.normal(size=(1, n)), dtype=torch.float64, requires_grad=True)
     log_mu = torch.log(torch.tensor(mu))[None]
     log_q = sampling_log_policy(torch.log_softmax(theta, -1), log_mu, 0.0)
-    loss = population_pairwise_loss(theta, log_mu, torch.tensor(P)[None], tau, "ipo", log_q)
+    loss = ipo_objective(theta, log_mu, torch.tensor(P)[None], tau, log_q)
     (grad,) = torch.autograd.grad(loss.sum(), theta)
     pi = np.exp(theta.detach().numpy()[0]) / np.exp(theta.detach().numpy()[0]).sum()
     A = P @ pi - 0.5 - tau * (np.log(pi) - np.log(mu))
@@ -189,15 +194,15 @@ def _sampled_and_exact(kind, K, B=4000, seed=0):
         return sampling_log_policy(torch.log_softmax(theta, -1), log_mu[: theta.shape[0]], beta)
 
     if kind == "ipo_md":
-        sampled = _gradients(lambda th: sampled_pairwise_loss(
-            th, log_mu, Pb, tau, "ipo", log_q(th), K, "soft", gen), theta0, B)
-        exact = _gradients(lambda th: population_pairwise_loss(
-            th, log_mu[:1], Pb[:1], tau, "ipo", log_q(th)), theta0, 1)
+        sampled = _gradients(lambda th: ipo_objective(th, log_mu, Pb, tau, log_q(th), batch=K,
+                                                      generator=gen), theta0, B)
+        exact = _gradients(lambda th: ipo_objective(th, log_mu[:1], Pb[:1], tau, log_q(th)), theta0, 1)
     else:  # nash_md_pg with Bernoulli labels: the noisiest estimator
         cfg = AlgorithmConfig("nash_md_pg", tau=tau, beta=beta, sampled=True, batch=K,
                               label_type="bernoulli")
-        sampled = _gradients(lambda th: sampled_pg_loss(cfg, th, log_mu, Pb, gen), theta0, B)
-        exact = _gradients(lambda th: exact_pg_loss(cfg, th, log_mu[:1], Pb[:1]), theta0, 1)
+        cfg_exact = dataclasses.replace(cfg, sampled=False)
+        sampled = _gradients(lambda th: method_loss(cfg, th, log_mu, Pb, generator=gen), theta0, B)
+        exact = _gradients(lambda th: method_loss(cfg_exact, th, log_mu[:1], Pb[:1]), theta0, 1)
     return sampled, exact[0]
 
 
@@ -250,9 +255,8 @@ def test_sampled_nash_md_step_is_unbiased():
     # start away from mu, so that the mixture (and a wrong beta = eta tau) would show
     pi0 = np.array([0.6, 0.1, 0.3])
     state.theta = torch.log(torch.tensor(pi0)).repeat(B, 1)
-    from tabular.algorithms import _estimate_P_times
     log_mix = sampling_log_policy(state.theta, state.log_mu, eta * tau)
-    est = _estimate_P_times(state.P, log_mix, cfg, state.generator).numpy()  # (B, n)
+    est = P_times(state.P, log_mix, cfg.label_type, cfg.batch, state.generator).numpy()  # (B, n)
     exact = P @ mixture(pi0, mu, eta * tau)
     assert np.abs(exact - P @ pi0).max() > 1e-2 and np.abs(exact - P @ mu).max() > 1e-2
     se = est.std(0) / math.sqrt(B)
@@ -289,9 +293,9 @@ def test_batch_elements_are_independent(name, optimizer):
     cfg = AlgorithmConfig(name, tau=0.5, beta=0.2, optimizer=optimizer)
     P = np.stack([g[0] for g in games])
     mu = np.stack([g[1] for g in games])
-    batched = run(cfg, P, mu, steps=50, record_every=50, pi_star=mu).final_pi
+    batched = run(cfg, P, mu, steps=50, record_every=50).final_pi
     for b, (Pb, mub) in enumerate(games):
-        alone = run(cfg, Pb, mub, steps=50, record_every=50, pi_star=mub).final_pi[0]
+        alone = run(cfg, Pb, mub, steps=50, record_every=50).final_pi[0]
         np.testing.assert_allclose(batched[b], alone, rtol=1e-12, atol=1e-15)
 
 
@@ -346,9 +350,9 @@ def test_hard_labels_prop_4_2_holds_for_exact_ipo_and_self_play():
     th = theta[None]
     log_q = sampling_log_policy(torch.log_softmax(th, -1), log_mu, 0.0)
     (g_ipo,) = torch.autograd.grad(
-        population_pairwise_loss(th, log_mu, Pt, tau, "ipo", log_q, "hard").sum(), theta)
+        ipo_objective(th, log_mu, Pt, tau, log_q, "hard").sum(), theta)
     cfg = AlgorithmConfig("self_play", tau=tau, label_type="hard")
-    (g_sp,) = torch.autograd.grad(exact_pg_loss(cfg, th, log_mu, Pt).sum(), theta)
+    (g_sp,) = torch.autograd.grad(method_loss(cfg, th, log_mu, Pt).sum(), theta)
     np.testing.assert_allclose(g_ipo.numpy(), (4 / tau) * g_sp.numpy(), rtol=1e-10, atol=1e-13)
 
 
@@ -375,9 +379,9 @@ def test_hard_labels_sampled_self_play_gradient_is_unbiased_for_exact():
     Pt = torch.tensor(P)[None].repeat(S, 1, 1)
     theta = torch.tensor(np.tile(theta0, (S, 1)), requires_grad=True)
     gen = torch.Generator().manual_seed(0)
-    (g_s,) = torch.autograd.grad(sampled_pg_loss(cfg_sampled, theta, log_mu, Pt, gen).sum(), theta)
+    (g_s,) = torch.autograd.grad(method_loss(cfg_sampled, theta, log_mu, Pt, generator=gen).sum(), theta)
     theta1 = torch.tensor(theta0[None], requires_grad=True)
-    (g_e,) = torch.autograd.grad(exact_pg_loss(cfg_exact, theta1, log_mu[:1], Pt[:1]).sum(), theta1)
+    (g_e,) = torch.autograd.grad(method_loss(cfg_exact, theta1, log_mu[:1], Pt[:1]).sum(), theta1)
     mean, se = g_s.numpy().mean(0), g_s.numpy().std(0, ddof=1) / math.sqrt(S)
     # 5 coordinates at |z| <= 5: false-failure rate < 5 * 5.7e-7.
     assert np.all(np.abs(mean - g_e.numpy()[0]) <= 5 * se + 1e-12)

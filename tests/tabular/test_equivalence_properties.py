@@ -39,14 +39,20 @@ from hypothesis import HealthCheck, Verbosity, assume, find, given, settings
 from hypothesis import strategies as st
 
 from tabular import AlgorithmConfig, make_state, mixture_fixed_point, run, solve_equilibrium, step
-from tabular.algorithms import (exact_pg_loss, nash_md_step, population_pairwise_loss,
-                                sampled_pairwise_loss, sampled_pg_loss, sampling_log_policy)
+from tabular.algorithms import method_loss, nash_md_step, pairs, pairwise_objective, sampling_log_policy
 from tabular.game import GAME_FAMILIES, cyclic, log_mixture_policy
 from tabular.losses import make_labels, pairwise_loss, policy_gradient_loss
 from tabular.metrics import kl_log
 from tabular.solvers import duality_gap, fixed_point_residual
 
 from equivalence_examples import FAMILIES, examples
+
+
+def ipo_objective(theta, log_mu, P, tau, log_q, label_type="soft", batch=None, generator=None):
+    """The shared pairwise objective with IPO's loss, ``y, y' ~ q`` i.i.d.: every pair (exact)
+    or ``batch`` draws (sampled)."""
+    pr = pairs(P, log_q, log_q, label_type, batch, generator)
+    return pairwise_objective(pr, torch.log_softmax(theta, -1) - log_mu, "ipo", tau)
 
 EPS32 = float(np.finfo(np.float32).eps)
 # float64 round-off, relative to S = gradient_scale(): every gradient here sums at most 2 n^2 <= 1800
@@ -85,15 +91,15 @@ def _grad(loss_of_theta, theta) -> np.ndarray:
 def pairwise_gradient(ex, theta, beta=0.0, label_type="soft") -> np.ndarray:
     """grad_theta of the exact IPO(-MD) population loss, pairs from mix_beta(pi) (detached)."""
     P, log_mu = _game(ex)
-    return _grad(lambda th: population_pairwise_loss(
-        th, log_mu, P, ex.tau, "ipo", sampling_log_policy(th, log_mu, beta), label_type), theta)
+    return _grad(lambda th: ipo_objective(th, log_mu, P, ex.tau, sampling_log_policy(th, log_mu, beta),
+                                          label_type), theta)
 
 
 def pg_ascent(ex, theta, name="self_play", beta=0.0, label_type="soft") -> np.ndarray:
     """Exact Nash-MD-PG(beta) / self-play ascent direction E_{y~pi}[grad log pi(y) A(y)]."""
     P, log_mu = _game(ex)
     cfg = AlgorithmConfig(name, tau=ex.tau, beta=beta, label_type=label_type)
-    return -_grad(lambda th: exact_pg_loss(cfg, th, log_mu, P), theta)  # exact_pg_loss = -surrogate
+    return -_grad(lambda th: method_loss(cfg, th, log_mu, P), theta)  # method_loss = -surrogate
 
 
 def gradient_scale(ex, theta) -> float:
@@ -393,11 +399,11 @@ def sampled_gradient(ex, name, beta, label_type, samples) -> np.ndarray:
     P, log_mu = _game(ex)
     gen = torch.Generator().manual_seed(ex.seed)
     if AlgorithmConfig(name).kind == "pairwise":
-        return _grad(lambda th: sampled_pairwise_loss(
-            th, log_mu, P, ex.tau, "ipo", sampling_log_policy(th, log_mu, beta), samples, label_type,
-            gen), ex.theta)
+        return _grad(lambda th: ipo_objective(
+            th, log_mu, P, ex.tau, sampling_log_policy(th, log_mu, beta), label_type, samples, gen),
+            ex.theta)
     cfg = AlgorithmConfig(name, tau=ex.tau, beta=beta, sampled=True, batch=samples, label_type=label_type)
-    return _grad(lambda th: sampled_pg_loss(cfg, th, log_mu, P, gen), ex.theta)
+    return _grad(lambda th: method_loss(cfg, th, log_mu, P, generator=gen), ex.theta)
 
 
 def check_sampled_unbiased(ex, form, samples=SAMPLES):
