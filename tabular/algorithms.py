@@ -1,35 +1,36 @@
 """Online and offline preference optimisation on tabular games, exact and sampled.
 
 Every algorithm acts on a batch of ``B`` games at once (``P``: (B, n, n), ``mu``: (B, n); a batch
-element is one game x one seed), in float64 torch. What distinguishes the algorithms is where the
-pair ``(y, y')`` is drawn from (SPEC §4):
+element is one game x one seed), in float64 torch. Which methods exist, where each draws ``y`` and
+``y'`` and which loss it feeds is the one table :data:`tabular.methods.METHODS` (SPEC §4); this
+module reads it and keeps no list of its own.
 
-| name          | pair / sample drawn from            | update                                    |
-|---------------|-------------------------------------|-------------------------------------------|
-| offline_ipo/dpo/slic | ``mu`` x ``mu``              | gradient of the pairwise loss             |
-| online_ipo/dpo/slic  | ``pi_t`` x ``pi_t``          | gradient of the pairwise loss             |
-| ipo_md        | ``mix_beta(pi_t)`` x same           | gradient of the IPO loss (margins under pi)|
-| nash_md_pg    | ``y ~ pi_t``, ``y' ~ mix_beta(pi_t)`` | REINFORCE on ``P(y,y') - 1/2 - tau r_pi(y)`` |
-| self_play     | nash_md_pg with ``beta = 0``        |                                           |
-| rl            | ``y ~ pi_t``, BT score ``s(y)``     | REINFORCE on ``s(y) - tau r_pi(y)``       |
-| nash_md       | (closed form)                       | ``log pi' = (1-eta tau) log pi + eta tau log mu + eta P mix_{eta tau}(pi)`` |
-| extragradient | (closed form, Cen et al. 2021)      | a half step from ``pi_t``, then the step from ``pi_t`` with ``P`` at the half step |
+One path for the exact and the sampled form (the weighted pairs):
 
-Forms:
-
-- **exact**: population expectations, no noise. Gradient methods differentiate (autograd of the
-  shared losses in :mod:`tabular.losses`) ``sum_{y,y'} q(y) q(y') loss(h(y,y'), P[y,y'])`` with the
-  sampling distribution ``q`` detached (the samples carry no gradient). Because each loss is linear in
-  its label, Bernoulli labels have the same expectation as soft labels; hard labels differ.
-- **sampled**: each step draws ``batch`` pairs per game and seed, labels them from ``P`` (soft,
-  Bernoulli or hard), and averages the same loss over the batch.
+1. :func:`pairs` ``(P, log_q, log_q', label_type, batch) -> Pairs(y, y', weight, label)``, with
+   ``q = mix_{beta_y}(pi)``, ``q' = mix_{beta_y'}(pi)`` detached (the samples carry no gradient).
+   **exact** (``batch`` None): every pair, weight ``q(y) q'(y')``, the expected label
+   (:func:`label_matrix`: ``P``, or ``1[P > 1/2]`` for hard labels; the losses are linear in the
+   label, so Bernoulli labels have soft labels' expectation). **sampled**: ``batch`` pairs drawn
+   i.i.d., weight ``1/K``, labels soft, Bernoulli or hard. The policy gradient, linear in the
+   label, sums ``y'`` out of the exact form (weight ``pi(y)``, label ``(P q')(y)``); ``rl`` draws
+   single responses (:func:`responses`) labelled by their Bradley-Terry score.
+2. One pairwise objective, :func:`pairwise_objective` ``= sum_k w_k loss(h(y_k, y'_k), label_k)``
+   (``h = r(y) - r(y')``, ``r = log pi - log mu``; IPO, DPO or SLiC from :mod:`tabular.losses`),
+   and one policy-gradient objective, :func:`policy_gradient_objective`
+   ``= sum_k w_k policy_gradient_loss(log pi(y_k), reward_k - tau r(y_k))``;
+   :func:`method_loss` picks pairs and objective for a config.
+3. Mirror descent (``md``): :func:`nash_md_step` and :func:`extragradient_step`, with ``P @ q``
+   from one estimator, :func:`P_times` (exact, or ``batch`` draws of ``y'`` labelled against
+   every ``y``).
 
 Gradient methods act on softmax logits ``theta`` (SGD or Adam; one parameter tensor of shape (B, n),
 and both optimisers act element-wise, so the batch elements stay independent). Mirror-descent
 methods act on ``log pi`` directly.
 
 Steps: :func:`make_state` builds the state, :func:`step` advances it once, :func:`run` loops and
-records :mod:`metrics <tabular.metrics>` every ``record_every`` steps.
+records :mod:`metrics <tabular.metrics>` every ``record_every`` steps into a frozen
+:class:`RunResult`. :func:`limit_point` gives each method's known limit.
 """
 
 from __future__ import annotations
@@ -318,7 +319,8 @@ def responses(log_q, values, batch: int | None = None, generator=None) -> Pairs:
 
 
 def _uniform_weight(y: torch.Tensor) -> torch.Tensor:
-    # 1/K per drawn pair (for K a power of two, bit for bit the old mean over the batch)
+    # 1/K per drawn pair: the batch mean written as a weighted sum (the same number when K is a
+    # power of two, since scaling by 2^-k is exact)
     return torch.full(y.shape, 1.0 / y.shape[-1], dtype=torch.float64)
 
 
@@ -355,6 +357,8 @@ def method_loss(cfg: AlgorithmConfig, theta, log_mu, P, scores=None, generator=N
     """The loss (B,) whose gradient in ``theta`` is one step of a gradient method (exact or
     sampled per ``cfg``); pairs drawn as :data:`tabular.methods.METHODS` says."""
     method = cfg.method
+    if not method.sampled:
+        raise ValueError(f"{cfg.name} is a closed-form update ({method.kind}); it has no loss")
     batch = cfg.batch if cfg.sampled else None
     log_pi = torch.log_softmax(theta, -1)
     log_ratio = log_pi - log_mu  # r = log pi - log mu
@@ -367,6 +371,8 @@ def method_loss(cfg: AlgorithmConfig, theta, log_mu, P, scores=None, generator=N
     if method.kind == "rl":  # one response, scored by the Bradley-Terry reward: no y'
         pr = responses(log_q, scores, batch, generator)
         return policy_gradient_objective(pr, log_pi, log_ratio, pr.label, cfg.tau)
+    # y' mixes log pi where the pairwise branch mixes theta: the same distribution (log_softmax
+    # ignores the shift), kept so that recorded runs stay bit for bit what they were
     pr = pairs(P, log_q, sampling_log_policy(log_pi, log_mu, beta_y_prime), cfg.label_type, batch,
                generator, sum_out_y_prime=True)
     return policy_gradient_objective(pr, log_pi, log_ratio, pr.label - 0.5, cfg.tau)
@@ -379,7 +385,7 @@ def nash_md_step(log_pi, log_mu, P, tau, eta, P_times_mix=None):
     """One Nash-MD step (Munos et al. 2023, Eq. 10; SPEC §4):
 
     ``log pi_{t+1} = (1 - eta tau) log pi_t + eta tau log mu + eta P @ mix_{eta tau}(pi_t) + c``.
-    ``P_times_mix`` replaces the exact ``P @ mix`` (sampled form, hard labels).
+    ``P_times_mix`` replaces the exact ``P @ mix`` (the sampled form or hard labels: :func:`P_times`).
     """
     if P_times_mix is None:
         P_times_mix = P_times(P, sampling_log_policy(log_pi, log_mu, eta * tau))
@@ -391,7 +397,7 @@ def extragradient_step(log_pi, log_mu, P, tau, eta, estimate=None):
 
     ``log pi_half = (1 - eta tau) log pi_t + eta tau log mu + eta P pi_t + c``,
     ``log pi_{t+1} = (1 - eta tau) log pi_t + eta tau log mu + eta P pi_half + c``.
-    ``estimate(log_q)`` replaces the exact ``P @ q`` (:func:`P_times`; sampled form, hard labels).
+    ``estimate(log_q)`` replaces the exact ``P @ q`` (the sampled form or hard labels: :func:`P_times`).
     """
     estimate = estimate or (lambda log_q: P_times(P, log_q))
     prior = (1 - eta * tau) * log_pi + eta * tau * log_mu

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from tabular import AlgorithmConfig, make_game, make_state, run, solve_equilibrium, step
-from tabular.algorithms import P_times, method_loss, pairs, pairwise_objective, sampling_log_policy
+from tabular.algorithms import (P_times, method_loss, pairs, pairwise_objective, policy_gradient_objective,
+                                sampling_log_policy)
 from tabular_helpers import fixed_point_map, random_preference, random_reference
 
 
@@ -455,3 +456,104 @@ def test_run_refuses_bad_arguments(kwargs, match):
 def test_run_with_zero_steps_records_the_start():
     res = run(AlgorithmConfig("online_ipo", tau=1.0), make_game("rps")[0], steps=0)
     assert list(res.steps) == [0] and res.metrics["gap"].shape == (1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# One pair weighting; result types.
+# ---------------------------------------------------------------------------------------------
+def test_exact_pairs_are_the_full_grid_and_summing_y_prime_out_is_the_same_policy_gradient():
+    """Exact pairs: weights q(y) q'(y') (sum 1), label P[y, y']. For the policy gradient (linear
+    in the label) summing y' out gives the gradient of the full n x n grid, to round-off."""
+    rng = np.random.default_rng(11)
+    n, tau = 5, 0.4
+    P = torch.tensor(random_preference(n, rng))[None]
+    log_mu = torch.log(torch.tensor(random_reference(n, rng)))[None]
+    theta = torch.tensor(rng.normal(size=(1, n)), requires_grad=True)
+    log_pi = torch.log_softmax(theta, -1)
+    log_m = sampling_log_policy(log_pi, log_mu, 0.3)
+    grid = pairs(P, log_pi.detach(), log_m, "soft")
+    pi, m = np.exp(log_pi.detach().numpy()[0]), np.exp(log_m.numpy()[0])
+    np.testing.assert_allclose(grid.weight.numpy()[0], np.outer(pi, m), rtol=1e-15)
+    assert grid.weight.sum().item() == pytest.approx(1.0, abs=1e-15)
+    np.testing.assert_array_equal(grid.label.numpy()[0], P.numpy()[0])
+    summed = pairs(P, log_pi.detach(), log_m, "soft", sum_out_y_prime=True)
+    assert summed.weight.shape == (1, n, 1)
+    np.testing.assert_allclose(summed.label.numpy()[0, :, 0], P.numpy()[0] @ m, rtol=1e-14)
+    log_ratio = log_pi - log_mu
+
+    def grad(pr):
+        obj = policy_gradient_objective(pr, log_pi, log_ratio, pr.label - 0.5, tau)
+        return torch.autograd.grad(obj.sum(), theta, retain_graph=True)[0].numpy()
+
+    np.testing.assert_allclose(grad(summed), grad(grid), rtol=1e-12, atol=1e-15)
+
+
+def test_sampled_pairs_weigh_each_draw_one_over_k():
+    P = torch.tensor(random_preference(4, np.random.default_rng(0)))[None].repeat(3, 1, 1)
+    log_q = torch.log(torch.full((3, 4), 0.25, dtype=torch.float64))
+    pr = pairs(P, log_q, log_q, "hard", batch=6, generator=torch.Generator().manual_seed(0))
+    assert pr.y.shape == pr.y_prime.shape == pr.weight.shape == pr.label.shape == (3, 6)
+    assert torch.all(pr.weight == 1 / 6)
+    expected = P[torch.arange(3)[:, None], pr.y, pr.y_prime]  # hard label of each drawn pair
+    np.testing.assert_array_equal(pr.label.numpy(), np.where(expected == 0.5, 0.5, expected > 0.5))
+
+
+def test_closed_form_methods_have_no_loss():
+    P = torch.tensor(make_game("rps").P)[None]
+    with pytest.raises(ValueError, match="closed-form"):
+        method_loss(AlgorithmConfig("nash_md", tau=1.0), torch.zeros(1, 3), torch.zeros(1, 3), P)
+
+
+def test_run_without_pi_star_records_no_kl_to_opt():
+    P, mu, _ = game_with_mu("random:4:2")
+    eq = solve_equilibrium(P, mu, 0.5)
+    cfg = AlgorithmConfig("online_ipo", tau=0.5)
+    without = run(cfg, P, mu, steps=5, record_every=5)
+    with_star = run(cfg, P, mu, steps=5, record_every=5, pi_star=eq.pi)
+    assert "kl_to_opt" not in without.metrics and without.pi_star is None
+    assert set(with_star.metrics) - set(without.metrics) == {"kl_to_opt"}
+    for name, values in without.metrics.items():  # the other metrics do not depend on pi*
+        np.testing.assert_array_equal(values, with_star.metrics[name])
+    pi = with_star.final_pi[0]  # KL(pi* || pi) written out here
+    assert with_star.metrics["kl_to_opt"][-1, 0] == pytest.approx(np.sum(eq.pi * np.log(eq.pi / pi)),
+                                                                   rel=1e-9)
+
+
+def test_run_result_is_frozen_and_extended_by_copy():
+    res = run(AlgorithmConfig("online_ipo", tau=1.0), make_game("rps").P, steps=2, extra={"a": 1})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.final_pi = None
+    with pytest.raises(TypeError):
+        res.extra["limit_distance"] = 0.0
+    more = res.with_extra(limit_distance=0.25)
+    assert dict(more.extra) == {"a": 1, "limit_distance": 0.25} and dict(res.extra) == {"a": 1}
+    assert more.final_pi is res.final_pi
+    again = dataclasses.replace(res, extra={**res.extra, "b": 2})
+    assert dict(again.extra) == {"a": 1, "b": 2}
+
+
+def test_make_game_returns_a_named_game():
+    game = make_game("bt:4:1")
+    P, scores = game  # still unpacks
+    assert game.P is P and game.scores is scores and scores.shape == (4,)
+    assert make_game("rps").scores is None
+
+
+def test_limit_points_have_their_own_result_types():
+    """Eq. 13 points and the RLHF closed form are not equilibria: each has its own type."""
+    from tabular import Equilibrium, MixtureFixedPoint, RLHFOptimum, duality_gap, limit_point
+    P, mu, scores = game_with_mu("bt:4:2")
+    tau, beta = 0.5, 0.25
+    assert isinstance(limit_point(AlgorithmConfig("online_ipo", tau=tau), P, mu), Equilibrium)
+    point = limit_point(AlgorithmConfig("ipo_md", tau=tau, beta=beta), P, mu)
+    assert isinstance(point, MixtureFixedPoint) and (point.tau, point.beta) == (tau, beta)
+    mix = point.pi ** (1 - beta) * mu ** beta
+    mix /= mix.sum()  # the mixture is the equilibrium at tau / (1 - beta) (Prop. 5.2)
+    assert point.mixture_gap == pytest.approx(float(duality_gap(P, mu, tau / (1 - beta), mix)),
+                                              abs=1e-14)
+    assert point.converged and point.residual <= 1e-12
+    offline = limit_point(AlgorithmConfig("offline_ipo", tau=tau), P, mu)
+    assert offline.beta == 1.0 and offline.mixture_gap == 0.0
+    rl = limit_point(AlgorithmConfig("rl", tau=tau), P, mu, scores=scores)
+    assert isinstance(rl, RLHFOptimum)
+    assert rl.gap == pytest.approx(float(duality_gap(P, mu, tau, rl.pi)), rel=1e-12) and rl.gap > 1e-6
