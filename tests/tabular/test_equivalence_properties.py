@@ -606,7 +606,7 @@ def test_mutation_biased_sampler_fails_and_shrinks(monkeypatch):
         return torch.multinomial(torch.softmax(0.5 * log_q, -1), k, replacement=True, generator=gen)
 
     with monkeypatch.context() as m:
-        m.setattr(algorithms, "_draw", tempered)
+        m.setattr(algorithms, "draw", tempered)
         ex = shrunk_counterexample(MUTATION_EXAMPLES, lambda ex: check_sampled_unbiased(ex, ("online_ipo", "soft")))
     assert ex.n <= 3
     check_sampled_unbiased(ex, ("online_ipo", "soft"))
