@@ -46,7 +46,7 @@ import torch
 
 from .game import validate_beta, validate_eta, validate_game, validate_seed, validate_tau
 from .losses import LABEL_TYPES, make_labels, pairwise_loss, policy_gradient_loss
-from .methods import METHODS, Method, method
+from .methods import METHODS, Method
 
 __all__ = [
     "AlgorithmConfig",
@@ -120,7 +120,7 @@ class AlgorithmConfig:
     @property
     def method(self) -> Method:
         """The method's row of :data:`tabular.methods.METHODS`."""
-        return method(self.name)
+        return METHODS[self.name]  # the name was checked in __post_init__
 
     @property
     def kind(self) -> str:

@@ -37,6 +37,11 @@ interior-point path (Mehrotra), the indifference equations ``A_SS pi_S = 0, sum 
 solved exactly on it (with a few support corrections), and the conditions above are verified;
 the general LP (HiGHS dual simplex) is the fallback.
 
+Other closed-form limits, each with its own result type: :func:`mixture_fixed_point` ->
+:class:`MixtureFixedPoint` (SPEC Eq. 13, the limit of IPO-MD(beta) / Nash-MD-PG(beta)) and
+:func:`rlhf_optimum` -> :class:`RLHFOptimum` (``mu exp(s / tau)``, the limit of RL on
+Bradley-Terry scores).
+
 Batches: ``solve_equilibrium`` takes ``P`` of shape (B, n, n) (``tau`` a scalar or (B,)) and
 returns an :class:`EquilibriumBatch` (per-game certificates), solved by one vectorised dense
 Newton iteration over the batch, with the single-game solver for games that it leaves unsolved.
