@@ -89,7 +89,7 @@ def examples(draw, n_max: int = 30, families=FAMILIES, tau_range=(1e-3, 10.0),
              alpha_range=(0.05, 20.0), logit_scale: float = 5.0, beta_max: float = 0.999) -> Example:
     """Strategy for :class:`Example` (see the module docstring for the distributions)."""
     spec = draw(game_specs(n_max, families))
-    P, _ = make_game(spec)
+    P = make_game(spec).P
     n = P.shape[0]
     alpha = draw(_log_uniform(*alpha_range))
     u = np.asarray(draw(st.lists(st.floats(1e-6, 1 - 1e-6), min_size=n, max_size=n)))

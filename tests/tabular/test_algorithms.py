@@ -328,7 +328,7 @@ def test_invalid_config(kwargs, match):
 
 
 def test_rl_needs_scores():
-    P, _ = make_game("random:4")
+    P = make_game("random:4").P
     with pytest.raises(ValueError, match="Bradley-Terry"):
         make_state(AlgorithmConfig("rl", tau=1.0), P)
 
@@ -448,13 +448,13 @@ def test_batch_must_be_a_positive_integer(batch):
     (dict(seed=2**64), "seed must lie"),
 ])
 def test_run_refuses_bad_arguments(kwargs, match):
-    P = make_game("rps")[0]
+    P = make_game("rps").P
     with pytest.raises(ValueError, match=match):
         run(AlgorithmConfig("online_ipo", tau=1.0), P, steps=kwargs.pop("steps", 3), **kwargs)
 
 
 def test_run_with_zero_steps_records_the_start():
-    res = run(AlgorithmConfig("online_ipo", tau=1.0), make_game("rps")[0], steps=0)
+    res = run(AlgorithmConfig("online_ipo", tau=1.0), make_game("rps").P, steps=0)
     assert list(res.steps) == [0] and res.metrics["gap"].shape == (1, 1)
 
 

@@ -17,7 +17,7 @@ FAMILY_SPECS = ["bt:6:3", "cyclic:5", "cyclic:4:0.3", "rps", "perturbed_rps", "b
 
 @pytest.mark.parametrize("spec", FAMILY_SPECS)
 def test_family_is_a_valid_preference_matrix(spec):
-    P, _ = make_game(spec)
+    P = make_game(spec).P
     assert P.dtype == np.float64 and P.ndim == 2 and P.shape[0] == P.shape[1]
     assert np.all((0 <= P) & (P <= 1))
     assert np.array_equal(P + P.T, np.ones_like(P))  # exact, not within a tolerance
@@ -25,10 +25,10 @@ def test_family_is_a_valid_preference_matrix(spec):
 
 
 def test_families_are_reproducible_and_seeded():
-    assert np.array_equal(make_game("random:6:1")[0], make_game("random:6:1")[0])
-    assert not np.array_equal(make_game("random:6:1")[0], make_game("random:6:2")[0])
+    assert np.array_equal(make_game("random:6:1").P, make_game("random:6:1").P)
+    assert not np.array_equal(make_game("random:6:1").P, make_game("random:6:2").P)
     # The seed argument is used when the spec gives none.
-    assert np.array_equal(make_game("bt:5", seed=4)[0], make_game("bt:5:4")[0])
+    assert np.array_equal(make_game("bt:5", seed=4).P, make_game("bt:5:4").P)
 
 
 def test_bradley_terry_by_hand():
@@ -39,14 +39,14 @@ def test_bradley_terry_by_hand():
 
 
 def test_rock_paper_scissors_by_hand():
-    P, _ = make_game("rps")
+    P = make_game("rps").P
     # Each action beats the next one cyclically with probability 1.
     assert np.array_equal(P, [[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])
 
 
 def test_perturbed_rps_is_A_plus_3_over_6():
     A = np.array([[0, -3, 3], [3, 0, -1], [-3, 1, 0]], dtype=float)
-    P, _ = make_game("perturbed_rps")
+    P = make_game("perturbed_rps").P
     np.testing.assert_allclose(P, (A + 3) / 6, atol=1e-16)
 
 
@@ -170,7 +170,7 @@ def test_invalid_game_spec(spec, match):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("suffix", [".npy", ".csv", ".json", "dict.json"])
 def test_load_matrix_round_trip(tmp_path, suffix):
-    P, _ = make_game("random:4:0")
+    P = make_game("random:4:0").P
     path = tmp_path / ("P" + suffix if suffix.startswith(".") else "P.json")
     if suffix == ".npy":
         np.save(path, P)

@@ -94,7 +94,7 @@ def test_batched_gap_matches_per_game(rng):
                                   "biased_rps"])
 @pytest.mark.parametrize("tau", [1e-3, 1e-2, 1.0, 10.0])
 def test_every_family_reaches_round_off(spec, tau):
-    P, _ = make_game(spec)
+    P = make_game(spec).P
     mu = random_reference(P.shape[0], np.random.default_rng(0), 0.5)
     eq = solve_equilibrium(P, mu, tau)
     assert eq.converged and abs(eq.gap) <= 1e-12  # may be -1e-15: round-off of a zero
@@ -124,13 +124,13 @@ def test_two_actions_by_hand():
 @pytest.mark.parametrize("spec", ["random:1000:0", "bt:1000:0"])
 @pytest.mark.parametrize("tau", [1e-3, 1.0])
 def test_n_1000(spec, tau):
-    P, _ = make_game(spec)
+    P = make_game(spec).P
     eq = solve_equilibrium(P, None, tau)
     assert eq.converged and eq.gap <= 1e-12
 
 
 def test_non_convergence_warns_and_names_the_remedy():
-    P, _ = make_game("random:30:0")
+    P = make_game("random:30:0").P
     with pytest.warns(RuntimeWarning, match="increase max_iter"):
         eq = solve_equilibrium(P, None, 1e-3, max_iter=1)
     assert not eq.converged
@@ -152,7 +152,7 @@ def test_lp_perturbed_rps():
     row 0: -3 p1 + 3 p2 = 0 -> p1 = p2; row 1: 3 p0 - p2 = 0 -> p2 = 3 p0;
     with p0 + p1 + p2 = 1: 7 p0 = 1, so pi = (1, 3, 3) / 7. (Row 2, -3 p0 + p1 = 0, then holds.)
     It is the unique equilibrium: A's null space is one-dimensional."""
-    P, _ = make_game("perturbed_rps")
+    P = make_game("perturbed_rps").P
     eq = solve_equilibrium(P, None, 0.0)
     np.testing.assert_allclose(eq.pi, np.array([1, 3, 3]) / 7, atol=1e-9)
     assert exploitability(P, eq.pi) <= 1e-12 and eq.method == "support" and eq.converged
@@ -163,7 +163,7 @@ def test_lp_biased_rps():
     row 0: -p1/4 + p2/2 = 0 -> p1 = 2 p2; row 1: p0/4 - p2/20 = 0 -> p2 = 5 p0;
     so pi ∝ (1, 10, 5), pi = (1, 10, 5) / 16 (row 2: -p0/2 + p1/20 = -1/2 + 1/2 = 0).
     Matches OpenSpiel's lp_solver_test.py."""
-    P, _ = make_game("biased_rps")
+    P = make_game("biased_rps").P
     eq = solve_equilibrium(P, None, 0.0)
     np.testing.assert_allclose(eq.pi, np.array([1, 10, 5]) / 16, atol=1e-9)
     assert exploitability(P, eq.pi) <= 1e-9
@@ -171,7 +171,7 @@ def test_lp_biased_rps():
 
 def test_small_tau_approaches_the_lp_solution():
     # perturbed RPS has a unique tau = 0 equilibrium, so pi*_tau -> (1,3,3)/7 as tau -> 0.
-    P, _ = make_game("perturbed_rps")
+    P = make_game("perturbed_rps").P
     pi = solve_equilibrium(P, None, 1e-3).pi
     assert np.abs(pi - np.array([1, 3, 3]) / 7).max() < 1e-2
 

@@ -92,7 +92,7 @@ def test_zero_sum_support_solve_is_an_equilibrium_and_matches_the_lp(n, seed):
 
 @pytest.mark.parametrize("spec", ["bt:300:0", "majority:300:3:0", "random:120:4"])
 def test_zero_sum_families(spec):
-    P, _ = make_game(spec)
+    P = make_game(spec).P
     eq = solve_equilibrium(P, None, 0.0)
     assert eq.converged and (P @ eq.pi).max() - 0.5 <= 1e-12
     # tau = 0 has no fixed-point map: the residual is nan and the gap is 2 x the exploitability
@@ -105,7 +105,7 @@ def test_zero_sum_families(spec):
 @pytest.mark.parametrize("tau", [1e-8, 1e-10, 1e-13, 1e-30, 1e-300, 5e-324])
 @pytest.mark.parametrize("spec", ["bt:6:5", "majority:40:5:3", "random:30:1", "cyclic:7"])
 def test_tiny_tau_solves_with_a_certificate(spec, tau):
-    P, _ = make_game(spec)
+    P = make_game(spec).P
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no silent inaccuracy either
         eq = solve_equilibrium(P, None, tau)
@@ -119,7 +119,7 @@ def test_tiny_tau_solves_with_a_certificate(spec, tau):
 def test_tiny_tau_gap_is_not_trivially_small(tau):
     """converged means something at tiny tau: a policy far from equilibrium has gap
     -> 2 exploitability (0.2 here), not 2 tau KL ~ 1e-30."""
-    P, _ = make_game("majority:40:5:3")
+    P = make_game("majority:40:5:3").P
     uniform = np.full(40, 1 / 40)
     expl = (P @ uniform).max() - 0.5
     assert expl > 0.05
@@ -128,7 +128,7 @@ def test_tiny_tau_gap_is_not_trivially_small(tau):
 
 def test_tiny_tau_agrees_with_small_tau_solution():
     """pi*_tau is continuous in tau: at 1e-10 it equals the 1e-7 point within O(1e-7)."""
-    P, _ = make_game("random:30:1")
+    P = make_game("random:30:1").P
     a = solve_equilibrium(P, None, 1e-7).pi
     b = solve_equilibrium(P, None, 1e-10).pi
     assert np.abs(a - b).max() <= 1e-5
@@ -178,13 +178,13 @@ def test_issue_8_continuation_example_returns():
     ([0.5, 0.5], "3 entries"),
 ])
 def test_duality_gap_rejects_a_policy_off_the_simplex(pi, match):
-    P, _ = make_game("rps")
+    P = make_game("rps").P
     with pytest.raises(ValueError, match=match):
         duality_gap(P, None, 0.1, np.array(pi))
 
 
 def test_duality_gap_rejects_bad_tau_and_bad_P():
-    P, _ = make_game("rps")
+    P = make_game("rps").P
     pi = np.full(3, 1 / 3)
     with pytest.raises(ValueError, match="tau"):
         duality_gap(P, None, -0.1, pi)
@@ -198,7 +198,7 @@ def test_duality_gap_rejects_bad_tau_and_bad_P():
 
 @pytest.mark.parametrize("beta", [-0.5, 2.0, float("nan")])
 def test_mixture_fixed_point_rejects_beta_outside_unit_interval(beta):
-    P, _ = make_game("rps")
+    P = make_game("rps").P
     with pytest.raises(ValueError, match="beta"):
         mixture_fixed_point(P, None, 0.1, beta)
 
@@ -206,7 +206,7 @@ def test_mixture_fixed_point_rejects_beta_outside_unit_interval(beta):
 @pytest.mark.slow
 @pytest.mark.parametrize("tau", [0.1, 1.0])
 def test_n_2000_krylov(tau):
-    P, _ = make_game("random:2000:0")
+    P = make_game("random:2000:0").P
     eq = solve_equilibrium(P, None, tau)
     assert eq.converged and eq.method == "newton-krylov"
     assert float(duality_gap(P, None, tau, eq.pi)) <= 1e-12
@@ -226,7 +226,7 @@ def test_cli_solves_tau_1e_300(tmp_path, capsys):
 
     from tabular.cli import main
 
-    P, _ = make_game("bt:6:5")
+    P = make_game("bt:6:5").P
     path = tmp_path / "P.npy"
     np.save(path, P)
     assert main(["solve", "--matrix", str(path), "--tau", "1e-300", "--json"]) == 0
