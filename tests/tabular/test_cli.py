@@ -18,6 +18,11 @@ from tabular_helpers import fixed_point_map
 REPO = Path(__file__).resolve().parents[2]
 
 
+def is_one_line_error(err: str, command: str) -> bool:
+    """The one usage-error format of every CLI (tabular.cliargs): ``PROG: error: MESSAGE``."""
+    return re.fullmatch(f"python -m tabular {command}: error: \\S[^\n]*\n", err) is not None
+
+
 def cli(*args, cwd=None):
     """``python -m tabular ARGS`` in a subprocess (what a user runs)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
@@ -145,7 +150,7 @@ def test_bad_run_input(name, tmp_path, capsys):
         code = e.code
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert is_one_line_error(err, "run"), err
     assert "Traceback" not in err
     assert not out.exists()
 
@@ -168,7 +173,7 @@ def test_bad_solve_input(args, match, tmp_path, capsys):
     except SystemExit as e:
         code = e.code
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert code == 2 and is_one_line_error(err, "solve"), err
     assert re.search(match, err)
 
 
@@ -178,7 +183,7 @@ def test_bad_solve_input(args, match, tmp_path, capsys):
 def test_bad_equivalence_input(args, capsys):
     assert main(["equivalence", *args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert is_one_line_error(err, "equivalence"), err
 
 
 def test_help_states_defaults():
@@ -195,7 +200,7 @@ def test_subprocess_entry_points(tmp_path):
     assert bare.returncode == 2 and "solve" in bare.stderr and "equivalence" in bare.stderr
     bad = cli("run", "--algorithms", "online_ipo", "--game", "bt:3", "--tau", "-1",
               "--out", str(tmp_path / "x"))
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "tau" in bad.stderr
+    assert bad.returncode == 2 and is_one_line_error(bad.stderr, "run") and "tau" in bad.stderr
     assert not (tmp_path / "x").exists()
     np.save(tmp_path / "P.npy", make_game("rps")[0])
     ok = cli("solve", "--matrix", str(tmp_path / "P.npy"), "--tau", "1", "--json")
@@ -221,7 +226,7 @@ def _expect_one_line_exit_2(argv, capsys):
         code = e.code
     captured = capsys.readouterr()
     assert code == 2, captured
-    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert is_one_line_error(captured.err, argv[0]), captured.err
     return captured.err
 
 
