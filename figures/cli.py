@@ -116,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"- **{n}**: skipped: {reason}." for n, reason in skipped]
     atomic_write_text(args.out / "README.md", "\n".join(lines) + "\n")
     # written last, with the README: a run that stopped half-way leaves no config claiming outputs
+    flags = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(args).items()}
     atomic_write_json(args.out / "config.json", {
-        "command": command, "args": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(args).items()},
-        "sizes": dataclasses.asdict(sizes), "versions": package_versions(("numpy", "scipy", "torch", "matplotlib", "tqdm"))})
+        "command": command, "args": flags, "sizes": dataclasses.asdict(sizes),
+        "versions": package_versions(("numpy", "scipy", "torch", "matplotlib", "tqdm"))})
     total = sum(timings.values())
     print(f"figures: wrote {len(captions)} figure(s) to {args.out} in {total:.1f} s "
           f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})")

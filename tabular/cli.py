@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .algorithms import ALGORITHMS, AlgorithmConfig, run
+from .algorithms import AlgorithmConfig, run
 from .cliargs import (Parser, add_dataclass_flags, config_from_args, fields_from, flag,
                       run_command)
 from .equivalence import EquivalenceConfig, equivalence_suite, equivalence_table, max_abs_difference
@@ -88,7 +88,7 @@ ALGORITHM_FLAGS = {
 class RunConfig:
     """``run``: algorithms on one game, ``seeds`` runs each as one batch."""
 
-    algorithms: str = flag(f"comma-separated list from: {', '.join(ALGORITHMS)}")
+    algorithms: str = flag(f"comma-separated list from: {', '.join(METHODS)}")
     game: str = flag("game FAMILY[:ARGS]: " + "; ".join(GAME_FAMILIES.values()))
     tau: float = flag("KL-regularisation strength (> 0)")
     out: str = flag("output directory (created; metrics.csv and config.json are written there)")
@@ -157,7 +157,8 @@ def cmd_solve(cfg: SolveConfig) -> int:
     if cfg.json:
         # strict JSON: the log-space residual scales like round-off / tau and can overflow at tiny
         # tau (the gap is the certificate there); a non-finite number is written as null
-        result = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
+        result = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                  for k, v in result.items()}
         print(json.dumps(result, allow_nan=False))
     else:
         with np.printoptions(precision=17, floatmode="maxprec", linewidth=100):

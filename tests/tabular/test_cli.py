@@ -370,3 +370,54 @@ def test_solve_json_is_strict_when_the_residual_overflows(rps_file, monkeypatch,
     out = capsys.readouterr().out
     d = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert d["residual"] is None and d["gap"] <= 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 10: --eta reaches only the methods that use it; the CLI leaves run results as run() made them.
+# ---------------------------------------------------------------------------------------------
+def test_eta_no_algorithm_uses_is_refused(tmp_path, capsys):
+    err = _expect_one_line_exit_2(["run", "--algorithms", "online_ipo,ipo_md", "--game", "bt:3",
+                                   "--tau", "1", "--eta", "0.5", "--out", str(tmp_path / "x")], capsys)
+    assert "--eta" in err and "none of online_ipo, ipo_md uses it" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_eta_goes_to_the_mirror_descent_methods_only(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--algorithms", "online_ipo,nash_md,extragradient", "--game", "bt:3",
+                 "--tau", "1", "--eta", "0.5", "--steps", "2", "--out", str(out)]) == 0
+    etas = {a["name"]: a["eta"] for a in json.loads((out / "config.json").read_text())["algorithms"]}
+    assert etas == {"online_ipo": None, "nash_md": 0.5, "extragradient": 0.5}
+
+
+def test_run_leaves_the_results_unchanged(tmp_path, capsys, monkeypatch):
+    """The distance to the limit is computed beside the result, not written into it."""
+    import copy
+    import dataclasses
+
+    import tabular.cli as tcli
+
+    def fields(res):
+        return {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
+
+    returned = []
+
+    def recording_run(*args, **kwargs):
+        res = tcli_run(*args, **kwargs)
+        returned.append((res, copy.deepcopy(fields(res))))
+        return res
+
+    tcli_run = tcli.run
+    monkeypatch.setattr(tcli, "run", recording_run)
+    out = tmp_path / "run"
+    assert main(["run", "--algorithms", "online_ipo,online_dpo", "--game", "bt:3", "--tau", "1",
+                 "--steps", "2", "--out", str(out)]) == 0
+    assert len(returned) == 2
+    for res, before in returned:
+        after = fields(res)
+        assert after.keys() == before.keys()
+        for key in before:
+            np.testing.assert_equal(after[key], before[key], err_msg=key)
+    final = json.loads((out / "config.json").read_text())["final"]
+    assert final["online_ipo"]["limit_distance"] < 1  # online IPO has a limit (pi*)
+    assert final["online_dpo"]["limit_distance"] is None  # online DPO has none
