@@ -11,7 +11,7 @@ Every stage's flags come from its dataclass (:class:`SolveConfig`, :class:`RunCo
 The flags, the one-line usage errors (``python -m tabular COMMAND: error: ...``, exit code 2,
 raised before anything is written) and the parser come from :mod:`tabular.cliargs`, shared with
 ``llm``, ``figures`` and ``proofs_check``; the equivalence experiment is :mod:`tabular.equivalence`.
-This module parses, validates, runs and writes; it computes nothing itself.
+This module parses, validates, calls the library and writes the results; it holds no numerics.
 
 ``metrics.csv`` is in long format, one row per (algorithm, seed, step, metric):
 ``algorithm,form,game,seed,step,metric,value`` with ``form`` in {exact, sampled} and ``metric`` in
