@@ -8,13 +8,14 @@ versions). Every file is written atomically (temp file + ``os.replace``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from tabular.cliargs import Parser, add_dataclass_flags, config_from_args, flag
 from tabular.files import atomic_write_json, atomic_write_text, check_output_dir, package_versions
 from tabular.game import MAX_SEED, validate_seed
 
@@ -25,30 +26,29 @@ ALL_NAMES = TABULAR_FIGURES + ("llm",)
 DEFAULT_LLM_RESULTS = Path("runs/pipeline")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # a usage error is one line and exit code 2 (STYLE.md, CLI)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+@dataclass(frozen=True)
+class FiguresConfig:
+    """Regenerate the paper's figures and the tabular evidence."""
+
+    quick: bool = flag("much smaller sizes (< ~60 s; used by the tests)", False)
+    out: Path = flag("output folder", Path("figures/out"))
+    seed: int = flag("seed of the random games and of the sampled runs", 0)
+    only: str = flag(f"comma-separated subset of: {', '.join(ALL_NAMES)}", ",".join(ALL_NAMES))
+    llm_results: Path | None = flag(f"results folder of `python -m llm pipeline --out DIR` (default: "
+                                    f"{DEFAULT_LLM_RESULTS} if it exists)", None)
+    no_progress: bool = flag("hide the progress bar", False)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m figures", description="Regenerate the paper's figures and the tabular evidence.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="much smaller sizes (< ~60 s; used by the tests)")
-    p.add_argument("--out", type=Path, default=Path("figures/out"), help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random games and of the sampled runs")
-    p.add_argument("--only", type=str, default=",".join(ALL_NAMES),
-                   help=f"comma-separated subset of: {', '.join(ALL_NAMES)}")
-    p.add_argument("--llm-results", type=Path, default=None,
-                   help=f"results folder of `python -m llm pipeline --out DIR` (default: {DEFAULT_LLM_RESULTS} "
-                        "if it exists)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return p
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m figures", description=FiguresConfig.__doc__)
+    add_dataclass_flags(parser, FiguresConfig)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    args = config_from_args(FiguresConfig, parser.parse_args(argv))
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in only if s not in ALL_NAMES]
     if not only or unknown:
@@ -116,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"- **{n}**: skipped: {reason}." for n, reason in skipped]
     atomic_write_text(args.out / "README.md", "\n".join(lines) + "\n")
     # written last, with the README: a run that stopped half-way leaves no config claiming outputs
+    flags = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(args).items()}
     atomic_write_json(args.out / "config.json", {
-        "command": command, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "sizes": dataclasses.asdict(sizes), "versions": package_versions(("numpy", "scipy", "torch", "matplotlib", "tqdm"))})
+        "command": command, "args": flags, "sizes": dataclasses.asdict(sizes),
+        "versions": package_versions(("numpy", "scipy", "torch", "matplotlib", "tqdm"))})
     total = sum(timings.values())
     print(f"figures: wrote {len(captions)} figure(s) to {args.out} in {total:.1f} s "
           f"({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})")

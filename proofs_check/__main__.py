@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 
-from tabular.cli import _Parser  # usage errors: one line, exit code 2
+from tabular.cliargs import Parser, add_dataclass_flags, config_from_args
 from tabular.game import validate_seed
 
 from .checks import CHECKS, run_ledger
 from .ledger import format_table, to_json
 
 
+@dataclass(frozen=True)
+class LedgerConfig:
+    quick: bool = False
+    """8 instances per row (CI)"""
+    json: bool = False
+    """print the rows as JSON on stdout"""
+    seed: int = 0
+    """hypothesis seed of every row"""
+    only: list[str] | None = field(default=None, metadata={"nargs": "*"})  # bare --only: refused below
+    """run the checks whose function name contains one of these"""
+
+
 def main(argv=None) -> int:
-    parser = _Parser(
-        prog="python -m proofs_check", description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="8 instances per row (CI)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON on stdout")
-    parser.add_argument("--seed", type=int, default=0, help="hypothesis seed of every row")
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="run the checks whose function name contains one of these")
-    args = parser.parse_args(argv)
+    parser = Parser(prog="python -m proofs_check", description=__doc__)
+    add_dataclass_flags(parser, LedgerConfig)
+    args = config_from_args(LedgerConfig, parser.parse_args(argv))
     if args.only is not None:
         names = [fn.__name__ for fn in CHECKS]
         # "" (or blanks) is a substring of every name: refuse it rather than run the whole ledger.

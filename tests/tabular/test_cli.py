@@ -18,6 +18,11 @@ from tabular_helpers import fixed_point_map
 REPO = Path(__file__).resolve().parents[2]
 
 
+def is_one_line_error(err: str, command: str) -> bool:
+    """The one usage-error format of every CLI (tabular.cliargs): ``PROG: error: MESSAGE``."""
+    return re.fullmatch(f"python -m tabular {command}: error: \\S[^\n]*\n", err) is not None
+
+
 def cli(*args, cwd=None):
     """``python -m tabular ARGS`` in a subprocess (what a user runs)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
@@ -145,7 +150,7 @@ def test_bad_run_input(name, tmp_path, capsys):
         code = e.code
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert is_one_line_error(err, "run"), err
     assert "Traceback" not in err
     assert not out.exists()
 
@@ -168,7 +173,7 @@ def test_bad_solve_input(args, match, tmp_path, capsys):
     except SystemExit as e:
         code = e.code
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert code == 2 and is_one_line_error(err, "solve"), err
     assert re.search(match, err)
 
 
@@ -178,7 +183,7 @@ def test_bad_solve_input(args, match, tmp_path, capsys):
 def test_bad_equivalence_input(args, capsys):
     assert main(["equivalence", *args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
+    assert is_one_line_error(err, "equivalence"), err
 
 
 def test_help_states_defaults():
@@ -195,7 +200,7 @@ def test_subprocess_entry_points(tmp_path):
     assert bare.returncode == 2 and "solve" in bare.stderr and "equivalence" in bare.stderr
     bad = cli("run", "--algorithms", "online_ipo", "--game", "bt:3", "--tau", "-1",
               "--out", str(tmp_path / "x"))
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "tau" in bad.stderr
+    assert bad.returncode == 2 and is_one_line_error(bad.stderr, "run") and "tau" in bad.stderr
     assert not (tmp_path / "x").exists()
     np.save(tmp_path / "P.npy", make_game("rps")[0])
     ok = cli("solve", "--matrix", str(tmp_path / "P.npy"), "--tau", "1", "--json")
@@ -221,7 +226,7 @@ def _expect_one_line_exit_2(argv, capsys):
         code = e.code
     captured = capsys.readouterr()
     assert code == 2, captured
-    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
+    assert is_one_line_error(captured.err, argv[0]), captured.err
     return captured.err
 
 
@@ -365,3 +370,54 @@ def test_solve_json_is_strict_when_the_residual_overflows(rps_file, monkeypatch,
     out = capsys.readouterr().out
     d = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert d["residual"] is None and d["gap"] <= 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 10: --eta reaches only the methods that use it; the CLI leaves run results as run() made them.
+# ---------------------------------------------------------------------------------------------
+def test_eta_no_algorithm_uses_is_refused(tmp_path, capsys):
+    err = _expect_one_line_exit_2(["run", "--algorithms", "online_ipo,ipo_md", "--game", "bt:3",
+                                   "--tau", "1", "--eta", "0.5", "--out", str(tmp_path / "x")], capsys)
+    assert "--eta" in err and "none of online_ipo, ipo_md uses it" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_eta_goes_to_the_mirror_descent_methods_only(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--algorithms", "online_ipo,nash_md,extragradient", "--game", "bt:3",
+                 "--tau", "1", "--eta", "0.5", "--steps", "2", "--out", str(out)]) == 0
+    etas = {a["name"]: a["eta"] for a in json.loads((out / "config.json").read_text())["algorithms"]}
+    assert etas == {"online_ipo": None, "nash_md": 0.5, "extragradient": 0.5}
+
+
+def test_run_leaves_the_results_unchanged(tmp_path, capsys, monkeypatch):
+    """The distance to the limit is computed beside the result, not written into it."""
+    import copy
+    import dataclasses
+
+    import tabular.cli as tcli
+
+    def fields(res):
+        return {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
+
+    returned = []
+
+    def recording_run(*args, **kwargs):
+        res = tcli_run(*args, **kwargs)
+        returned.append((res, copy.deepcopy(fields(res))))
+        return res
+
+    tcli_run = tcli.run
+    monkeypatch.setattr(tcli, "run", recording_run)
+    out = tmp_path / "run"
+    assert main(["run", "--algorithms", "online_ipo,online_dpo", "--game", "bt:3", "--tau", "1",
+                 "--steps", "2", "--out", str(out)]) == 0
+    assert len(returned) == 2
+    for res, before in returned:
+        after = fields(res)
+        assert after.keys() == before.keys()
+        for key in before:
+            np.testing.assert_equal(after[key], before[key], err_msg=key)
+    final = json.loads((out / "config.json").read_text())["final"]
+    assert final["online_ipo"]["limit_distance"] < 1  # online IPO has a limit (pi*)
+    assert final["online_dpo"]["limit_distance"] is None  # online DPO has none
