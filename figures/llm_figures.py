@@ -54,6 +54,11 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict]:
     return rows
 
 
+def _read_json(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
 def _stats(values):
     """Mean, 95 % t half-width over seeds/chains (ddof = 1; 0 for one value: no band) and count."""
     from scipy.stats import t
@@ -63,23 +68,34 @@ def _stats(values):
     return v.mean(), hw, v.size
 
 
-def _win_matrix(d: Path, out: Path, command: str):
-    with open(d / "summary.json") as f:
-        s = json.load(f)
-    spread = "win_matrix_gold_ci95" if "win_matrix_gold_ci95" in s else "win_matrix_gold_std"
+@dataclass(frozen=True)
+class WinMatrix:
+    """A side-by-side win-rate matrix ``mean[i, j] = p(labels[i] beats labels[j])`` with its spread."""
+
+    mean: np.ndarray
+    spread: np.ndarray
+    spread_name: str
+    """``ci95`` (95 % half-width over chains) or ``std`` (older summaries: std over seed pairs)."""
+    labels: list[str]
+    what: str
+
+
+def win_matrix_data(summary: dict) -> tuple[list[dict], WinMatrix]:
+    """The matrix of ``summary.json`` with its row/column labels checked; returns the CSV rows too."""
+    spread = "win_matrix_gold_ci95" if "win_matrix_gold_ci95" in summary else "win_matrix_gold_std"
     for key in ("methods", "win_matrix_gold_mean", spread):
-        if key not in s:
+        if key not in summary:
             raise ValueError(f"summary.json lacks key {key!r}")
-    mean = np.asarray(s["win_matrix_gold_mean"], np.float64)
-    std = np.asarray(s[spread], np.float64)
-    what = (f"mean ± 95 % half-width over {s.get('chains', '?')} chains" if spread.endswith("ci95")
+    mean = np.asarray(summary["win_matrix_gold_mean"], np.float64)
+    std = np.asarray(summary[spread], np.float64)
+    what = (f"mean ± 95 % half-width over {summary.get('chains', '?')} chains" if spread.endswith("ci95")
             else "mean ± std over seed pairs")
-    methods = list(s["methods"])
+    methods = list(summary["methods"])
     if mean.ndim != 2 or mean.shape[0] != mean.shape[1] or std.shape != mean.shape:
         raise ValueError(f"win matrices must be square and of equal shape, got {mean.shape} and {std.shape}")
     k = mean.shape[0]
-    if "matrix_labels" in s:  # the llm pipeline states the row/column order explicitly
-        labels = list(s["matrix_labels"])
+    if "matrix_labels" in summary:  # the llm pipeline states the row/column order explicitly
+        labels = list(summary["matrix_labels"])
         if len(labels) != k:
             raise ValueError(f"win matrix is {k}x{k} but matrix_labels lists {len(labels)} names")
     elif k == len(methods) + 1:
@@ -88,7 +104,15 @@ def _win_matrix(d: Path, out: Path, command: str):
         labels = methods
     else:
         raise ValueError(f"win matrix is {k}x{k} but summary.json lists {len(methods)} methods")
+    matrix = WinMatrix(mean, std, spread.rsplit("_", 1)[1], labels, what)
+    csv_rows = [{"row": labels[i], "column": labels[j], "mean": mean[i, j], matrix.spread_name: std[i, j]}
+                for i in range(k) for j in range(k)]
+    return csv_rows, matrix
+
+
+def draw_win_matrix(matrix: WinMatrix):
     plt = pyplot()
+    mean, std, labels, k = matrix.mean, matrix.spread, matrix.labels, len(matrix.labels)
     fig, ax = plt.subplots(figsize=(1.25 * k + 2.5, 1.0 * k + 1.6))
     im = ax.imshow(mean, cmap="RdBu_r", vmin=0.0, vmax=1.0)
     for i in range(k):
@@ -100,14 +124,16 @@ def _win_matrix(d: Path, out: Path, command: str):
     ax.set_xlabel("column method")
     ax.set_ylabel("row method")
     ax.set_title(f"Side-by-side win rate p(row beats column), gold judge\n"
-                 f"({what}; @gold: aligned with the gold judge)")
+                 f"({matrix.what}; @gold: aligned with the gold judge)")
     fig.colorbar(im, ax=ax, label="p(row > column) (probability)")
     fig.tight_layout()
-    spread_column = spread.rsplit("_", 1)[1]
-    csv_rows = [{"row": labels[i], "column": labels[j], "mean": mean[i, j], spread_column: std[i, j]}
-                for i in range(k) for j in range(k)]
-    return finish(fig, out, LLM_FIGURES[0], csv_rows, f"Table 2-style side-by-side win-rate matrix of the "
-                  f"LLM methods ({what}) from {d}/summary.json; `{command}`.")
+    return fig
+
+
+def _win_matrix(d: Path, out: Path, command: str):
+    csv_rows, matrix = win_matrix_data(_read_json(d / "summary.json"))
+    return finish(draw_win_matrix(matrix), out, LLM_FIGURES[0], csv_rows, f"Table 2-style side-by-side "
+                  f"win-rate matrix of the LLM methods ({matrix.what}) from {d}/summary.json; `{command}`.")
 
 
 @dataclass(frozen=True)
@@ -179,31 +205,38 @@ def _sweep(sweep: Sweep, d: Path, out: Path, command: str):
     return finish(draw_sweep(sweep, lines), out, sweep.name, csv_rows, caption)
 
 
-def _curves(d: Path, out: Path, command: str):
-    rows = _read_csv(d / "curves.csv", ("method", "tau", "beta", "seed", "step", "winrate_vs_sft"))
+def curve_panels(rows: list[dict]) -> tuple[list[dict], list[tuple[str, list]]]:
+    """``curves.csv`` rows -> the figure's CSV rows and, per method (one panel each), its lines
+    ``(label, steps, (len(steps), 2) mean and 95 % half-width over chains)``."""
     groups = defaultdict(lambda: defaultdict(list))
     for r in rows:  # one line per (tau, beta, judge); older files have no judge column (= the PM)
         groups[r["method"]][(float(r["tau"]), float(r["beta"]), r.get("judge") or "pm",
                              int(float(r["step"])))].append(float(r["winrate_vs_sft"]))
-    methods = sorted(groups)
-    plt = pyplot()
-    ncols = min(3, len(methods))
-    nrows = -(-len(methods) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.8 * nrows), squeeze=False, sharey=True)
-    for ax in axes.flat[len(methods):]:
-        ax.set_visible(False)
-    csv_rows = []
-    for ax, m in zip(axes.flat, methods):
-        settings = sorted({(t, b, j) for (t, b, j, _) in groups[m]})
-        for t, b, j in settings:
+    csv_rows, panels = [], []
+    for m in sorted(groups):
+        lines = []
+        for t, b, j in sorted({(t, b, j) for (t, b, j, _) in groups[m]}):
             steps = sorted(s for (tt, bb, jj, s) in groups[m] if (tt, bb, jj) == (t, b, j))
             st = np.array([_stats(groups[m][(t, b, j, s)])[:2] for s in steps])
-            lab = (f"τ={t:g}" + (f", β={b:g}" if m in ("ipo_md", "nash_md_pg") else "")
-                   + f", judge {j}")
-            ax.plot(steps, st[:, 0], marker=".", label=lab)
-            ax.fill_between(steps, st[:, 0] - st[:, 1], st[:, 0] + st[:, 1], alpha=0.2)
+            label = f"τ={t:g}" + (f", β={b:g}" if m in ("ipo_md", "nash_md_pg") else "") + f", judge {j}"
+            lines.append((label, steps, st))
             csv_rows += [{"method": m, "tau": t, "beta": b, "judge": j, "step": s, "mean": a, "ci95": sd,
                           "seeds": len(groups[m][(t, b, j, s)])} for s, (a, sd) in zip(steps, st)]
+        panels.append((m, lines))
+    return csv_rows, panels
+
+
+def draw_curves(panels):
+    plt = pyplot()
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.8 * ncols, 3.8 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (m, lines) in zip(axes.flat, panels):
+        for label, steps, st in lines:
+            ax.plot(steps, st[:, 0], marker=".", label=label)
+            ax.fill_between(steps, st[:, 0] - st[:, 1], st[:, 0] + st[:, 1], alpha=0.2)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set(title=m, xlabel="training step", ylabel="win rate vs SFT (probability)", ylim=(0, 1))
         ax.legend(fontsize=8)
@@ -211,28 +244,38 @@ def _curves(d: Path, out: Path, command: str):
     fig.suptitle("LLM: gold win rate against SFT over training (validation prompts), "
                  "mean ± 95 % CI over chains")
     fig.tight_layout()
-    return finish(fig, out, LLM_FIGURES[2], csv_rows, f"LLM win rate against SFT over training steps, one "
-                  f"line per τ (and β), one panel per method, from {d}/curves.csv; `{command}`.")
+    return fig
 
 
-def _reliability(d: Path, out: Path, command: str):
-    with open(d / "summary.json") as f:
-        s = json.load(f)
-    if not isinstance(s.get("reliability"), dict) or not s["reliability"]:
+def _curves(d: Path, out: Path, command: str):
+    csv_rows, panels = curve_panels(
+        _read_csv(d / "curves.csv", ("method", "tau", "beta", "seed", "step", "winrate_vs_sft")))
+    return finish(draw_curves(panels), out, LLM_FIGURES[2], csv_rows, f"LLM win rate against SFT over "
+                  f"training steps, one line per τ (and β), one panel per method, from {d}/curves.csv; "
+                  f"`{command}`.")
+
+
+def reliability_data(summary: dict) -> tuple[list[dict], dict]:
+    """The ``reliability`` bins of ``summary.json`` (``{judge: [{lo, hi, count, mean_pred, mean_gold}]}``)
+    and the CSV rows (one per judge and bin)."""
+    if not isinstance(summary.get("reliability"), dict) or not summary["reliability"]:
         raise ValueError("summary.json lacks key 'reliability'")
+    bins = summary["reliability"]
+    return [{"judge": who, **b} for who, judge_bins in bins.items() for b in judge_bins], bins
+
+
+def draw_reliability(reliability: dict):
     plt = pyplot()
     fig, (ax, axh) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="calibrated")
-    csv_rows = []
-    for i, (who, bins) in enumerate(s["reliability"].items()):
+    for i, (who, bins) in enumerate(reliability.items()):
         full = [b for b in bins if b["count"]]
         ax.plot([b["mean_pred"] for b in full], [b["mean_gold"] for b in full], marker="o", label=who.upper())
         total = sum(b["count"] for b in bins)
         centres = [(b["lo"] + b["hi"]) / 2 for b in bins]
         axh.bar(np.array(centres) + (i - 0.5) * 0.04, [b["count"] / total for b in bins], width=0.04,
                 label=who.upper())
-        csv_rows += [{"judge": who, **b} for b in bins]
     ax.set(ylabel="mean gold probability",
            title="Learned judges vs the exact gold judge (valid pairs, pooled chains)")
     ax.legend()
@@ -240,33 +283,47 @@ def _reliability(d: Path, out: Path, command: str):
     axh.set(xlabel="predicted P(y > y')", ylabel="share of pairs")
     axh.grid(alpha=0.3)
     fig.tight_layout()
-    return finish(fig, out, LLM_FIGURES[4], csv_rows, f"Reliability diagram of the learned PM and RM against "
-                  f"the exact gold probabilities, with the share of held-out pairs per bin, from "
-                  f"{d}/summary.json; `{command}`.")
+    return fig
+
+
+def _reliability(d: Path, out: Path, command: str):
+    csv_rows, reliability = reliability_data(_read_json(d / "summary.json"))
+    return finish(draw_reliability(reliability), out, LLM_FIGURES[4], csv_rows, f"Reliability diagram of "
+                  f"the learned PM and RM against the exact gold probabilities, with the share of held-out "
+                  f"pairs per bin, from {d}/summary.json; `{command}`.")
 
 
 def _selected(d: Path) -> dict:
     return {r["method"]: r for r in _read_csv(d / "selected.csv", ("method", "tau", "beta", "step"))}
 
 
-def _study_vs_tau(d: Path, out: Path, command: str):
-    rows = _read_csv(d / "sweep_vs_rl.csv", SWEEP_VS_RL_COLUMNS)
-    sel = _selected(d)
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
-    csv_rows = []
-    for ax, opp in zip(axes, ("rl", "sft")):
+def study_vs_tau_panels(rows: list[dict], selected: dict) -> tuple[list[dict], list[tuple[str, list]]]:
+    """``sweep_vs_rl.csv`` rows -> CSV rows and, per opponent (rl, sft), the lines
+    ``(method, [(tau, winrate, eval_ci95)])``; a mixture method at its selected beta only."""
+    csv_rows, panels = [], []
+    for opp in ("rl", "sft"):
+        lines = []
         for m in sorted({r["method"] for r in rows} - {"rl"} if opp == "rl" else {r["method"] for r in rows}):
-            beta = sel[m]["beta"] if m in sel else None  # mixture methods: the selected beta
+            beta = selected[m]["beta"] if m in selected else None  # mixture methods: the selected beta
             pts = sorted((float(r["tau"]), float(r["winrate"]), float(r["eval_ci95"])) for r in rows
                          if r["method"] == m and r["opponent"] == opp and (beta is None or r["beta"] == beta))
             if not pts:
                 continue
+            lines.append((m, pts))
+            csv_rows += [{"opponent": opp, "method": m, "tau": a, "winrate": b, "eval_ci95": c}
+                         for a, b, c in pts]
+        panels.append((opp, lines))
+    return csv_rows, panels
+
+
+def draw_study_vs_tau(panels):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    for ax, (opp, lines) in zip(axes, panels):
+        for m, pts in lines:
             t, w, hw = map(np.array, zip(*pts))
             ax.plot(t, w, marker="o", label=m)
             ax.fill_between(t, w - hw, w + hw, alpha=0.2)
-            csv_rows += [{"opponent": opp, "method": m, "tau": a, "winrate": b, "eval_ci95": c}
-                         for a, b, c in pts]
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set(xlabel="regularisation τ", ylabel="gold win rate (probability)",
@@ -275,60 +332,94 @@ def _study_vs_tau(d: Path, out: Path, command: str):
         ax.grid(alpha=0.3)
     fig.suptitle("LLM study: win rate across τ (validation prompts, chain 0; band: 95 % evaluation interval)")
     fig.tight_layout()
-    return finish(fig, out, STUDY_FIGURES[0], csv_rows, f"Win rate across τ of every swept method against "
-                  f"the selected RL checkpoint and against SFT (the paper's Figs. 1, 3-4), from "
-                  f"{d}/sweep_vs_rl.csv; `{command}`.")
+    return fig
 
 
-def _study_beta(d: Path, out: Path, command: str):
-    rows = [r for r in _read_csv(d / "sweep_vs_rl.csv", SWEEP_VS_RL_COLUMNS)
-            if r["method"] == "ipo_md" and r["opponent"] == "rl"]
+def _study_vs_tau(d: Path, out: Path, command: str):
+    rows = _read_csv(d / "sweep_vs_rl.csv", SWEEP_VS_RL_COLUMNS)
+    csv_rows, panels = study_vs_tau_panels(rows, _selected(d))
+    return finish(draw_study_vs_tau(panels), out, STUDY_FIGURES[0], csv_rows, f"Win rate across τ of every "
+                  f"swept method against the selected RL checkpoint and against SFT (the paper's Figs. 1, "
+                  f"3-4), from {d}/sweep_vs_rl.csv; `{command}`.")
+
+
+def study_beta_lines(rows: list[dict]) -> tuple[list[dict], list[tuple[float, list]]]:
+    """``sweep_vs_rl.csv`` rows -> CSV rows and, per tau, IPO-MD's ``[(beta, winrate, eval_ci95)]``
+    against the selected RL checkpoint."""
+    rows = [r for r in rows if r["method"] == "ipo_md" and r["opponent"] == "rl"]
     if not rows:
         raise ValueError("sweep_vs_rl.csv has no ipo_md rows against rl")
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    csv_rows = []
+    csv_rows, lines = [], []
     for t in sorted({float(r["tau"]) for r in rows}):
         pts = sorted((float(r["beta"]), float(r["winrate"]), float(r["eval_ci95"]))
                      for r in rows if float(r["tau"]) == t)
+        lines.append((t, pts))
+        csv_rows += [{"tau": t, "beta": x, "winrate": y, "eval_ci95": z} for x, y, z in pts]
+    return csv_rows, lines
+
+
+def draw_study_beta(lines):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for t, pts in lines:
         b, w, hw = map(np.array, zip(*pts))
         ax.errorbar(b, w, yerr=hw, marker="o", capsize=3, label=f"τ={t:g}")
-        csv_rows += [{"tau": t, "beta": x, "winrate": y, "eval_ci95": z} for x, y, z in pts]
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set(xlabel="mixture coefficient β", ylabel="gold win rate vs selected RL (probability)",
            title="LLM study: IPO-MD across β against the selected RL checkpoint")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return finish(fig, out, STUDY_FIGURES[1], csv_rows, f"IPO-MD across β against the selected RL checkpoint "
-                  f"(the paper's Fig. 5), from {d}/sweep_vs_rl.csv; `{command}`.")
+    return fig
 
 
-def _study_checkpoints(d: Path, out: Path, command: str):
-    rows = _read_csv(d / "sweep.csv", ("method", "tau", "beta", "step", "winrate_vs_sft"))
-    sel = _selected(d)
-    methods = sorted({r["method"] for r in rows})
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 4.0), squeeze=False, sharey=True)
-    csv_rows = []
-    for ax, m in zip(axes[0], methods):
-        beta = sel[m]["beta"] if m in sel else None
+def _study_beta(d: Path, out: Path, command: str):
+    csv_rows, lines = study_beta_lines(_read_csv(d / "sweep_vs_rl.csv", SWEEP_VS_RL_COLUMNS))
+    return finish(draw_study_beta(lines), out, STUDY_FIGURES[1], csv_rows, f"IPO-MD across β against the "
+                  f"selected RL checkpoint (the paper's Fig. 5), from {d}/sweep_vs_rl.csv; `{command}`.")
+
+
+def study_checkpoint_panels(rows: list[dict], selected: dict) -> tuple[list[dict], list[tuple]]:
+    """``sweep.csv`` rows -> CSV rows and, per method, ``(method, [(tau, [(step, winrate)])], selected
+    (step, winrate) or None)``; a mixture method at its selected beta only."""
+    csv_rows, panels = [], []
+    for m in sorted({r["method"] for r in rows}):
+        beta = selected[m]["beta"] if m in selected else None
+        lines = []
         for t in sorted({float(r["tau"]) for r in rows if r["method"] == m}):
             pts = sorted((int(float(r["step"])), float(r["winrate_vs_sft"])) for r in rows
                          if r["method"] == m and float(r["tau"]) == t and (beta is None or r["beta"] == beta))
-            ax.plot(*zip(*pts), marker=".", label=f"τ={t:g}")
+            lines.append((t, pts))
             csv_rows += [{"method": m, "tau": t, "step": s_, "winrate_vs_sft": w} for s_, w in pts]
-        if m in sel:
-            ax.plot([int(float(sel[m]["step"]))], [float(sel[m]["valid_winrate_vs_sft"])], "k*", ms=12,
-                    label="selected")
+        best = ((int(float(selected[m]["step"])), float(selected[m]["valid_winrate_vs_sft"]))
+                if m in selected else None)
+        panels.append((m, lines, best))
+    return csv_rows, panels
+
+
+def draw_study_checkpoints(panels):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False, sharey=True)
+    for ax, (m, lines, best) in zip(axes[0], panels):
+        for t, pts in lines:
+            ax.plot(*zip(*pts), marker=".", label=f"τ={t:g}")
+        if best is not None:
+            ax.plot([best[0]], [best[1]], "k*", ms=12, label="selected")
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set(title=m, xlabel="training step", ylabel="validation win rate vs SFT")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.suptitle("LLM study: validation win rate over checkpoints per τ (chain 0; one seed: no band)")
     fig.tight_layout()
-    return finish(fig, out, STUDY_FIGURES[2], csv_rows, f"Validation win rate against SFT over checkpoints, "
-                  f"per τ, with the selected point (the paper's Fig. 2), from {d}/sweep.csv; `{command}`.")
+    return fig
+
+
+def _study_checkpoints(d: Path, out: Path, command: str):
+    csv_rows, panels = study_checkpoint_panels(
+        _read_csv(d / "sweep.csv", ("method", "tau", "beta", "step", "winrate_vs_sft")), _selected(d))
+    return finish(draw_study_checkpoints(panels), out, STUDY_FIGURES[2], csv_rows, f"Validation win rate "
+                  f"against SFT over checkpoints, per τ, with the selected point (the paper's Fig. 2), from "
+                  f"{d}/sweep.csv; `{command}`.")
 
 
 def llm_figures(results: Path | None, out: Path, command: str, why_none: str = ""):
