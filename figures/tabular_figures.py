@@ -334,8 +334,9 @@ class Series:
     panel: str
     tau: float
     game: int
-    x: np.ndarray
-    y: np.ndarray
+    x: np.ndarray | float
+    """The x values, or one x for a single point (panel d)."""
+    y: np.ndarray | list | float
 
 
 @dataclass(frozen=True)
