@@ -1,4 +1,4 @@
-"""Shared pieces of the figures: sizes, atomic writes, games, recorded runs, plot helpers.
+"""Shared pieces of the figures: sizes, games, recorded runs, atomic writes (:func:`finish`), plot helpers.
 
 Nothing here re-implements an algorithm, a loss or the run loop: :func:`trajectory` is
 ``tabular.run`` recorded at the requested iterations (log-spaced, so log-x plots start at
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from tabular import AlgorithmConfig, run, solve_equilibrium
-from tabular.game import annotator_majority, bradley_terry_random, cyclic, random_game
 from tabular.files import atomic_write_bytes, atomic_write_text
+from tabular.game import annotator_majority, bradley_terry_random, cyclic, random_game
 from tabular.metrics import kl_log
 
 FLOOR = 1e-16  # values below this (float64 round-off, or tiny negative KL) are drawn at FLOOR
@@ -159,6 +159,25 @@ def save_figure(fig, out: Path, name: str) -> list[str]:
         files.append(f"{name}.{ext}")
     plt.close(fig)
     return files
+
+
+def finish(fig, out: Path, name: str, rows: list[dict], caption: str) -> tuple[str, str]:
+    """The end of every figure: ``name.png``, ``name.pdf`` (:func:`save_figure`) and ``name.csv`` (the
+    numbers plotted, :func:`write_csv`) written atomically into ``out``; returns ``(name, caption)``."""
+    save_figure(fig, out, name)
+    write_csv(Path(out) / f"{name}.csv", rows)
+    return name, caption
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend (imported on first use: the CLI's usage
+    errors and ``--help`` stay fast)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def floor(x) -> np.ndarray:

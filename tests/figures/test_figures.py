@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from figures import tabular_figures as tf
 from figures.cli import main
-from figures.llm_figures import LLM_FIGURES
+from figures.common import Sizes, finish
+from figures.llm_figures import BETA_SWEEP, LLM_FIGURES, TAU_SWEEP, sweep_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 TABULAR = ["fig1_simplex", "fig2_convergence_tau0.1", "fig2_convergence_tau0.01", "fig3_equivalence",
@@ -37,9 +39,11 @@ def write_llm_results(d: Path, include_sft_in_methods: bool = False) -> None:
     methods = (["sft"] + METHODS) if include_sft_in_methods else METHODS
     summary = {"methods": methods, "win_matrix_gold_mean": mean.tolist(),
                "win_matrix_gold_std": np.full((k, k), 0.01).tolist(),
-               "winrate_vs_sft": {m: {"mean": 0.6, "std": 0.01, "per_seed": [0.59, 0.6, 0.61]} for m in METHODS},
+               "winrate_vs_sft": {m: {"mean": 0.6, "std": 0.01, "per_seed": [0.59, 0.6, 0.61]}
+                                  for m in METHODS},
                "reliability": {"pm": [{"lo": b / 10, "hi": (b + 1) / 10, "count": 10 * b,
-                                       "mean_pred": b / 10 + 0.05 if b else None, "mean_gold": b / 10 if b else None}
+                                       "mean_pred": b / 10 + 0.05 if b else None,
+                                       "mean_gold": b / 10 if b else None}
                                       for b in range(10)]}}
     (d / "summary.json").write_text(json.dumps(summary))
     with open(d / "curves.csv", "w") as f:
@@ -48,7 +52,8 @@ def write_llm_results(d: Path, include_sft_in_methods: bool = False) -> None:
             for tau in (0.1, 1.0):
                 for seed in range(2):
                     for step in (0, 50, 100):
-                        f.write(f"{m},{tau},{0.125 if m == 'ipo_md' else 0.0},{seed},{step},{0.5 + step / 1000}\n")
+                        beta = 0.125 if m == "ipo_md" else 0.0
+                        f.write(f"{m},{tau},{beta},{seed},{step},{0.5 + step / 1000}\n")
     with open(d / "tau_sweep.csv", "w") as f:
         f.write("method,tau,seed,winrate_vs_sft\n")
         for m in ("online_ipo", "online_dpo"):
@@ -69,8 +74,9 @@ def quick_run(tmp_path_factory):
     write_llm_results(llm)
     out = base / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, "-m", "figures", "--quick", "--out", str(out), "--llm-results", str(llm),
-                           "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "figures", "--quick", "--out", str(out),
+                           "--llm-results", str(llm), "--no-progress"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 
@@ -111,14 +117,16 @@ def test_equivalence_csv(quick_run):
     pairs = [r for r in rows if r["panel"] == "d_ipo_md_vs_nash_md"]
     assert {float(r["x"]) for r in pairs} == {0.125, 0.25, 0.5}
     for r in pairs:  # IPO-MD(beta) and Nash-MD(eta = beta / tau) reach the same policy, the exact one
-        assert float(r["y"]) <= 1e-8 and float(r["ipo_md_to_exact"]) <= 1e-8 and float(r["nash_md_to_exact"]) <= 1e-8
+        assert float(r["y"]) <= 1e-8
+        assert float(r["ipo_md_to_exact"]) <= 1e-8 and float(r["nash_md_to_exact"]) <= 1e-8
         assert math.isclose(float(r["eta"]), float(r["x"]) / float(r["tau"]))
     bound = [r for r in rows if r["panel"] == "b_nash_md_decaying"]
     assert all(float(r["y"]) <= float(r["bound"]) for r in bound)  # Munos et al. Thm 1
     # (c) the constant-eta limit approaches pi* as eta -> 0: monotone in eta for each game and tau.
     c = [r for r in rows if r["panel"] == "c_nash_md_constant_eta_limit"]
     for key in {(r["game"], r["tau"]) for r in c}:
-        ys = [float(r["y"]) for r in sorted((r for r in c if (r["game"], r["tau"]) == key), key=lambda r: float(r["x"]))]
+        ys = [float(r["y"]) for r in sorted((r for r in c if (r["game"], r["tau"]) == key),
+                                            key=lambda r: float(r["x"]))]
         assert ys[0] < 1e-6 * ys[-1]
 
 
@@ -126,8 +134,10 @@ def test_bias_csv_matches_prop_5_2(quick_run):
     rows = read_csv(quick_run[0] / "fig5_mixture_bias.csv")
     assert rows
     for r in rows:
-        assert float(r["max_abs_mixture_minus_equilibrium"]) <= 1e-8, r  # mix_beta(limit) = pi*_(tau/(1-beta))
-        assert math.isclose(float(r["gap_mixture_of_limit"]), float(r["gap_equilibrium_tau_over_1_minus_beta"]),
+        # mix_beta(limit) = pi*_(tau/(1-beta))
+        assert float(r["max_abs_mixture_minus_equilibrium"]) <= 1e-8, r
+        assert math.isclose(float(r["gap_mixture_of_limit"]),
+                            float(r["gap_equilibrium_tau_over_1_minus_beta"]),
                             rel_tol=1e-6, abs_tol=1e-12)
         if float(r["beta"]) == 0.0:
             assert float(r["gap_ipo_md_limit"]) <= 1e-10  # beta = 0 is online IPO: no bias
@@ -147,7 +157,8 @@ def test_convergence_csv(quick_run):
     for tau in ("0.1", "0.01"):
         rows = read_csv(quick_run[0] / f"fig2_convergence_tau{tau}.csv")
         algos = {r["algorithm"] for r in rows}
-        assert len(algos) == 12 and {r["game"] for r in rows} >= {"bt:4", "cyclic:4", "random:4", "majority:4"}
+        assert len(algos) == 12
+        assert {r["game"] for r in rows} >= {"bt:4", "cyclic:4", "random:4", "majority:4"}
         assert all(int(r["seeds"]) >= 10 for r in rows)
         # every run starts at mu: at step 0 the sampled band has no width and equals the exact form;
         # after it the seeds differ, so some bands are wide (a band copied from one seed would not be)
@@ -188,7 +199,8 @@ def test_llm_heatmap_csv_holds_the_matrix(quick_run):
 def test_llm_reliability_csv_holds_the_bins(quick_run):
     rows = read_csv(quick_run[0] / "fig6e_llm_judge_reliability.csv")
     assert [int(r["count"]) for r in rows] == [10 * b for b in range(10)]
-    assert float(rows[3]["mean_pred"]) == pytest.approx(0.35) and float(rows[3]["mean_gold"]) == pytest.approx(0.3)
+    assert float(rows[3]["mean_pred"]) == pytest.approx(0.35)
+    assert float(rows[3]["mean_gold"]) == pytest.approx(0.3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +219,8 @@ def test_llm_methods_including_sft_and_malformed(tmp_path, capsys):
     d = tmp_path / "r"
     write_llm_results(d, include_sft_in_methods=True)
     (d / "beta_sweep.csv").write_text("method,beta\nipo_md,0.1\n")  # lacks columns: skipped with reason
-    assert main(["--only", "llm", "--out", str(tmp_path / "o"), "--llm-results", str(d), "--no-progress"]) == 0
+    assert main(["--only", "llm", "--out", str(tmp_path / "o"), "--llm-results", str(d),
+                 "--no-progress"]) == 0
     rows = read_csv(tmp_path / "o" / "fig6a_llm_win_matrix.csv")
     assert [r["row"] for r in rows[::4]] == ["sft"] + METHODS
     err = capsys.readouterr().err
@@ -248,7 +261,8 @@ def test_llm_curves_with_an_infinite_step_are_skipped_not_a_traceback(tmp_path, 
     text = (d / "curves.csv").read_text().splitlines()
     text[1] = ",".join(text[1].split(",")[:4] + ["inf"] + text[1].split(",")[5:])
     (d / "curves.csv").write_text("\n".join(text) + "\n")
-    assert main(["--only", "llm", "--out", str(tmp_path / "o"), "--llm-results", str(d), "--no-progress"]) == 0
+    assert main(["--only", "llm", "--out", str(tmp_path / "o"), "--llm-results", str(d),
+                 "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "skipped fig6c" in err and "curves.csv is malformed" in err and "Traceback" not in err
     assert (tmp_path / "o" / "config.json").is_file() and (tmp_path / "o" / "README.md").is_file()
@@ -258,3 +272,51 @@ def test_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0 and "--llm-results" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# In-process: compute is separate from draw; the one sweep plot.
+# --------------------------------------------------------------------------------------------
+TINY = Sizes(simplex_steps=3, n_actions=3, conv_steps=3, conv_seeds=2, equiv_steps=5, equiv_nash_steps=5,
+             equiv_games=1, dpo_steps=20, dpo_alphas=2, dpo_taus=2, bias_steps=5, bias_betas=2)
+COMPUTE = {"simplex": tf.simplex_data, "convergence": lambda *a: tf.convergence_data(a[0], a[1], 0.1, a[2]),
+           "equivalence": tf.equivalence_data, "dpo": tf.dpo_data, "bias": tf.bias_data}
+
+
+@pytest.mark.parametrize("figure", list(COMPUTE))
+def test_compute_runs_without_matplotlib(figure, monkeypatch):
+    with monkeypatch.context() as m:  # a None entry in sys.modules makes `import matplotlib` fail
+        m.setitem(sys.modules, "matplotlib", None)
+        m.setitem(sys.modules, "matplotlib.pyplot", None)
+        data = COMPUTE[figure](TINY, 0, lambda: None)
+    assert data.rows and all(isinstance(r, dict) for r in data.rows)
+
+
+def test_finish_writes_the_computed_rows(tmp_path):
+    data = tf.dpo_data(TINY, 0, lambda: None)
+    name, caption = finish(tf.draw_dpo(data), tmp_path, "fig", data.rows, "a caption")
+    assert (name, caption) == ("fig", "a caption")
+    rows = read_csv(tmp_path / "fig.csv")
+    assert len(rows) == len(data.rows) == len(tf.DPO_METHODS) * (TINY.dpo_alphas + TINY.dpo_taus)
+    assert [float(r["kl_to_opt"]) for r in rows] == [float(r["kl_to_opt"]) for r in data.rows]
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "fig.pdf").is_file()
+
+
+def test_one_sweep_plot_for_tau_and_beta():
+    tau_rows = [{"method": m, "tau": tau, "seed": s, "winrate_vs_sft": w}
+                for m in ("zeta", "online_dpo", "online_ipo") for tau in ("1.0", "0.1")
+                for s, w in ((0, "0.5"), (1, "0.6"))]
+    csv_rows, lines = sweep_lines(TAU_SWEEP, tau_rows)
+    # the paper's pair leads, the rest follow sorted; x sorted within a line
+    assert [label for label, _, _ in lines] == ["online_ipo", "online_dpo", "zeta"]
+    assert all(xs == [0.1, 1.0] for _, xs, _ in lines)
+    # mean of (0.5, 0.6) = 0.55; 95 % t half-width = t_{0.975, 1 dof} (12.7062) * s (0.0707) / sqrt(2)
+    assert csv_rows[0] == {"method": "online_ipo", "tau": 0.1, "mean": pytest.approx(0.55),
+                           "ci95": pytest.approx(12.706204736 * 0.05), "seeds": 2}
+    beta_rows = [{"method": "ipo_md", "beta": b, "tau": tau, "seed": "0", "winrate_vs_sft": "0.7"}
+                 for tau in ("0.5", "0.1") for b in ("0.5", "0.0")]
+    csv_rows, lines = sweep_lines(BETA_SWEEP, beta_rows)  # one line per (method, tau), beta on x
+    assert [(label, xs) for label, xs, _ in lines] == [("ipo_md, τ=0.1", [0.0, 0.5]),
+                                                       ("ipo_md, τ=0.5", [0.0, 0.5])]
+    assert list(csv_rows[0]) == ["method", "tau", "beta", "mean", "ci95", "seeds"]
+    assert csv_rows[0]["ci95"] == 0.0  # one seed: no band
