@@ -75,9 +75,10 @@ def test_tiny_study_selects_reruns_and_resumes(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--methods", "rl", "--taus", "online_ipo=0.1"], "lacks a grid for"),
-    (["--taus", "online_ipo=x"], "--taus must be"),
-    (["--betas", "2"], "every tau must be a finite number > 0 and every beta in [0, 1]"),
-    (["--methods", "online_ipo", "--taus", "online_ipo=inf"], "every tau must be a finite number > 0"),
+    (["--taus", "online_ipo=x"], "--taus online_ipo=x: tau must be a number, got 'x'"),
+    (["--taus", "online_ipo"], "--taus entries must be METHOD=VALUE[,VALUE...], got 'online_ipo'"),
+    (["--betas", "2"], "--betas 2: beta must lie in [0, 1], got beta = 2.0"),
+    (["--methods", "online_ipo", "--taus", "online_ipo=inf"], "--taus online_ipo=inf: tau > 0 required, got tau = inf"),
     (["--methods", "no_such"], "unknown method 'no_such'"),
 ])
 def test_study_bad_flags_are_one_line_usage_errors(tmp_path, capsys, argv, message):
