@@ -73,10 +73,10 @@ def _positive_finite(flag: str, value) -> float:
     return float(value)
 
 
-def _known_methods(methods) -> None:
-    for m in methods:
-        if m not in sampled_methods():
-            raise UsageError(f"unknown method {m!r}; choose from {', '.join(sampled_methods())}")
+def _known_method(name, where: str = "") -> None:
+    """``name`` is a method the llm runs (one the shared table samples), else a one-line UsageError."""
+    if name not in sampled_methods():
+        raise UsageError(f"{where}unknown method {name!r}; choose from {', '.join(sampled_methods())}")
 
 
 def numbers(values, flag: str, check) -> tuple[float, ...]:
@@ -94,8 +94,7 @@ def method_values(entries, flag: str, check) -> dict[str, tuple[float, ...]]:
         method, sep, values = entry.partition("=")
         if not sep or not values:
             raise UsageError(f"{flag} entries must be METHOD=VALUE[,VALUE...], got {entry!r}")
-        if method not in sampled_methods():
-            raise UsageError(f"{flag} {entry}: unknown method {method!r}; choose from {', '.join(sampled_methods())}")
+        _known_method(method, f"{flag} {entry}: ")
         if method in table:
             raise UsageError(f"{flag} gives {method} twice")
         table[method] = tuple(_checked(f"{flag} {entry}", check, v) for v in values.split(","))
@@ -130,7 +129,7 @@ class MethodParams:
     """sampling temperature = temperature of the log-probs in the loss (> 0)"""
 
     def __post_init__(self):
-        _known_methods([self.method])
+        _known_method(self.method)
         object.__setattr__(self, "tau", _checked("--tau", validate_tau, self.tau))
         object.__setattr__(self, "beta", _checked("--beta", validate_beta, self.beta))
         object.__setattr__(self, "temperature", _positive_finite("--temperature", self.temperature))
@@ -299,7 +298,8 @@ class EvalConfig(RunConfig):
 
 def _validate_chains(cfg) -> None:
     """The checks of what the pipeline and the study share: methods and the sizes of each chain's stages."""
-    _known_methods(cfg.methods)
+    for method in cfg.methods:
+        _known_method(method)
     _at_least(cfg, 1, "sft_steps", "pm_steps", "pm_pairs", "align_steps", "align_batch_size", "n_prompts",
               "samples_per_prompt")
     _positive_finite("--align-lr", cfg.align_lr)

@@ -7,6 +7,7 @@ import pytest
 
 from llm.cli import main
 from llm.config import StudyConfig
+from llm.report import render_section
 from llm.study import QUICK, apply_preset, select_settings, run_study
 
 
@@ -47,6 +48,9 @@ def test_tiny_study_selects_reruns_and_resumes(tmp_path):
                    key=lambda r: float(r["winrate_vs_sft"]))
     assert float(selected["online_ipo"]["valid_winrate_vs_sft"]) == float(best_ipo["winrate_vs_sft"])
     assert summary["chains"] == 2 and summary["labels"] == ["online_ipo", "rl", "sft"]
+    # the report's provenance names the selected taus (a study's --taus are grids, not one tau each)
+    taus = f"taus online IPO {float(selected['online_ipo']['tau']):g}, RL {float(selected['rl']['tau']):g};"
+    assert taus in render_section(summary, "provenance")
     final = _csv(tmp_path / "study" / "final_matrix.csv")
     assert {r["judge"] for r in final} == {"gold", "pm"} and len(final) == 2 * 9
     vs_rl = _csv(tmp_path / "study" / "sweep_vs_rl.csv")
