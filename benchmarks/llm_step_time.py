@@ -11,10 +11,11 @@ import time
 import torch
 
 from llm.align import alignment_loss
+from llm.config import MethodParams
 from llm.models import Codec, new_causal_lm, new_scorer, train_tokenizer
-from llm.objectives import METHODS
 from llm.sampling import pm_prob, rm_reward, sample
 from llm.tasks import make_task
+from tabular.methods import sampled_methods
 
 
 def no_cache_sample(model, ids, mask, max_new, gen, eos_id, pad_id):
@@ -47,13 +48,13 @@ def main():
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     prompts = task.prompts("train", args.batch_size * args.steps)
     gen = torch.Generator().manual_seed(0)
-    for method in METHODS:
+    for method in sampled_methods():
         times = []
         for s in range(args.steps):
             ids, mask = codec.encode_prompts(prompts[s * args.batch_size:(s + 1) * args.batch_size])
             t0 = time.perf_counter()
             loss, _ = alignment_loss(
-                method, policy, ref, ids, mask, tau=0.1, beta=0.125, generator=gen,
+                MethodParams(method, 0.1, 0.125), policy, ref, ids, mask, generator=gen,
                 max_new_tokens=task.max_new_tokens, eos_id=codec.eos_id, pad_id=codec.pad_id,
                 judge=lambda i, m, y, ym, yp, ypm: pm_prob(scorer, codec, i, m, y, ym, yp, ypm),
                 reward=lambda i, m, y, ym: rm_reward(scorer, codec, i, m, y, ym))

@@ -9,15 +9,17 @@ Public API (imported lazily, so ``python -m llm --threads 2`` can set the OpenMP
 before torch loads):
 
 - stages: ``run_sft``, ``run_train_pm``, ``run_align``, ``run_evaluate``, ``run_pipeline`` and their
-  configs ``SFTConfig``, ``PMConfig``, ``AlignConfig``, ``EvalConfig``, ``PipelineConfig``;
+  configs ``SFTConfig``, ``PMConfig``, ``AlignConfig``, ``EvalConfig``, ``PipelineConfig``, and
+  ``MethodParams`` (:mod:`llm.config`: a method and its hyperparameters, validated once);
 - tasks (:mod:`llm.tasks`): ``SyntheticTask``, ``TextTask``, ``make_task``, ``majority_prob``;
 - models (:mod:`llm.models`): ``Codec``, ``train_tokenizer``, ``new_causal_lm``, ``new_scorer``,
   ``load_causal_lm``, ``load_scorer``, ``save_model``, ``UsageError``;
 - sampling (:mod:`llm.sampling`): ``sample`` (per-token geometric mixture with KV caches),
   ``sample_responses``, ``token_logprobs``, ``sequence_logprob``, ``pm_prob`` / ``pm_prob_rows``
   (the antisymmetric PM), ``rm_prob_rows``, ``rm_reward``;
-- objectives (:mod:`llm.objectives`): ``METHODS``, ``pairwise_method_loss``, ``nash_md_pg_loss``,
-  ``rl_loss``, ``kl_to_go``; ``alignment_loss`` (:mod:`llm.align`): sample, score and loss of one step;
+- methods: the shared table :data:`tabular.methods.METHODS` (the llm runs its ``sampled_methods()``);
+- objectives (:mod:`llm.objectives`): ``pairwise_method_loss``, ``nash_md_pg_loss``, ``rl_loss``,
+  ``kl_to_go``; ``alignment_loss`` (:mod:`llm.align`): sample, score and loss of one step;
 - evaluation (:mod:`llm.evaluate`): ``win_matrices``, ``format_matrix``; ``main`` (:mod:`llm.cli`).
 """
 
@@ -30,13 +32,13 @@ _API = {
     "sample_responses": "sampling",
     "run_pipeline": "pipeline",
     "SFTConfig": "config", "PMConfig": "config", "AlignConfig": "config", "EvalConfig": "config",
-    "PipelineConfig": "config",
+    "PipelineConfig": "config", "MethodParams": "config",
     "SyntheticTask": "tasks", "TextTask": "tasks", "make_task": "tasks", "majority_prob": "tasks",
     "Codec": "models", "train_tokenizer": "models", "new_causal_lm": "models", "new_scorer": "models",
     "load_causal_lm": "models", "load_scorer": "models", "save_model": "models", "UsageError": "models",
     "sample": "sampling", "token_logprobs": "sampling", "sequence_logprob": "sampling",
     "pm_prob": "sampling", "pm_prob_rows": "sampling", "rm_prob_rows": "sampling", "rm_reward": "sampling",
-    "METHODS": "objectives", "pairwise_method_loss": "objectives", "nash_md_pg_loss": "objectives",
+    "pairwise_method_loss": "objectives", "nash_md_pg_loss": "objectives",
     "rl_loss": "objectives", "kl_to_go": "objectives",
     "main": "cli",
 }

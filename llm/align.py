@@ -22,11 +22,13 @@ import time
 
 import numpy as np
 import torch
+from tabular.cliargs import UsageError
 from tabular.losses import make_labels
 from tabular.progress import progress as progress_bar
 
-from .models import UsageError, check_context, load_causal_lm, load_scorer, save_model
-from .objectives import METHODS, nash_md_pg_loss, pairwise_method_loss, rl_loss
+from .config import MethodParams
+from .models import check_context, load_causal_lm, load_scorer, save_model
+from .objectives import nash_md_pg_loss, pairwise_method_loss, rl_loss
 from .runtime import CHECKPOINT, MetricLog, autocast, load_checkpoint, save_checkpoint, start_run_dir
 from .sampling import (pm_prob, rm_reward, sample, sample_responses, sequence_logprob, stream_seed,
                        token_logprobs)
@@ -36,20 +38,22 @@ from .train import _finish, open_stage
 __all__ = ["run_align", "alignment_loss", "gold_winrate", "gold_bradley_terry", "read_prompt_file"]
 
 
-def alignment_loss(method: str, policy, ref, prompt_ids, prompt_mask, *, tau: float, beta: float,
-                   generator: torch.Generator, max_new_tokens: int, eos_id, pad_id: int, judge=None,
-                   reward=None, label_type: str = "soft", logp_reduction: str = "sum",
-                   temperature: float = 1.0, label_generator: torch.Generator | None = None):
-    """Sample a pair per prompt as ``method`` says, score it, and return (scalar loss, stats).
+def alignment_loss(params: MethodParams, policy, ref, prompt_ids, prompt_mask, *, generator: torch.Generator,
+                   max_new_tokens: int, eos_id, pad_id: int, judge=None, reward=None,
+                   label_generator: torch.Generator | None = None):
+    """Sample a pair per prompt as ``params.method`` says, score it, and return (scalar loss, stats).
 
     Args:
+      params: the method and its hyperparameters (tau, beta, label type, log-prob reduction,
+        temperature), validated once by :class:`~llm.config.MethodParams`.
       prompt_ids, prompt_mask: (B, P) left-padded prompts.
       judge: ``judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask) -> (B,) P(y > y')``
         (the PM in training; an exact table in tests). reward: ``reward(ids, mask, y, y_mask) -> (B,)``.
+      generator: the sampling stream; label_generator: the stream of Bernoulli labels.
     """
-    m = METHODS[method]
+    m, tau, temperature = params.spec, params.tau, params.temperature
     B = prompt_ids.shape[0]
-    beta_y, beta_y_prime = m.betas(beta)
+    beta_y, beta_y_prime = params.betas()
     betas = torch.tensor([beta_y] * B + [beta_y_prime] * B, device=prompt_ids.device)  # (2B,)
     ids2, mask2 = prompt_ids.repeat(2, 1), prompt_mask.repeat(2, 1)  # (2B, P)
     response, resp_mask = sample(policy, ref, ids2, mask2, max_new_tokens, generator, eos_id, pad_id,
@@ -66,15 +70,15 @@ def alignment_loss(method: str, policy, ref, prompt_ids, prompt_mask, *, tau: fl
     if m.kind == "pairwise":
         with torch.no_grad():
             p = judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask)  # (B,)
-        logp = sequence_logprob(tok, resp_mask, logp_reduction)  # (2B,)
-        ref_logp = sequence_logprob(ref_tok, resp_mask, logp_reduction)  # (2B,)
+        logp = sequence_logprob(tok, resp_mask, params.logp_reduction)  # (2B,)
+        ref_logp = sequence_logprob(ref_tok, resp_mask, params.logp_reduction)  # (2B,)
         losses = pairwise_method_loss(m.loss, logp[:B], logp[B:], ref_logp[:B], ref_logp[B:], p, tau,
-                                      label_type, label_generator)  # (B,)
+                                      params.label_type, label_generator)  # (B,)
         stats["charts/margin_abs"] = ((logp[:B] - ref_logp[:B]) - (logp[B:] - ref_logp[B:])).abs().mean().item()
     elif m.kind == "pg":
         with torch.no_grad():
             p = judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask)  # (B,)
-        label = make_labels(p, label_type, label_generator)  # (B,), as the pairwise methods do
+        label = make_labels(p, params.label_type, label_generator)  # (B,), as the pairwise methods do
         losses = nash_md_pg_loss(tok[:B], ref_tok[:B], y_mask, label, tau)  # (B,), only y gets gradient
     else:
         with torch.no_grad():
@@ -131,7 +135,8 @@ def run_align(cfg, progress: bool = True) -> dict:
     prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("train", 20000)
     policy, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     ref, _ = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
-    m = METHODS[cfg.method]
+    params = cfg.method_params()  # the method and its hyperparameters, as alignment_loss reads them
+    m = params.spec
     scorer = None
     if cfg.judge == "pm":
         if m.kind == "rl":
@@ -211,10 +216,9 @@ def run_align(cfg, progress: bool = True) -> dict:
         prompt_ids, prompt_mask = codec.encode_prompts(batch_prompts)  # (B, P)
         with autocast(device, cfg.bf16):
             loss, stats = alignment_loss(
-                cfg.method, policy, ref, prompt_ids.to(device), prompt_mask.to(device), tau=cfg.tau,
-                beta=cfg.beta, generator=gen, max_new_tokens=max_new, eos_id=codec.eos_id,
-                pad_id=codec.pad_id, judge=judge, reward=reward, label_type=cfg.label_type,
-                logp_reduction=cfg.logp_reduction, temperature=cfg.temperature, label_generator=label_gen)
+                params, policy, ref, prompt_ids.to(device), prompt_mask.to(device), generator=gen,
+                max_new_tokens=max_new, eos_id=codec.eos_id, pad_id=codec.pad_id, judge=judge, reward=reward,
+                label_generator=label_gen)
         if not np.isfinite(stats["loss/train"]):  # e.g. a huge --lr: stop before saving a NaN policy
             raise UsageError(f"the loss became {stats['loss/train']} at step {step + 1}; lower --lr "
                              f"(no model or done.json is written; rerun with --overwrite)")

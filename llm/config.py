@@ -1,23 +1,34 @@
 """One configuration dataclass per stage; the CLI flags are built from their fields.
 
 Every field has ``metadata["help"]`` (shown by ``--help`` with its default). :meth:`validate`
-raises :class:`~llm.models.UsageError` with one line; the resolved config is written as
+raises :class:`~tabular.cliargs.UsageError` with one line; the resolved config is written as
 ``config.json`` in every run folder and stored in every checkpoint.
+
+:class:`MethodParams` is the one value that carries an alignment method and its hyperparameters
+(tau, beta, label type, log-prob reduction, temperature) to :func:`llm.align.alignment_loss`; it
+validates them once, with the tabular core's own checks (:func:`tabular.game.validate_tau`,
+:func:`~tabular.game.validate_beta`). The methods are the table :mod:`tabular.methods`: the llm
+runs the ones that learn from samples (:func:`tabular.methods.sampled_methods`).
+
+The pipeline's and the study's ``--taus`` / ``--sweep-taus`` / ``--betas`` keep the words they
+were given (that is what ``config.json`` records and a resumed run compares); each has one parser
+(:func:`method_values`, :func:`numbers`) behind a typed property (``tau_table``, ``tau_grid``,
+``beta_grid``, ...), used by ``validate`` and by the stages alike.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from tabular.game import validate_seed
-
-from .models import UsageError
-from .objectives import METHODS
+from tabular.cliargs import UsageError
+from tabular.game import validate_beta, validate_seed, validate_tau
+from tabular.losses import LABEL_TYPES
+from tabular.methods import METHODS, Method, sampled_methods
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
-           "StudyConfig", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED"]
+           "StudyConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED",
+           "LOGP_REDUCTIONS", "method_values", "numbers", "tau_table"]
 
 
 def _f(default, help: str, **kw):
@@ -31,17 +42,114 @@ RESUMABLE_CHANGES = {"resume", "overwrite", "device", "threads", "out"}
 # Seeds are limited to 32 bits: the stages derive further streams from them (seed + 2,
 # 10_000 + seed, 1000 seed + 10 i + s in evaluate), which must stay inside torch's 64-bit range.
 MAX_SEED = 2**32 - 1
+# How a response's token log-probs become its sequence log-prob (llm.sampling.sequence_logprob).
+LOGP_REDUCTIONS = ("sum", "mean")
 
 
-def _positive_finite(name: str, value) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise UsageError(f"--{name} must be a finite number > 0, got {value}")
+def _checked(flag: str, check, value):
+    """``check(value)`` (a tabular validator), its ValueError re-raised as a one-line UsageError
+    that names the flag."""
+    try:
+        return check(value)
+    except ValueError as e:
+        raise UsageError(f"{flag}: {e}") from None
 
 
-def _known_methods(methods) -> None:
-    for m in methods:
-        if m not in METHODS:
-            raise UsageError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _at_least(cfg, low: int, *names: str) -> None:
+    """Each named integer field is >= ``low``."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value < low:
+            raise UsageError(f"{_flag(name)} must be >= {low}, got {value}")
+
+
+def _positive_finite(flag: str, value) -> float:
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise UsageError(f"{flag} must be a finite number > 0, got {value}")
+    return float(value)
+
+
+def _known_method(name, where: str = "") -> None:
+    """``name`` is a method the llm runs (one the shared table samples), else a one-line UsageError."""
+    if name not in sampled_methods():
+        raise UsageError(f"{where}unknown method {name!r}; choose from {', '.join(sampled_methods())}")
+
+
+def numbers(values, flag: str, check) -> tuple[float, ...]:
+    """A list flag's entries as numbers, each through ``check`` (``validate_tau``/``validate_beta``)."""
+    return tuple(_checked(f"{flag} {v}", check, v) for v in values)
+
+
+def method_values(entries, flag: str, check) -> dict[str, tuple[float, ...]]:
+    """``METHOD=V1,V2,...`` entries as ``{method: (v1, v2, ...)}``, each value through ``check``.
+
+    One-line UsageError for an entry without ``=``, an unknown method, a repeated method or a bad value.
+    """
+    table = {}
+    for entry in entries:
+        method, sep, values = entry.partition("=")
+        if not sep or not values:
+            raise UsageError(f"{flag} entries must be METHOD=VALUE[,VALUE...], got {entry!r}")
+        _known_method(method, f"{flag} {entry}: ")
+        if method in table:
+            raise UsageError(f"{flag} gives {method} twice")
+        table[method] = tuple(_checked(f"{flag} {entry}", check, v) for v in values.split(","))
+    return table
+
+
+def tau_table(entries) -> dict[str, float]:
+    """``METHOD=TAU`` entries (the pipeline's ``--taus``) as ``{method: tau}``, one tau per method."""
+    table = method_values(entries, "--taus", validate_tau)
+    for method, taus in table.items():
+        if len(taus) != 1:
+            raise UsageError(f"--taus gives one tau per method, got {method}={','.join(map(str, taus))}")
+    return {method: taus[0] for method, taus in table.items()}
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """An alignment method and its hyperparameters: everything :func:`llm.align.alignment_loss`
+    reads besides the models and the batch. Validated once, here (one-line UsageError)."""
+
+    method: str
+    """a sampled method of :data:`tabular.methods.METHODS` (``online_ipo``, ``ipo_md``, ``rl``, ...)"""
+    tau: float
+    """KL-regularisation strength (> 0); also the scale of DPO/SLiC"""
+    beta: float
+    """geometric-mixture coefficient in [0, 1] (read by the methods whose ``uses_beta``)"""
+    label_type: str = "soft"
+    """labels from the judge's probability: one of :data:`tabular.losses.LABEL_TYPES`"""
+    logp_reduction: str = "sum"
+    """sequence log-prob: ``sum`` of token log-probs or their ``mean``"""
+    temperature: float = 1.0
+    """sampling temperature = temperature of the log-probs in the loss (> 0)"""
+
+    def __post_init__(self):
+        _known_method(self.method)
+        object.__setattr__(self, "tau", _checked("--tau", validate_tau, self.tau))
+        object.__setattr__(self, "beta", _checked("--beta", validate_beta, self.beta))
+        object.__setattr__(self, "temperature", _positive_finite("--temperature", self.temperature))
+        if self.label_type not in LABEL_TYPES:
+            raise UsageError(f"--label-type must be one of {', '.join(LABEL_TYPES)}, got {self.label_type!r}")
+        if self.logp_reduction not in LOGP_REDUCTIONS:
+            raise UsageError(f"--logp-reduction must be one of {', '.join(LOGP_REDUCTIONS)}, "
+                             f"got {self.logp_reduction!r}")
+        if self.spec.kind == "rl" and self.label_type != "soft":
+            raise UsageError("--label-type applies to methods labelled by the preference model; "
+                             "rl uses the reward model's score")
+
+    @property
+    def spec(self) -> Method:
+        """The method's entry of the shared table (kind, loss, where y and y' are drawn)."""
+        return METHODS[self.method]
+
+    def betas(self) -> tuple[float, float]:
+        """Mixture coefficients ``(beta_y, beta_y')`` of the two responses (0: pi, 1: mu)."""
+        return self.spec.betas(self.beta)
 
 
 @dataclass
@@ -64,25 +172,14 @@ class RunConfig:
     def validate(self) -> None:
         if not self.out:
             raise UsageError("--out is required")
-        if self.threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {self.threads}")
-        if self.checkpoint_every < 1 or self.log_every < 1:
-            raise UsageError("--checkpoint-every and --log-every must be >= 1")
+        _at_least(self, 1, "threads", "checkpoint_every", "log_every")
         if self.resume and self.overwrite:
             raise UsageError("--resume and --overwrite exclude each other")
         for name in ("seed", "task_seed"):
             try:
-                validate_seed(getattr(self, name), "--" + name.replace("_", "-"), MAX_SEED)
+                validate_seed(getattr(self, name), _flag(name), MAX_SEED)
             except ValueError as e:
                 raise UsageError(str(e)) from None
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            flag = f.name.replace("_", "-")
-            if f.type in ("int", int) and f.name.endswith(("steps", "batch_size", "prompts", "pairs",
-                                                          "per_prompt")) and value < 1:
-                raise UsageError(f"--{flag} must be >= 1, got {value}")
-            if f.name.endswith("lr") or f.name in ("tau", "temperature"):
-                _positive_finite(flag, value)
 
 
 @dataclass
@@ -95,9 +192,7 @@ class ModelShape:
 
     def validate(self) -> None:
         super().validate()
-        for name in ("n_layer", "n_embd", "n_head"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        _at_least(self, 1, "n_layer", "n_embd", "n_head")
         if self.n_embd % self.n_head:
             raise UsageError(f"--n-embd ({self.n_embd}) must be a multiple of --n-head ({self.n_head})")
 
@@ -110,6 +205,11 @@ class SFTConfig(ModelShape, RunConfig):
     steps: int = _f(1000, "optimiser steps")
     batch_size: int = _f(64, "(prompt, reference summary) pairs per step")
     lr: float = _f(3e-3, "AdamW learning rate (linear warm-down to 10%)")
+
+    def validate(self) -> None:
+        super().validate()
+        _at_least(self, 1, "steps", "batch_size")
+        _positive_finite("--lr", self.lr)
 
 
 @dataclass
@@ -124,6 +224,11 @@ class PMConfig(ModelShape, RunConfig):
     lr: float = _f(2e-3, "AdamW learning rate (linear warm-down to 10%)")
     reward_model: bool = _f(True, "also train a Bradley-Terry reward model (for --method rl) into OUT/rm")
 
+    def validate(self) -> None:
+        super().validate()
+        _at_least(self, 1, "n_pairs", "heldout_pairs", "steps", "batch_size")
+        _positive_finite("--lr", self.lr)
+
 
 @dataclass
 class AlignConfig(RunConfig):
@@ -134,12 +239,12 @@ class AlignConfig(RunConfig):
     rm: str = _f("", "reward model folder (method rl)")
     judge: str = _f("pm", "who labels the pairs: the learned pm (rl: the learned rm) or the exact gold judge "
                     "(rl: reward = the Bradley-Terry fit of the gold judge)", choices=("pm", "gold"))
-    method: str = _f("online_ipo", "alignment method", choices=tuple(METHODS))
+    method: str = _f("online_ipo", "alignment method", choices=tuple(sampled_methods()))
     tau: float = _f(0.1, "KL-regularisation strength tau (> 0); also the DPO/SLiC scale")
     beta: float = _f(0.125, "geometric-mixture coefficient beta in [0, 1] (ipo_md, nash_md_pg)")
-    label_type: str = _f("soft", "labels from the PM probability", choices=("soft", "bernoulli", "hard"))
+    label_type: str = _f("soft", "labels from the PM probability", choices=LABEL_TYPES)
     logp_reduction: str = _f("sum", "sequence log-prob: sum of token log-probs, or per-token mean",
-                             choices=("sum", "mean"))
+                             choices=LOGP_REDUCTIONS)
     temperature: float = _f(1.0, "sampling temperature = temperature of the log-probs in the loss")
     steps: int = _f(150, "optimiser steps")
     batch_size: int = _f(16, "prompts per step (two responses each)")
@@ -149,19 +254,21 @@ class AlignConfig(RunConfig):
     eval_every: int = _f(25, "gold win rate vs SFT on held-out prompts every K steps (0: never)")
     eval_prompts: int = _f(64, "held-out prompts for the periodic win rate")
 
+    def method_params(self) -> MethodParams:
+        """The method and its hyperparameters as the loss reads them (validated on construction)."""
+        return MethodParams(self.method, self.tau, self.beta, self.label_type, self.logp_reduction,
+                            self.temperature)
+
     def validate(self) -> None:
-        super().validate()  # tau, temperature, lr: finite and > 0
-        if not 0.0 <= self.beta <= 1.0:
-            raise UsageError(f"--beta must be in [0, 1], got {self.beta}")
-        if self.method == "rl" and self.label_type != "soft":
-            raise UsageError("--label-type applies to methods labelled by the preference model; "
-                             "rl uses the reward model's score")
-        if self.method == "rl" and not self.rm and self.judge == "pm":
+        super().validate()
+        kind = self.method_params().spec.kind
+        if kind == "rl" and not self.rm and self.judge == "pm":
             raise UsageError("--method rl needs --rm (a reward model folder)")
-        if self.method != "rl" and not self.pm and self.judge == "pm":
+        if kind != "rl" and not self.pm and self.judge == "pm":
             raise UsageError(f"--method {self.method} needs --pm (a preference model folder)")
-        if self.eval_every < 0 or self.max_new_tokens < 0:
-            raise UsageError("--eval-every and --max-new-tokens must be >= 0")
+        _at_least(self, 1, "steps", "batch_size", "eval_prompts")
+        _at_least(self, 0, "eval_every", "max_new_tokens")
+        _positive_finite("--lr", self.lr)
 
 
 @dataclass
@@ -184,8 +291,19 @@ class EvalConfig(RunConfig):
         for entry in self.models:
             if "=" not in entry or not entry.split("=", 1)[0] or not entry.split("=", 1)[1]:
                 raise UsageError(f"--models entry must be NAME=PATH, got {entry!r}")
-        if self.max_new_tokens < 0:
-            raise UsageError(f"--max-new-tokens must be >= 0, got {self.max_new_tokens}")
+        _at_least(self, 1, "n_prompts", "samples_per_prompt")
+        _at_least(self, 0, "max_new_tokens")
+        _positive_finite("--temperature", self.temperature)
+
+
+def _validate_chains(cfg) -> None:
+    """The checks of what the pipeline and the study share: methods and the sizes of each chain's stages."""
+    for method in cfg.methods:
+        _known_method(method)
+    _at_least(cfg, 1, "sft_steps", "pm_steps", "pm_pairs", "align_steps", "align_batch_size", "n_prompts",
+              "samples_per_prompt")
+    _positive_finite("--align-lr", cfg.align_lr)
+    _checked("--beta", validate_beta, cfg.beta)
 
 
 @dataclass
@@ -216,28 +334,39 @@ class PipelineConfig(ModelShape, RunConfig):
     sweep_betas: list = _f(["0.0", "0.25", "0.5", "1.0"], "betas of the ipo_md sweep (at ipo_md's tau)")
     sweep_seeds: int = _f(1, "seeds per sweep point")
 
+    @property
+    def tau_table(self) -> dict[str, float]:
+        """``--taus`` parsed: ``{method: tau}``."""
+        return tau_table(self.taus)
+
     def tau_of(self, method: str) -> float:
-        table = dict(t.split("=", 1) for t in self.taus)
-        return float(table.get(method, 0.1))
+        """The tau of ``method`` from ``--taus`` (a one-line UsageError when it has none)."""
+        table = self.tau_table
+        if method not in table:
+            raise UsageError(f"--taus lacks a tau for {method}")
+        return table[method]
+
+    @property
+    def sweep_tau_grid(self) -> tuple[float, ...]:
+        """``--sweep-taus`` parsed."""
+        return numbers(self.sweep_taus, "--sweep-taus", validate_tau)
+
+    @property
+    def sweep_beta_grid(self) -> tuple[float, ...]:
+        """``--sweep-betas`` parsed."""
+        return numbers(self.sweep_betas, "--sweep-betas", validate_beta)
 
     def validate(self) -> None:
         super().validate()
-        _known_methods(self.methods)
-        try:
-            taus = [float(t.split("=", 1)[1]) for t in self.taus] + [float(v) for v in self.sweep_taus]
-            betas = [float(b) for b in self.sweep_betas] + [self.beta]
-        except (IndexError, ValueError):
-            raise UsageError("--taus must be METHOD=TAU entries; sweep values must be numbers") from None
-        if any(not (math.isfinite(t) and t > 0) for t in taus):
-            raise UsageError(f"every tau must be a finite number > 0, got {', '.join(self.taus + self.sweep_taus)}")
-        if any(not 0 <= b <= 1 for b in betas):
-            raise UsageError("every beta must be in [0, 1]")
-        if self.seeds < 1 or self.sweep_seeds < 1:
-            raise UsageError("--seeds and --sweep-seeds must be >= 1")
+        _validate_chains(self)
+        for method in self.methods + (["ipo_md"] if self.sweep else []):  # the beta sweep runs ipo_md
+            self.tau_of(method)
+        if not (self.sweep_tau_grid and self.sweep_beta_grid):  # parsing them checks every entry
+            raise UsageError("--sweep-taus and --sweep-betas need at least one value each")
+        _at_least(self, 1, "seeds", "sweep_seeds", "eval_prompts")
+        _at_least(self, 0, "eval_every")
         if not self.judges or any(j not in ("pm", "gold") for j in self.judges) or len(set(self.judges)) < len(self.judges):
             raise UsageError(f"--judges must be distinct entries of pm, gold; got {' '.join(self.judges)}")
-        if self.samples_per_prompt < 1:
-            raise UsageError(f"--samples-per-prompt must be >= 1, got {self.samples_per_prompt}")
 
 
 @dataclass
@@ -266,22 +395,25 @@ class StudyConfig(ModelShape, RunConfig):
     n_prompts: int = _f(2048, "test prompts for the final matrices")
     samples_per_prompt: int = _f(4, "responses per prompt and policy (validation figures and test)")
 
+    @property
+    def tau_grid(self) -> dict[str, tuple[float, ...]]:
+        """``--taus`` parsed: ``{method: (tau, ...)}``."""
+        return method_values(self.taus, "--taus", validate_tau)
+
+    @property
+    def beta_grid(self) -> tuple[float, ...]:
+        """``--betas`` parsed (the grid of the methods whose ``uses_beta``)."""
+        return numbers(self.betas, "--betas", validate_beta)
+
     def validate(self) -> None:
         super().validate()
-        _known_methods(self.methods)
-        try:
-            grid = {m: [float(t) for t in v.split(",")] for m, v in (e.split("=", 1) for e in self.taus)}
-            betas = [float(b) for b in self.betas]
-        except ValueError:
-            raise UsageError("--taus must be METHOD=T1,T2,... entries and --betas numbers") from None
-        missing = [m for m in self.methods if m not in grid]
+        _validate_chains(self)
+        missing = [m for m in self.methods if m not in self.tau_grid]
         if missing:
             raise UsageError(f"--taus lacks a grid for {', '.join(missing)}")
-        if any(not (math.isfinite(t) and t > 0) for ts in grid.values() for t in ts) \
-                or any(not 0 <= b <= 1 for b in betas):
-            raise UsageError("every tau must be a finite number > 0 and every beta in [0, 1]")
-        if self.chains < 1 or self.eval_every < 1 or self.samples_per_prompt < 1:
-            raise UsageError("--chains, --eval-every and --samples-per-prompt must be >= 1")
+        if not self.beta_grid:  # parsing it checks every entry
+            raise UsageError("--betas needs at least one value")
+        _at_least(self, 1, "chains", "eval_every", "valid_prompts")
 
 
 STAGE_CONFIGS = {"sft": SFTConfig, "train-pm": PMConfig, "align": AlignConfig, "evaluate": EvalConfig,

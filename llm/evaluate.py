@@ -16,11 +16,12 @@ import os
 
 import numpy as np
 import torch
+from tabular.cliargs import UsageError
 from tabular.files import atomic_write_json
 from tabular.progress import progress as progress_bar
 
 from .align import read_prompt_file
-from .models import UsageError, check_context, load_causal_lm, load_scorer
+from .models import check_context, load_causal_lm, load_scorer
 from .runtime import start_run_dir
 from .sampling import pm_prob_rows, sample_responses, stream_seed
 from .train import open_stage

@@ -1,7 +1,11 @@
-"""The alignment methods: where each pair is sampled from and which shared loss it feeds (SPEC §4).
+"""The alignment losses of the llm methods (SPEC §4).
 
-Every loss here is a thin wrapper that computes margins or advantages from log-probs and calls the
-single definitions in :mod:`tabular.losses` (``pairwise_loss``, ``policy_gradient_loss``).
+Which methods exist, where each draws ``y`` and ``y'`` and which loss it feeds is the one table
+:data:`tabular.methods.METHODS` (the llm runs its ``sampled_methods()``); the method's
+hyperparameters travel as one :class:`llm.config.MethodParams`. Every loss here is a thin wrapper
+that computes margins or advantages from log-probs and calls the single definitions in
+:mod:`tabular.losses` (``pairwise_loss``, ``policy_gradient_loss``). How the llm draws and scores
+each method's responses (:func:`llm.align.alignment_loss`):
 
 | method        | y ~       | y' ~             | loss                                                |
 |---------------|-----------|------------------|-----------------------------------------------------|
@@ -12,7 +16,7 @@ single definitions in :mod:`tabular.losses` (``pairwise_loss``, ``policy_gradien
 | offline_*     | mu        | mu               | IPO / DPO / SLiC on fresh samples of mu (= the SFT model) |
 | nash_md_pg    | pi        | mix_beta         | REINFORCE, advantage ``p - 1/2 - tau KL-to-go``, only y |
 | self_play     | pi        | pi               | nash_md_pg with beta = 0                             |
-| rl            | pi        | pi               | REINFORCE on the BT reward, leave-one-out baseline   |
+| rl            | pi        | pi (baseline)    | REINFORCE on the BT reward, leave-one-out baseline   |
 
 ``p = P(y > y' | x)`` comes from the preference model (soft label by default; ``make_labels`` gives
 Bernoulli or hard labels). ``r_pi = log pi - log mu`` uses per-sequence summed log-probs by default.
@@ -30,34 +34,7 @@ import torch
 
 from tabular.losses import make_labels, pairwise_loss, policy_gradient_loss
 
-__all__ = ["METHODS", "Method", "pairwise_method_loss", "nash_md_pg_loss", "rl_loss", "kl_to_go"]
-
-
-class Method:
-    """How a method samples its pair and which loss it uses."""
-
-    def __init__(self, kind: str, loss: str | None, beta_y: str, beta_y_prime: str):
-        self.kind = kind  # "pairwise" | "pg" | "rl"
-        self.loss = loss  # "ipo" | "dpo" | "slic" | None
-        self.beta_y, self.beta_y_prime = beta_y, beta_y_prime  # "0" (pi), "1" (mu) or "beta"
-
-    def betas(self, beta: float) -> tuple[float, float]:
-        value = {"0": 0.0, "1": 1.0, "beta": beta}
-        return value[self.beta_y], value[self.beta_y_prime]
-
-
-METHODS = {
-    "online_ipo": Method("pairwise", "ipo", "0", "0"),
-    "online_dpo": Method("pairwise", "dpo", "0", "0"),
-    "online_slic": Method("pairwise", "slic", "0", "0"),
-    "ipo_md": Method("pairwise", "ipo", "beta", "beta"),
-    "offline_ipo": Method("pairwise", "ipo", "1", "1"),
-    "offline_dpo": Method("pairwise", "dpo", "1", "1"),
-    "offline_slic": Method("pairwise", "slic", "1", "1"),
-    "nash_md_pg": Method("pg", None, "0", "beta"),
-    "self_play": Method("pg", None, "0", "0"),
-    "rl": Method("rl", None, "0", "0"),
-}
+__all__ = ["pairwise_method_loss", "nash_md_pg_loss", "rl_loss", "kl_to_go"]
 
 
 def pairwise_method_loss(loss: str, logp_y, logp_y_prime, ref_logp_y, ref_logp_y_prime, p, tau: float,

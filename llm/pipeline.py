@@ -42,6 +42,7 @@ import time
 import numpy as np
 
 from tabular.files import atomic_write_json, atomic_write_text, package_versions
+from tabular.methods import METHODS
 
 from .align import run_align
 from .config import AlignConfig, PMConfig, SFTConfig
@@ -211,7 +212,7 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
         finished = {}
 
         def align(method, judge, tau, beta, folder):
-            key = (method, judge, tau, beta if method in ("ipo_md", "nash_md_pg") else None)
+            key = (method, judge, tau, beta if METHODS[method].uses_beta else None)
             if key not in finished:
                 run_dir = os.path.join(root, folder)
                 finished[key] = run_align(AlignConfig(
@@ -227,10 +228,10 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
         # 4. sweeps (chain 0 only; the study stage sweeps with seeds and a validation split)
         if cfg.sweep and c == 0:
             for method in ("online_ipo", "online_dpo"):
-                for tau in map(float, cfg.sweep_taus):
+                for tau in cfg.sweep_tau_grid:
                     r = align(method, "pm", tau, cfg.beta, os.path.join("sweep", f"{method}_tau{tau:g}"))
                     tau_rows.append([method, tau, c, r["final_winrate_vs_sft"]])
-            for beta in map(float, cfg.sweep_betas):
+            for beta in cfg.sweep_beta_grid:
                 r = align("ipo_md", "pm", cfg.tau_of("ipo_md"), beta, os.path.join("sweep", f"ipo_md_beta{beta:g}"))
                 beta_rows.append(["ipo_md", beta, cfg.tau_of("ipo_md"), c, r["final_winrate_vs_sft"]])
         # 5. this chain's side-by-side evaluation on the test split (gold judge and PM)

@@ -48,8 +48,11 @@ def _ci(d: dict, digits: int = 3) -> str:
 
 
 def _provenance(s: dict) -> str:
-    p, c = s["provenance"], s["config"]
-    v = p["versions"]
+    from .config import tau_table  # the pipeline's one parser of --taus
+
+    p, c, v = s["provenance"], s["config"], s["provenance"]["versions"]
+    # the pipeline's taus; a study's are grids, of which it selected one per method
+    taus = {m: r["tau"] for m, r in s["selected"].items()} if "selected" in s else tau_table(c["taus"])
     return "\n".join([
         f"Reference run: `{p['command']}` at commit `{(p['git_commit'] or 'unknown')[:10]}`"
         + (" (uncommitted changes)" if p.get("git_dirty") else "") + f", {p['date_utc']} UTC, on {p['machine']}; "
@@ -58,9 +61,7 @@ def _provenance(s: dict) -> str:
         f"{s['chains']} chains (each retrains SFT, PM, RM and every alignment run with its seed); "
         f"{s['n_eval_prompts']} test prompts x {s['samples_per_prompt']} samples per policy; "
         f"{c['align_steps']} alignment steps of {c['align_batch_size']} prompts; "
-        "taus " + ", ".join(f"{_name(m)} {c['taus_resolved'][m]:g}" if 'taus_resolved' in c
-                            else f"{_name(m)} {dict(t.split('=', 1) for t in c['taus']).get(m, '0.1')}"
-                            for m in s["methods"]) + f"; beta {c['beta']:g}.",
+        "taus " + ", ".join(f"{_name(m)} {taus[m]:g}" for m in s["methods"]) + f"; beta {c['beta']:g}.",
     ])
 
 
@@ -227,7 +228,7 @@ def main(argv=None) -> int:
         for name in args.write:  # read every file first: an unreadable one writes nothing
             with open(name) as f:
                 docs[name] = replace_blocks(f.read(), summary)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:  # ValueError: JSONDecodeError, a bad --taus
         print(f"python -m llm report: error: cannot render {path}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     from tabular.files import atomic_write_text

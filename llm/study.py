@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from tabular.files import atomic_write_json
+from tabular.methods import METHODS
 
 from .align import run_align
 from .config import AlignConfig, PMConfig, SFTConfig
@@ -59,11 +60,10 @@ def apply_preset(cfg):
 
 
 def _grid(cfg) -> list[tuple[str, float, float]]:
-    """(method, tau, beta) of every sweep run."""
-    taus = {m: [float(t) for t in v.split(",")] for m, v in (e.split("=", 1) for e in cfg.taus)}
-    betas = [float(b) for b in cfg.betas]
+    """(method, tau, beta) of every sweep run: the beta grid for the methods that use beta, else ``cfg.beta``."""
+    taus = cfg.tau_grid
     return [(m, t, b) for m in cfg.methods for t in taus[m]
-            for b in (betas if m in ("ipo_md", "nash_md_pg") else [cfg.beta])]
+            for b in (cfg.beta_grid if METHODS[m].uses_beta else [cfg.beta])]
 
 
 def select_settings(rows: list[dict]) -> dict:

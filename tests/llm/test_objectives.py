@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from llm.align import alignment_loss
+from llm.config import MethodParams
 from llm.models import new_causal_lm
 from llm.objectives import kl_to_go, nash_md_pg_loss, pairwise_method_loss, rl_loss
 from tabular.losses import dpo_loss, ipo_loss, slic_loss
@@ -111,8 +112,8 @@ def test_sampled_gradient_averages_to_the_exact_gradient(method, beta):
     gen = torch.Generator().manual_seed(2)
     total = None
     for _ in range(reps):
-        loss, _ = alignment_loss(method, policy, ref, torch.zeros(B, 1, dtype=torch.long),
-                                 torch.ones(B, 1, dtype=torch.long), tau=TAU, beta=beta, generator=gen,
+        loss, _ = alignment_loss(MethodParams(method, TAU, beta), policy, ref, torch.zeros(B, 1, dtype=torch.long),
+                                 torch.ones(B, 1, dtype=torch.long), generator=gen,
                                  max_new_tokens=1, eos_id=None, pad_id=0, judge=judge)
         grads = torch.autograd.grad(loss, list(policy.parameters()), allow_unused=True)
         flat = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()

@@ -20,6 +20,7 @@ import torch
 
 import llm.objectives
 from llm.align import alignment_loss
+from llm.config import MethodParams
 from llm.models import new_causal_lm
 from llm.sampling import token_logprobs
 
@@ -80,8 +81,8 @@ def sampled_gradient(policy, ref, method, tau, beta, P, scores, batch=8192, reps
     total = 0
     for _ in range(reps):
         loss, _ = alignment_loss(
-            method, policy, ref, torch.zeros(batch, 1, dtype=torch.long), torch.ones(batch, 1, dtype=torch.long),
-            tau=tau, beta=beta, generator=gen, max_new_tokens=T, eos_id=None, pad_id=0,
+            MethodParams(method, tau, beta), policy, ref, torch.zeros(batch, 1, dtype=torch.long),
+            torch.ones(batch, 1, dtype=torch.long), generator=gen, max_new_tokens=T, eos_id=None, pad_id=0,
             judge=lambda ids, mask, y, ym, yp, ypm: P[_index(y), _index(yp)],
             reward=lambda ids, mask, y, ym: scores[_index(y)])
         total = total + _flat(torch.autograd.grad(loss, params, allow_unused=True), params)

@@ -7,6 +7,7 @@ import pytest
 
 from llm.cli import main
 from llm.config import StudyConfig
+from llm.report import render_section
 from llm.study import QUICK, apply_preset, select_settings, run_study
 
 
@@ -47,6 +48,9 @@ def test_tiny_study_selects_reruns_and_resumes(tmp_path):
                    key=lambda r: float(r["winrate_vs_sft"]))
     assert float(selected["online_ipo"]["valid_winrate_vs_sft"]) == float(best_ipo["winrate_vs_sft"])
     assert summary["chains"] == 2 and summary["labels"] == ["online_ipo", "rl", "sft"]
+    # the report's provenance names the selected taus (a study's --taus are grids, not one tau each)
+    taus = f"taus online IPO {float(selected['online_ipo']['tau']):g}, RL {float(selected['rl']['tau']):g};"
+    assert taus in render_section(summary, "provenance")
     final = _csv(tmp_path / "study" / "final_matrix.csv")
     assert {r["judge"] for r in final} == {"gold", "pm"} and len(final) == 2 * 9
     vs_rl = _csv(tmp_path / "study" / "sweep_vs_rl.csv")
@@ -75,9 +79,10 @@ def test_tiny_study_selects_reruns_and_resumes(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--methods", "rl", "--taus", "online_ipo=0.1"], "lacks a grid for"),
-    (["--taus", "online_ipo=x"], "--taus must be"),
-    (["--betas", "2"], "every tau must be a finite number > 0 and every beta in [0, 1]"),
-    (["--methods", "online_ipo", "--taus", "online_ipo=inf"], "every tau must be a finite number > 0"),
+    (["--taus", "online_ipo=x"], "--taus online_ipo=x: tau must be a number, got 'x'"),
+    (["--taus", "online_ipo"], "--taus entries must be METHOD=VALUE[,VALUE...], got 'online_ipo'"),
+    (["--betas", "2"], "--betas 2: beta must lie in [0, 1], got beta = 2.0"),
+    (["--methods", "online_ipo", "--taus", "online_ipo=inf"], "--taus online_ipo=inf: tau > 0 required, got tau = inf"),
     (["--methods", "no_such"], "unknown method 'no_such'"),
 ])
 def test_study_bad_flags_are_one_line_usage_errors(tmp_path, capsys, argv, message):

@@ -451,9 +451,10 @@ BRIDGE_METHODS = [("online_ipo", "soft"), ("online_ipo", "hard"), ("ipo_md", "so
 
 def llm_exact_gradient(ex, method, beta, label_type) -> np.ndarray:
     """E over every one-token pair (y, y') of the llm loss, weighted by the probabilities of the
-    distributions llm.objectives.METHODS samples y and y' from (the per-token mixture of
+    distributions tabular.methods.METHODS samples y and y' from (the per-token mixture of
     llm.sampling, exact for one token); gradient w.r.t. the policy's logits."""
-    from llm.objectives import METHODS, nash_md_pg_loss, pairwise_method_loss
+    from llm.objectives import nash_md_pg_loss, pairwise_method_loss
+    from tabular.methods import METHODS
     from llm.sampling import sequence_logprob, token_logprobs
 
     n = ex.n
@@ -513,6 +514,7 @@ def check_sampled_bridge(ex, form, samples=2**14):
     :func:`bernstein_radius` (false-failure probability <= ALPHA) plus float32 round-off of the
     exact tabular gradient. Its per-pair gradients are the tabular ones (checked exactly above)."""
     from llm.align import alignment_loss
+    from llm.config import MethodParams
 
     method, label_type = form
     beta = ex.beta if method in ("ipo_md", "nash_md_pg") else 0.0
@@ -523,9 +525,9 @@ def check_sampled_bridge(ex, form, samples=2**14):
         return P[y[:, 0], y_prime[:, 0]]  # the exact table: P(y > y')
 
     prompt = torch.zeros(samples, 1, dtype=torch.long)
-    loss, _ = alignment_loss(method, policy, ref, prompt, torch.ones_like(prompt), tau=ex.tau, beta=beta,
-                             generator=torch.Generator().manual_seed(ex.seed), max_new_tokens=1, eos_id=None,
-                             pad_id=0, judge=judge, label_type=label_type,
+    loss, _ = alignment_loss(MethodParams(method, ex.tau, beta, label_type), policy, ref, prompt,
+                             torch.ones_like(prompt), generator=torch.Generator().manual_seed(ex.seed),
+                             max_new_tokens=1, eos_id=None, pad_id=0, judge=judge,
                              label_generator=torch.Generator().manual_seed(ex.seed + 1))
     (sampled,) = torch.autograd.grad(loss, policy.logits)
     exact = exact_gradient(ex, method, beta, label_type)
@@ -613,12 +615,12 @@ def test_mutation_biased_sampler_fails_and_shrinks(monkeypatch):
 
 
 def assert_wrong_bridge_is_caught(monkeypatch, check):
-    """Nash-MD-PG sampling y from the mixture too (instead of from pi), in the llm method table:
+    """Nash-MD-PG sampling y from the mixture too (instead of from pi), in the shared method table:
     ``check`` finds a small counterexample, and passes on it with the table restored."""
-    from llm.objectives import METHODS, Method
+    from tabular.methods import METHODS, Method
 
     with monkeypatch.context() as m:
-        m.setitem(METHODS, "nash_md_pg", Method("pg", None, "beta", "beta"))
+        m.setitem(METHODS, "nash_md_pg", Method("pg", None, "mix", "mix"))
         ex = shrunk_counterexample(MUTATION_EXAMPLES, check)
     assert ex.n <= 3
     check(ex)
