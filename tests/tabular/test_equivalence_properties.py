@@ -451,8 +451,9 @@ BRIDGE_METHODS = [("online_ipo", "soft"), ("online_ipo", "hard"), ("ipo_md", "so
 
 def llm_exact_gradient(ex, method, beta, label_type) -> np.ndarray:
     """E over every one-token pair (y, y') of the llm loss, weighted by the probabilities of the
-    distributions tabular.methods.METHODS samples y and y' from (the per-token mixture of
-    llm.sampling, exact for one token); gradient w.r.t. the policy's logits."""
+    distributions llm's MethodParams reads from tabular.methods.METHODS for y and y' (the per-token
+    mixture of llm.sampling, exact for one token); gradient w.r.t. the policy's logits."""
+    from llm.config import MethodParams
     from llm.objectives import nash_md_pg_loss, pairwise_method_loss
     from tabular.methods import METHODS
     from llm.sampling import sequence_logprob, token_logprobs
@@ -470,7 +471,7 @@ def llm_exact_gradient(ex, method, beta, label_type) -> np.ndarray:
         log_pi = torch.log_softmax(policy(prompt[:1]).logits[0, -1], -1)  # (n,) float64
         log_mu = torch.log_softmax(ref(prompt[:1]).logits[0, -1], -1)
     m = METHODS[method]
-    beta_y, beta_y_prime = m.betas(beta)
+    beta_y, beta_y_prime = MethodParams(method, ex.tau, beta, label_type).betas()  # as alignment_loss reads them
     q = {b: torch.softmax((1 - b) * log_pi + b * log_mu, -1) for b in {beta_y, beta_y_prime}}
     weights = q[beta_y][y] * q[beta_y_prime][y_prime]  # (R,)
     p = torch.tensor(ex.P)[y, y_prime]
@@ -615,12 +616,19 @@ def test_mutation_biased_sampler_fails_and_shrinks(monkeypatch):
 
 
 def assert_wrong_bridge_is_caught(monkeypatch, check):
-    """Nash-MD-PG sampling y from the mixture too (instead of from pi), in the shared method table:
-    ``check`` finds a small counterexample, and passes on it with the table restored."""
-    from tabular.methods import METHODS, Method
+    """Nash-MD-PG sampling y from the mixture too (instead of from pi), in the transformer code
+    only (tabular and llm share the method table, so the bug is planted where llm reads it):
+    ``check`` finds a small counterexample, and passes on it with the code restored."""
+    from llm.config import MethodParams
+
+    right = MethodParams.betas
+
+    def wrong(params):
+        beta_y, beta_y_prime = right(params)
+        return (beta_y_prime, beta_y_prime) if params.method == "nash_md_pg" else (beta_y, beta_y_prime)
 
     with monkeypatch.context() as m:
-        m.setitem(METHODS, "nash_md_pg", Method("pg", None, "mix", "mix"))
+        m.setattr(MethodParams, "betas", wrong)
         ex = shrunk_counterexample(MUTATION_EXAMPLES, check)
     assert ex.n <= 3
     check(ex)
