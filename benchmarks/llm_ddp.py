@@ -69,7 +69,8 @@ def main():
         for name, processes, shards in (("1 process, 1 shard", 1, 1), ("1 process, 2 shards", 1, 2),
                                         ("torchrun 2 processes (gloo), 2 shards", 2, 2)):
             t = align(argv + ["--shards", str(shards)], processes, os.path.join(root, f"run{len(rows)}"))
-            rows.append({"setup": name, "processes": processes, "shards": shards, "step_time_s": t})
+            rows.append({"setup": name, "processes": processes, "shards": shards, "step_time_s": t,
+                         "load_average_1min_after": os.getloadavg()[0]})  # other jobs on the machine
     for r in rows:
         r["ratio_to_first"] = r["step_time_s"] / rows[0]["step_time_s"]
     result = {"rows": rows, "method": args.method, "steps": args.steps, "global_batch": args.batch_size,
@@ -78,10 +79,13 @@ def main():
               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
               "versions": package_versions(), "command": " ".join(["python benchmarks/llm_ddp.py"] + sys.argv[1:])}
     atomic_write_json(args.out, result)
-    print(f"| setup | s / step | ratio |   ({args.method}, global batch {args.batch_size}, {args.steps} steps)")
-    print("|---|---|---|")
+    print(f"{args.method}, global batch {args.batch_size}, {args.steps} steps, {result['machine']}, "
+          f"{result['date_utc']} UTC")
+    print("| setup | s / step | ratio to 1 process | load average after |")
+    print("|---|---|---|---|")
     for r in rows:
-        print(f"| {r['setup']} | {r['step_time_s']:.3f} | {r['ratio_to_first']:.2f} |")
+        print(f"| {r['setup']} | {r['step_time_s']:.3f} | {r['ratio_to_first']:.2f} | "
+              f"{r['load_average_1min_after']:.1f} |")
 
 
 if __name__ == "__main__":
