@@ -127,7 +127,7 @@ def run_align(cfg, progress: bool = True) -> dict:
     stage = open_stage(cfg)
     if stage.finished:
         return stage.finished
-    cfg, device, task = stage.cfg, stage.device, stage.task
+    device, task = stage.device, stage.task
     prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("train", 20000)
     policy, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     ref, _ = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)

@@ -30,7 +30,7 @@ def run_sft(cfg, progress: bool = True) -> dict:
     stage = open_stage(cfg)
     if stage.finished:
         return stage.finished
-    cfg, device, task = stage.cfg, stage.device, stage.task
+    device, task = stage.device, stage.task
     torch.manual_seed(cfg.seed)
     if cfg.init:
         model, codec = load_causal_lm(cfg.init, "--init model", task.max_prompt_tokens)
@@ -123,7 +123,7 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
     stage = open_stage(cfg)
     if stage.finished:
         return stage.finished
-    cfg, device, task = stage.cfg, stage.device, stage.task
+    device, task = stage.device, stage.task
     sft, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     check_context(sft, "--sft model", task.max_prompt_tokens + 2 + task.max_new_tokens)
     stage.begin()
