@@ -25,10 +25,13 @@ from llm.config import AlignConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Run by each torchrun process: record every write below the run folder (audit hook), run the CLI.
+# Run by each torchrun process: record every write below the runs' folder (audit hook), run the CLI
+# commands of a JSON file one after the other (one process group).
 WORKER = r'''
 import json, os, sys
-out, record, argv = os.path.realpath(sys.argv[1]), sys.argv[2], sys.argv[3:]
+out, record = os.path.realpath(sys.argv[1]), sys.argv[2]
+with open(sys.argv[3]) as f:
+    commands = json.load(f)
 writes = []
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -49,21 +52,25 @@ def hook(event, args):
 
 sys.addaudithook(hook)
 from llm.cli import main
-code = main(argv + ["--out", out])
+codes = [main(argv) for argv in commands]
 with open(f"{record}.{os.environ['RANK']}.json", "w") as f:
-    json.dump({"code": code, "writes": writes, "world": os.environ["WORLD_SIZE"]}, f)
+    json.dump({"codes": codes, "writes": writes, "world": os.environ["WORLD_SIZE"]}, f)
 '''
 
 # ipo_md with Bernoulli labels: both per-shard streams (mixture sampling and labels) are used.
 ARGS = dict(method="ipo_md", label_type="bernoulli", steps=3, batch_size=4, eval_every=0,
             checkpoint_every=2, log_every=1, max_new_tokens=6)
+# sft and train-pm: a few steps of a smaller model, the batch split in two as well
+SFT_ARGS = dict(steps=3, batch_size=4, checkpoint_every=2, log_every=1, n_layer=1, n_embd=16, n_head=2)
+PM_ARGS = dict(SFT_ARGS, n_pairs=32, heldout_pairs=16)
+
+
+def _flags(kw):
+    return [x for k, v in kw.items() for x in ("--" + k.replace("_", "-"), str(v))]
 
 
 def _argv(tiny, **kw):
-    argv = ["align", "--sft", tiny["sft"], "--pm", tiny["pm"]]
-    for k, v in {**ARGS, **kw}.items():
-        argv += ["--" + k.replace("_", "-"), str(v)]
-    return argv
+    return ["align", "--sft", tiny["sft"], "--pm", tiny["pm"], *_flags({**ARGS, **kw})]
 
 
 def _one_process(tiny, out, **kw):
@@ -83,18 +90,23 @@ def _metrics(run):
 def two_processes(tiny, tmp_path_factory):
     """The align run of two torchrun processes (gloo); returns its folder and each rank's record."""
     root = tmp_path_factory.mktemp("ddp")
-    worker, out, record = root / "worker.py", root / "run", root / "record"
+    worker, runs, record, commands = root / "worker.py", root / "runs", root / "record", root / "commands.json"
     worker.write_text(WORKER)
+    out = runs / "align"
+    commands.write_text(json.dumps([
+        _argv(tiny) + ["--out", str(out)],
+        ["sft", "--out", str(runs / "sft"), *_flags(SFT_ARGS)],
+        ["train-pm", "--out", str(runs / "pm"), "--sft", tiny["sft"], *_flags(PM_ARGS)]]))
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(worker), str(out), str(record), *_argv(tiny)]
+           str(worker), str(runs), str(record), str(commands)]
     done = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     records = {}
     for rank in (0, 1):
         with open(f"{record}.{rank}.json") as f:
             records[rank] = json.load(f)
-    return {"out": str(out), "records": records}
+    return {"out": str(out), "runs": str(runs), "records": records}
 
 
 def test_two_processes_equal_one_process_with_two_shards(tiny, two_processes, tmp_path):
@@ -116,12 +128,25 @@ def test_the_comparison_sees_a_different_split(tiny, two_processes, tmp_path):
     assert not all(torch.equal(ddp[k], single[k]) for k in ddp)
 
 
+def test_sft_and_train_pm_two_processes_equal_one_process_with_two_shards(tiny, two_processes, tmp_path):
+    from llm.config import PMConfig, SFTConfig
+    from llm.train import run_sft, run_train_pm
+
+    run_sft(SFTConfig(out=str(tmp_path / "sft"), shards=2, **SFT_ARGS), progress=False)
+    run_train_pm(PMConfig(out=str(tmp_path / "pm"), sft=tiny["sft"], shards=2, **PM_ARGS), progress=False)
+    for run, model in (("sft", "model"), ("pm", "pm"), ("pm", "rm")):
+        ddp = load_file(os.path.join(two_processes["runs"], run, model, "model.safetensors"))
+        single = load_file(os.path.join(tmp_path, run, model, "model.safetensors"))
+        assert all(torch.equal(ddp[k], single[k]) for k in ddp), (run, model)
+        assert _metrics(os.path.join(two_processes["runs"], run)) == _metrics(os.path.join(tmp_path, run))
+
+
 def test_only_rank_zero_writes(two_processes):
     records = two_processes["records"]
-    assert records[0]["code"] == records[1]["code"] == 0 and records[0]["world"] == "2"
+    assert records[0]["codes"] == records[1]["codes"] == [0, 0, 0] and records[0]["world"] == "2"
     assert records[1]["writes"] == []
     written = " ".join(records[0]["writes"])  # the hook sees rank 0's writes: it can fail
-    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "done.json", "model"):
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "done.json", "model", "heldout.json", "rm"):
         assert os.sep + name in written, name
     assert {"config.json", "metrics.csv", "metrics.jsonl", "checkpoint.pt", "model", "done.json"} <= \
         set(os.listdir(two_processes["out"]))
