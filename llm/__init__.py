@@ -21,6 +21,9 @@ before torch loads):
 - objectives (:mod:`llm.objectives`): ``pairwise_method_loss``, ``nash_md_pg_loss``, ``rl_loss``,
   ``kl_to_go``; ``alignment_loss`` (:mod:`llm.align`): sample, score and loss of one step;
 - evaluation (:mod:`llm.evaluate`): ``win_matrices``, ``format_matrix``; ``main`` (:mod:`llm.cli`).
+- every stage's skeleton (:mod:`llm.runtime`): ``open_stage`` -> ``Stage`` (begin, resume, steps,
+  log, finish), ``save_checkpoint`` / ``load_checkpoint``, ``MetricLog``; data parallelism under
+  ``torchrun`` (:mod:`llm.distributed`): shards of the batch with their own streams, all-reduce.
 """
 
 import importlib

@@ -24,16 +24,15 @@ import numpy as np
 import torch
 from tabular.cliargs import UsageError
 from tabular.losses import make_labels
-from tabular.progress import progress as progress_bar
 
+from . import distributed
 from .config import MethodParams
 from .models import check_context, load_causal_lm, load_scorer, save_model
 from .objectives import nash_md_pg_loss, pairwise_method_loss, rl_loss
-from .runtime import CHECKPOINT, MetricLog, autocast, load_checkpoint, save_checkpoint, start_run_dir
+from .runtime import autocast, open_stage, save_checkpoint
 from .sampling import (pm_prob, rm_reward, sample, sample_responses, sequence_logprob, stream_seed,
                        token_logprobs)
 from .tasks import fit_bradley_terry
-from .train import _finish, open_stage
 
 __all__ = ["run_align", "alignment_loss", "gold_winrate", "gold_bradley_terry", "read_prompt_file"]
 
@@ -129,9 +128,10 @@ def read_prompt_file(path: str) -> list[str]:
 def run_align(cfg, progress: bool = True) -> dict:
     """Align the SFT policy with ``cfg.method``; returns the ``done.json`` contents."""
     # -- config, inputs (all checks before anything is written) --
-    resuming, finished, device, task = open_stage(cfg)
-    if finished:
-        return finished
+    stage = open_stage(cfg)
+    if stage.finished:
+        return stage.finished
+    device, task = stage.device, stage.task
     prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("train", 20000)
     policy, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     ref, _ = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
@@ -151,7 +151,7 @@ def run_align(cfg, progress: bool = True) -> dict:
     if scorer is not None:
         check_context(scorer, "the scoring model",
                       prompt_len + (max_new + 1 if m.kind == "rl" else 2 * max_new + 2))
-    start_run_dir(cfg, resuming)
+    stage.begin()
 
     # -- seed, models, optimiser --
     torch.manual_seed(cfg.seed)
@@ -162,17 +162,22 @@ def run_align(cfg, progress: bool = True) -> dict:
     if scorer is not None:
         scorer.to(device).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
-    gen = torch.Generator(device).manual_seed(cfg.seed)  # sampling stream
-    label_gen = torch.Generator(device).manual_seed(cfg.seed + 1)  # Bernoulli labels
+    # random streams: the prompt batches are one stream every process shares; sampling and
+    # Bernoulli labels are one stream per shard of the batch (shard 0: the seeds of a one-shard run)
     data_gen = torch.Generator().manual_seed(cfg.seed + 2)  # prompt batches
-    generators = {"sample": gen, "label": label_gen, "data": data_gen}
-    start = 0
-    if resuming and os.path.isfile(os.path.join(cfg.out, CHECKPOINT)):
-        start, _ = load_checkpoint(cfg.out, cfg, policy, optimizer, generators)
-    log = MetricLog(cfg.out, resume_step=start if resuming else None)
+    my_shards = distributed.local_shards(stage.shards, cfg.batch_size)  # [(shard, rows)] of this process
+    gens = {s: torch.Generator(device).manual_seed(distributed.shard_seed(cfg.seed, "sample", s))
+            for s, _ in my_shards}  # sampling streams
+    label_gens = {s: torch.Generator(device).manual_seed(distributed.shard_seed(cfg.seed + 1, "label", s))
+                  for s, _ in my_shards}  # Bernoulli labels
+    generators = {"data": data_gen}
+    for s, _ in my_shards:
+        suffix = f"/{s}" if s else ""  # shard 0 keeps the names of a one-shard checkpoint
+        generators.update({"sample" + suffix: gens[s], "label" + suffix: label_gens[s]})
+    start = stage.resume(policy, optimizer, generators)
 
     run_key = (cfg.seed, cfg.method, cfg.tau, cfg.beta, cfg.judge)  # names this run's random streams
-    batch_prompts = []  # the current step's prompt texts (the gold judge reads text, not ids)
+    batch_prompts = []  # the current shard's prompt texts (the gold judge reads text, not ids)
     bt_weights, bt_accuracy = None, None
     if cfg.judge == "gold" and m.kind == "rl":
         bt_weights, bt_accuracy = gold_bradley_terry(task, codec, ref, stream_seed(*run_key, "bt-fit"), device, max_new)
@@ -191,10 +196,11 @@ def run_align(cfg, progress: bool = True) -> dict:
         return rm_reward(scorer, codec, ids, mask, y, y_mask)
 
     # validation prompts (two responses each) and the SFT model's responses to them, for the curve;
-    # every run and every step draws from its own stream (no draw shared between runs)
+    # every run and every step draws from its own stream (no draw shared between runs). Rank 0
+    # evaluates: every process holds the same policy.
     eval_prompts = task.prompts("valid", cfg.eval_prompts) * 2
     sft_texts = []
-    if cfg.eval_every:  # the SFT model's answers the policy is compared with, sampled once
+    if cfg.eval_every and stage.writer:  # the SFT model's answers the policy is compared with, sampled once
         sft_texts, _ = sample_responses(ref, codec, eval_prompts, stream_seed(*run_key, "curve-sft"), device,
                                         max_new, cfg.temperature)
 
@@ -202,49 +208,53 @@ def run_align(cfg, progress: bool = True) -> dict:
         return gold_winrate(task, codec, policy, sft_texts, eval_prompts, stream_seed(*run_key, "curve", step),
                             device, max_new, cfg.temperature)
 
-    if start == 0 and cfg.eval_every and not log.rows:
-        log.log({"step": 0, "eval/winrate_vs_sft": evaluate(0)})
+    if start == 0 and cfg.eval_every and not stage.rows and stage.writer:
+        stage.log({"step": 0, "eval/winrate_vs_sft": evaluate(0)})
 
     # -- loop: sample, score, loss, step, log, checkpoint --
     step_times = []
-    bar = progress_bar(cfg.steps, desc=f"align {cfg.method}", unit="step", initial=start,
-                       disable=not progress)
-    for step in range(start, cfg.steps):
+    for step in stage.steps(f"align {cfg.method}", progress):
         t0 = time.perf_counter()
-        idx = torch.randint(len(prompts), (cfg.batch_size,), generator=data_gen)
-        batch_prompts[:] = [prompts[i] for i in idx.tolist()]
-        prompt_ids, prompt_mask = codec.encode_prompts(batch_prompts)  # (B, P)
-        with autocast(device, cfg.bf16):
-            loss, stats = alignment_loss(
-                params, policy, ref, prompt_ids.to(device), prompt_mask.to(device), generator=gen,
-                max_new_tokens=max_new, eos_id=codec.eos_id, pad_id=codec.pad_id, judge=judge, reward=reward,
-                label_generator=label_gen)
+        idx = torch.randint(len(prompts), (cfg.batch_size,), generator=data_gen)  # the whole batch
+        optimizer.zero_grad(set_to_none=True)
+        totals = {}
+        for s, rows in my_shards:
+            batch_prompts[:] = [prompts[i] for i in idx[rows].tolist()]
+            prompt_ids, prompt_mask = codec.encode_prompts(batch_prompts)  # (B / shards, P)
+            with autocast(device, cfg.bf16):
+                loss, stats = alignment_loss(
+                    params, policy, ref, prompt_ids.to(device), prompt_mask.to(device), generator=gens[s],
+                    max_new_tokens=max_new, eos_id=codec.eos_id, pad_id=codec.pad_id, judge=judge,
+                    reward=reward, label_generator=label_gens[s])
+            (loss / stage.shards).backward()  # the batch's mean loss is the mean of the shards' means
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + v
+        stats = {k: v / stage.shards for k, v in distributed.all_sum(totals, device).items()}  # batch means
         if not np.isfinite(stats["loss/train"]):  # e.g. a huge --lr: stop before saving a NaN policy
             raise UsageError(f"the loss became {stats['loss/train']} at step {step + 1}; lower --lr "
                              f"(no model or done.json is written; rerun with --overwrite)")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        distributed.all_reduce_grads(policy.parameters())
         optimizer.step()
         step_times.append(time.perf_counter() - t0)
         row = {"step": step + 1}
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+        if stage.log_due(step + 1):
             row.update(stats, **{"charts/step_time_s": float(np.mean(step_times[-cfg.log_every:]))})
-            bar.set_postfix(loss=f"{stats['loss/train']:.3f}", kl=f"{stats['kl/seq_logratio_y']:.2f}")
-        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            stage.bar.set_postfix(loss=f"{stats['loss/train']:.3f}", kl=f"{stats['kl/seq_logratio_y']:.2f}")
+        if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps) and stage.writer:
             row["eval/winrate_vs_sft"] = evaluate(step + 1)
         if len(row) > 1:
-            log.log(row)
-        if (step + 1) % cfg.checkpoint_every == 0:
+            stage.log(row)
+        if stage.checkpoint_due(step + 1):
             save_checkpoint(cfg.out, step + 1, cfg, policy, optimizer, generators)
-        bar.update(1)
-    bar.close()
 
     # -- save --
     path = os.path.join(cfg.out, "model")
-    save_model(policy.cpu(), codec, path, {"stage": "align", "method": cfg.method, "tau": cfg.tau, "beta": cfg.beta})
-    wins = [r["eval/winrate_vs_sft"] for r in log.rows if "eval/winrate_vs_sft" in r]
-    return _finish(cfg.out, {"model": path, "method": cfg.method, "tau": cfg.tau, "beta": cfg.beta,
-                             "seed": cfg.seed, "steps": cfg.steps,
-                             "step_time_s": float(np.mean(step_times)) if step_times else None,
-                             "final_winrate_vs_sft": wins[-1] if wins else None,
-                             **({"bt_fit_accuracy": bt_accuracy} if bt_accuracy is not None else {})})
+    if stage.writer:
+        save_model(policy.cpu(), codec, path, {"stage": "align", "method": cfg.method, "tau": cfg.tau,
+                                               "beta": cfg.beta})
+    wins = [r["eval/winrate_vs_sft"] for r in stage.rows if "eval/winrate_vs_sft" in r]
+    return stage.finish({"model": path, "method": cfg.method, "tau": cfg.tau, "beta": cfg.beta,
+                         "seed": cfg.seed, "steps": cfg.steps,
+                         "step_time_s": float(np.mean(step_times)) if step_times else None,
+                         "final_winrate_vs_sft": wins[-1] if wins else None,
+                         **({"bt_fit_accuracy": bt_accuracy} if bt_accuracy is not None else {})})

@@ -198,7 +198,21 @@ class ModelShape:
 
 
 @dataclass
-class SFTConfig(ModelShape, RunConfig):
+class DataParallel:
+    """The split of each step's batch (llm/distributed.py); one process with --shards N computes
+    what torchrun's N processes compute together."""
+
+    shards: int = _f(0, "split each step's batch into this many shards, each with its own random streams, "
+                     "shared out over torchrun's processes (0: one per process)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.shards < 0:
+            raise UsageError(f"--shards must be >= 0, got {self.shards}")
+
+
+@dataclass
+class SFTConfig(DataParallel, ModelShape, RunConfig):
     """``sft``: supervised fine-tuning on the task's reference summaries; the result is mu."""
 
     init: str = _f("", "local causal LM to start from (with tokenizer.json); empty: new GPT-2 + new tokenizer")
@@ -213,7 +227,7 @@ class SFTConfig(ModelShape, RunConfig):
 
 
 @dataclass
-class PMConfig(ModelShape, RunConfig):
+class PMConfig(DataParallel, ModelShape, RunConfig):
     """``train-pm``: pairwise preference model (+ Bradley-Terry reward model) on gold comparisons."""
 
     sft: str = _f("", "SFT model folder (its samples are compared by the gold judge)", required=True)
@@ -231,7 +245,7 @@ class PMConfig(ModelShape, RunConfig):
 
 
 @dataclass
-class AlignConfig(RunConfig):
+class AlignConfig(DataParallel, RunConfig):
     """``align``: online/offline preference optimisation of the SFT policy against mu = SFT."""
 
     sft: str = _f("", "SFT model folder: initial policy and frozen reference mu", required=True)

@@ -22,9 +22,8 @@ from tabular.progress import progress as progress_bar
 
 from .align import read_prompt_file
 from .models import check_context, load_causal_lm, load_scorer
-from .runtime import start_run_dir
+from .runtime import open_stage
 from .sampling import pm_prob_rows, sample_responses, stream_seed
-from .train import open_stage
 
 __all__ = ["run_evaluate", "win_matrices", "format_matrix", "chain_matrices", "across_chains", "t_halfwidth"]
 
@@ -134,7 +133,8 @@ def format_matrix(labels, mean, std) -> str:
 
 def run_evaluate(cfg, progress: bool = True) -> dict:
     """Evaluate ``cfg.models`` side by side on held-out prompts; returns the matrices."""
-    resuming, _, device, task = open_stage(cfg)  # evaluate writes no done.json: never "finished"
+    stage = open_stage(cfg)  # evaluate writes no done.json: never "finished"
+    device, task = stage.device, stage.task
     prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("heldout", cfg.n_prompts)
     prompts = prompts * cfg.samples_per_prompt
     models, codec = {}, None
@@ -155,7 +155,7 @@ def run_evaluate(cfg, progress: bool = True) -> dict:
         pm.to(device).eval()
     if pm is not None:
         check_context(pm, "--pm preference model", task.max_prompt_tokens + 2 * max_new + 4)
-    start_run_dir(cfg, resuming)
+    stage.begin()
     responses = {name: [sample_responses(m, codec, prompts, stream_seed(cfg.seed, name, "evaluate", s), device,
                                          max_new, cfg.temperature) for s, m in enumerate(ms)]
                  for name, ms in models.items()}

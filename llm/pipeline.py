@@ -48,9 +48,9 @@ from .align import run_align
 from .config import AlignConfig, PMConfig, SFTConfig
 from .evaluate import across_chains, chain_matrices, t_halfwidth
 from .models import load_causal_lm, load_scorer
-from .runtime import prepare_run_dir, start_run_dir
+from .runtime import prepare_run_dir, setup_torch, start_run_dir
 from .sampling import sample_responses, stream_seed
-from .train import run_sft, run_train_pm, setup_torch
+from .train import run_sft, run_train_pm
 
 __all__ = ["run_pipeline", "summarise", "provenance", "label_of"]
 

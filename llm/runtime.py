@@ -7,6 +7,13 @@ so a kill leaves either the old or the new checkpoint, never half of one) and th
 A checkpoint holds the model and optimizer state, the step, the torch RNG states (global and the
 run's own generators) and the config; :func:`load_checkpoint` refuses (one line naming the file) a
 file it cannot read or whose config differs from the current one outside ``RESUMABLE_CHANGES``.
+
+Every stage runs the same skeleton (:class:`Stage`): :func:`open_stage` (validate, device, join
+torchrun's processes, check the folder, writing nothing) -> load inputs -> :meth:`Stage.begin`
+(create the folder, ``config.json``) -> :meth:`Stage.resume` (checkpoint, metric log) -> loop over
+:meth:`Stage.steps` with :meth:`Stage.log` and :func:`save_checkpoint` -> :meth:`Stage.finish`
+(``done.json``). Under torchrun (:mod:`llm.distributed`) rank 0 alone reads and writes the folder
+and tells the other processes what it found.
 """
 
 from __future__ import annotations
@@ -21,13 +28,17 @@ import shutil
 
 import torch
 
-from tabular.files import atomic_write_bytes, atomic_write_text, check_output_dir
+from tabular.files import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_dir
 
+from tabular.progress import progress as progress_bar
+
+from . import distributed
 from .config import RESUMABLE_CHANGES
 from .models import UsageError
+from .tasks import make_task
 
-__all__ = ["resolve_device", "autocast", "prepare_run_dir", "write_config", "save_checkpoint",
-           "load_checkpoint", "MetricLog", "CHECKPOINT"]
+__all__ = ["resolve_device", "autocast", "setup_torch", "open_stage", "Stage", "prepare_run_dir",
+           "start_run_dir", "write_config", "save_checkpoint", "load_checkpoint", "MetricLog", "CHECKPOINT"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -53,6 +64,116 @@ def autocast(device: torch.device, bf16: bool):
     if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def setup_torch(config) -> torch.device:
+    """Set the CPU threads and resolve ``--device``; refuse a torchrun launch of a stage that does
+    not split its batch (only configs with ``shards`` run data-parallel)."""
+    if distributed.launched_world_size() > 1 and not hasattr(config, "shards"):
+        raise UsageError(f"{type(config).__name__} runs in one process; torchrun runs sft, train-pm and align")
+    torch.set_num_threads(config.threads)
+    return resolve_device(config.device)
+
+
+def read_done(out: str) -> dict | None:
+    """The ``done.json`` of a finished run in ``out``, or None."""
+    path = os.path.join(out, "done.json")
+    if not os.path.isfile(path):
+        return None
+    try:  # written atomically, so a bad one was damaged after the run: say so, do not guess
+        with open(path) as f:
+            done = json.load(f)
+        if not isinstance(done, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"corrupt {path} ({' '.join(str(e).split())}); delete it to finish "
+                         "the run again from its checkpoint") from None
+    return done
+
+
+def _check_run_dir(cfg) -> tuple[bool, dict | None]:
+    resuming = prepare_run_dir(cfg)
+    return resuming, read_done(cfg.out) if resuming else None
+
+
+def _shards(cfg) -> int:
+    """The number of shards of each step's batch: ``--shards``, or one per process (``--shards 0``).
+    The batch must split evenly over the shards and the shards over the processes."""
+    world = distributed.world_size()
+    shards = cfg.shards or world
+    if shards % world:
+        raise UsageError(f"--shards {shards} does not split over {world} processes; pass a multiple of {world}")
+    if cfg.batch_size % shards:
+        raise UsageError(f"--batch-size {cfg.batch_size} does not split into {shards} equal shards")
+    return shards
+
+
+def open_stage(cfg) -> "Stage":
+    """The start every stage shares: validate ``cfg``, set threads and device, join torchrun's
+    processes, check the run folder (rank 0; writing nothing) and build the task. When a resumed
+    run had already finished, ``stage.finished`` holds its ``done.json`` and there is nothing to do."""
+    cfg.validate()
+    device = distributed.init(setup_torch(cfg))
+    shards = _shards(cfg) if hasattr(cfg, "shards") else 1
+    resuming, finished = distributed.on_rank_zero(_check_run_dir, cfg)
+    task = None if finished else make_task(cfg.task, cfg.task_seed)
+    return Stage(cfg, resuming, finished, device, task, shards)
+
+
+class Stage:
+    """One stage's run folder from open to finish; rank 0 writes, every process runs the steps.
+
+    Attributes: ``cfg``, ``resuming``, ``finished`` (done.json of a finished run, else None),
+    ``device``, ``task``, ``shards`` (of each step's batch), ``start`` (first step), ``rows``
+    (logged metric rows), ``bar``."""
+
+    def __init__(self, cfg, resuming: bool, finished: dict | None, device, task, shards: int = 1):
+        self.cfg, self.resuming, self.finished, self.device, self.task = cfg, resuming, finished, device, task
+        self.shards, self.writer = shards, distributed.is_writer()
+        self.start, self._log, self.rows, self.bar = 0, None, [], None
+
+    def begin(self) -> None:
+        """All inputs checked: create (or, with --overwrite, empty) the folder and write config.json."""
+        if self.writer:
+            start_run_dir(self.cfg, self.resuming)
+
+    def resume(self, model, optimizer, generators: dict) -> int:
+        """Restore the checkpoint when resuming and open the metric log. Returns the first step."""
+        has_checkpoint = self.resuming and distributed.on_rank_zero(
+            os.path.isfile, os.path.join(self.cfg.out, CHECKPOINT))
+        if has_checkpoint:
+            self.start, _ = load_checkpoint(self.cfg.out, self.cfg, model, optimizer, generators)
+        if self.writer:
+            self._log = MetricLog(self.cfg.out, resume_step=self.start if self.resuming else None)
+            self.rows = self._log.rows
+        return self.start
+
+    def steps(self, desc: str, progress: bool):
+        """``range(start, cfg.steps)`` with a progress bar (rank 0)."""
+        self.bar = progress_bar(self.cfg.steps, desc=desc, unit="step", initial=self.start,
+                                disable=not (progress and self.writer))
+        for step in range(self.start, self.cfg.steps):
+            yield step
+            self.bar.update(1)
+        self.bar.close()
+
+    def log_due(self, step: int) -> bool:
+        return step % self.cfg.log_every == 0 or step == self.cfg.steps
+
+    def checkpoint_due(self, step: int) -> bool:
+        return step % self.cfg.checkpoint_every == 0
+
+    def log(self, row: dict) -> None:
+        if self._log is not None:
+            self._log.log(row)
+        else:
+            self.rows.append(row)
+
+    def finish(self, info: dict) -> dict:
+        """Write ``done.json`` (rank 0); every process returns rank 0's ``info``."""
+        if self.writer:
+            atomic_write_json(os.path.join(self.cfg.out, "done.json"), info)
+        return distributed.broadcast_object(info)
 
 
 def prepare_run_dir(config) -> bool:
@@ -113,9 +234,14 @@ def _check_same(old: dict, new: dict, path: str) -> None:
 
 
 def save_checkpoint(out: str, step: int, config, model, optimizer, generators: dict, extra=None) -> None:
-    """Atomically write ``OUT/checkpoint.pt`` (temp file + rename)."""
+    """Atomically write ``OUT/checkpoint.pt`` (temp file + rename). Under torchrun every process
+    calls it with the generators of its own shards; rank 0 writes them all."""
+    generators = distributed.gather_dicts({k: g.get_state() for k, g in generators.items()})
+    if not distributed.is_writer():
+        return
     state = {
         "step": step,
+        "world_size": distributed.world_size(),  # with --shards 0 the processes are the shards
         # generator states are device-specific (a CUDA state does not fit a CPU generator)
         "device": next(model.parameters()).device.type,
         "config": dataclasses.asdict(config),
@@ -123,7 +249,7 @@ def save_checkpoint(out: str, step: int, config, model, optimizer, generators: d
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "generators": {k: g.get_state() for k, g in generators.items()},
+        "generators": generators,
         "extra": extra or {},
     }
     buf = io.BytesIO()
@@ -133,23 +259,13 @@ def save_checkpoint(out: str, step: int, config, model, optimizer, generators: d
 
 def load_checkpoint(out: str, config, model, optimizer, generators: dict) -> tuple[int, dict]:
     """Restore a checkpoint into ``model``/``optimizer``/``generators``; returns (step, extra).
+    Under torchrun rank 0 reads the file and sends it to the others (no shared folder needed).
 
     Raises :class:`UsageError` naming the file when it is unreadable or from another configuration.
     """
-    path = os.path.join(out, CHECKPOINT)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict) or "model" not in state:
-            raise ValueError("not a checkpoint of this project")
-    except Exception as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UsageError(f"corrupt checkpoint {path}: {reason}") from None
-    _check_same(state["config"], dataclasses.asdict(config), path)
     here = next(model.parameters()).device.type
-    if state.get("device", here) != here:
-        raise UsageError(f"checkpoint {path} was written on {state['device']} and this run is on {here}: "
-                         f"the random-number streams are device-specific; resume with --device "
-                         f"{state['device']}")
+    state = distributed.on_rank_zero(_read_checkpoint, out, config, here)
+    path = os.path.join(out, CHECKPOINT)
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -161,6 +277,27 @@ def load_checkpoint(out: str, config, model, optimizer, generators: dict) -> tup
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return int(state["step"]), state["extra"]
+
+
+def _read_checkpoint(out: str, config, here: str) -> dict:
+    path = os.path.join(out, CHECKPOINT)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "model" not in state:
+            raise ValueError("not a checkpoint of this project")
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(f"corrupt checkpoint {path}: {reason}") from None
+    _check_same(state["config"], dataclasses.asdict(config), path)
+    if state.get("device", here) != here:
+        raise UsageError(f"checkpoint {path} was written on {state['device']} and this run is on {here}: "
+                         f"the random-number streams are device-specific; resume with --device "
+                         f"{state['device']}")
+    written_by, world = state.get("world_size", 1), distributed.world_size()
+    if written_by != world and not getattr(config, "shards", 1):
+        raise UsageError(f"checkpoint {path} was written by {written_by} process(es), one shard each (--shards 0), "
+                         f"and this run has {world}: resume it with torchrun --nproc_per_node={written_by}")
+    return state
 
 
 def _read_rows(path: str) -> list[dict]:

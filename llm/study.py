@@ -36,9 +36,9 @@ from .align import run_align
 from .config import AlignConfig, PMConfig, SFTConfig
 from .models import load_causal_lm
 from .pipeline import _curve_rows, _evaluate_chain, _write_csv, provenance, summarise
-from .runtime import prepare_run_dir, start_run_dir
+from .runtime import prepare_run_dir, setup_torch, start_run_dir
 from .sampling import sample_responses, stream_seed
-from .train import run_sft, run_train_pm, setup_torch
+from .train import run_sft, run_train_pm
 
 __all__ = ["run_study", "select_settings", "apply_preset", "QUICK"]
 

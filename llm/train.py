@@ -11,66 +11,26 @@ calibration against the gold probabilities -> save ``OUT/pm`` and ``OUT/rm``.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import torch
 from tabular.files import atomic_write_json
-from tabular.progress import progress as progress_bar
 
-from .models import Codec, UsageError, check_context, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
-from .runtime import (MetricLog, autocast, load_checkpoint, prepare_run_dir, resolve_device,
-                      save_checkpoint, start_run_dir, CHECKPOINT)
+from . import distributed
+from .models import Codec, check_context, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
+from .runtime import autocast, open_stage, save_checkpoint
 from .sampling import pm_prob_rows, rm_prob_rows, sample, token_logprobs
-from .tasks import make_task
 
-__all__ = ["run_sft", "run_train_pm", "pm_metrics", "setup_torch"]
-
-
-def setup_torch(config) -> torch.device:
-    torch.set_num_threads(config.threads)
-    return resolve_device(config.device)
-
-
-def _done(out: str) -> dict | None:
-    path = os.path.join(out, "done.json")
-    if os.path.isfile(path):
-        try:  # written atomically, so a bad one was damaged after the run: say so, do not guess
-            with open(path) as f:
-                done = json.load(f)
-            if not isinstance(done, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as e:
-            raise UsageError(f"corrupt {path} ({' '.join(str(e).split())}); delete it to finish "
-                             "the run again from its checkpoint") from None
-        return done
-    return None
-
-
-def open_stage(cfg):
-    """The start every stage shares: validate ``cfg``, check its run folder (writing nothing),
-    set threads and device, build the task. Returns ``(resuming, finished, device, task)``, where
-    ``finished`` is the stage's ``done.json`` when a resumed run had already completed (then
-    ``device`` and ``task`` are None: there is nothing left to do)."""
-    cfg.validate()
-    resuming = prepare_run_dir(cfg)
-    finished = _done(cfg.out) if resuming else None
-    if finished:
-        return resuming, finished, None, None
-    return resuming, None, setup_torch(cfg), make_task(cfg.task, cfg.task_seed)
-
-
-def _finish(out: str, info: dict) -> dict:
-    atomic_write_json(os.path.join(out, "done.json"), info)
-    return info
+__all__ = ["run_sft", "run_train_pm", "pm_metrics"]
 
 
 def run_sft(cfg, progress: bool = True) -> dict:
     """Supervised fine-tuning on reference summaries. Returns ``{"model": path, ...}``."""
-    resuming, finished, device, task = open_stage(cfg)
-    if finished:
-        return finished
+    stage = open_stage(cfg)
+    if stage.finished:
+        return stage.finished
+    device, task = stage.device, stage.task
     torch.manual_seed(cfg.seed)
     if cfg.init:
         model, codec = load_causal_lm(cfg.init, "--init model", task.max_prompt_tokens)
@@ -78,40 +38,40 @@ def run_sft(cfg, progress: bool = True) -> dict:
         codec = Codec(train_tokenizer(task), task.max_prompt_tokens)
         n_positions = task.max_prompt_tokens + task.max_new_tokens + 8
         model = new_causal_lm(codec.vocab_size, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, codec.pad_id)
-    start_run_dir(cfg, resuming)
+    stage.begin()
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     prompts = task.prompts("train", 20000)
-    start = 0
-    if resuming and os.path.isfile(os.path.join(cfg.out, CHECKPOINT)):
-        start, _ = load_checkpoint(cfg.out, cfg, model, optimizer, {})
-    log = MetricLog(cfg.out, resume_step=start if resuming else None)
-    bar = progress_bar(cfg.steps, desc="sft", unit="step", initial=start, disable=not progress)
-    for step in range(start, cfg.steps):
+    stage.resume(model, optimizer, {})
+    for step in stage.steps("sft", progress):
         rng = np.random.default_rng([cfg.seed, step])  # batch depends only on (seed, step): resumable
         batch = [prompts[i] for i in rng.integers(len(prompts), size=cfg.batch_size)]
         targets = [task.reference_summary(x, rng) for x in batch]
-        prompt_ids, prompt_mask = codec.encode_prompts(batch)  # (B, P)
+        prompt_ids, prompt_mask = codec.encode_prompts(batch)  # (B, P), every process the whole batch
         y, y_mask = codec.encode_summaries(targets, task.max_new_tokens)  # (B, T)
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * (1 - 0.9 * step / cfg.steps)
-        with autocast(device, cfg.bf16):
-            tok_logp = token_logprobs(model, prompt_ids.to(device), prompt_mask.to(device),
-                                      y.to(device), y_mask.to(device))  # (B, T)
-        loss = -tok_logp.sum() / y_mask.sum()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        nll = 0.0
+        for _, rows in distributed.local_shards(stage.shards, cfg.batch_size):
+            with autocast(device, cfg.bf16):
+                tok_logp = token_logprobs(model, prompt_ids[rows].to(device), prompt_mask[rows].to(device),
+                                          y[rows].to(device), y_mask[rows].to(device))  # (B / shards, T)
+            loss = -tok_logp.sum() / y_mask.sum()  # this shard's part of the batch's mean NLL per token
+            loss.backward()
+            nll += loss.item()
+        distributed.all_reduce_grads(model.parameters())
         optimizer.step()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            log.log({"step": step + 1, "loss/nll_per_token": loss.item()})
-            bar.set_postfix(nll=f"{loss.item():.3f}")
-        if (step + 1) % cfg.checkpoint_every == 0:
+        if stage.log_due(step + 1):
+            nll = distributed.all_sum({"nll": nll}, device)["nll"]
+            stage.log({"step": step + 1, "loss/nll_per_token": nll})
+            stage.bar.set_postfix(nll=f"{nll:.3f}")
+        if stage.checkpoint_due(step + 1):
             save_checkpoint(cfg.out, step + 1, cfg, model, optimizer, {})
-        bar.update(1)
-    bar.close()
     path = os.path.join(cfg.out, "model")
-    save_model(model.cpu(), codec, path, {"stage": "sft", "task": cfg.task})
-    return _finish(cfg.out, {"model": path, "final_nll": log.rows[-1]["loss/nll_per_token"] if log.rows else None})
+    if stage.writer:
+        save_model(model.cpu(), codec, path, {"stage": "sft", "task": cfg.task})
+    return stage.finish({"model": path, "final_nll": stage.rows[-1]["loss/nll_per_token"] if stage.rows else None})
 
 
 def _sample_pairs(model, codec, task, prompts, seed, device, batch=512):
@@ -160,13 +120,15 @@ def pm_metrics(q: torch.Tensor, p: torch.Tensor, bins: int = 10) -> dict:
 
 def run_train_pm(cfg, progress: bool = True) -> dict:
     """Train the pairwise preference model and the Bradley-Terry reward model on gold comparisons."""
-    resuming, finished, device, task = open_stage(cfg)
-    if finished:
-        return finished
+    stage = open_stage(cfg)
+    if stage.finished:
+        return stage.finished
+    device, task = stage.device, stage.task
     sft, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
     check_context(sft, "--sft model", task.max_prompt_tokens + 2 + task.max_new_tokens)
-    start_run_dir(cfg, resuming)
+    stage.begin()
     sft.to(device).eval()
+    # every process samples the whole pair set (the same pairs: one stream); the steps are split
     train = _sample_pairs(sft, codec, task, task.prompts("pm", cfg.n_pairs), cfg.seed, device)
     held = _sample_pairs(sft, codec, task, task.prompts("valid", cfg.heldout_pairs), cfg.seed + 1, device)
     del sft
@@ -177,44 +139,53 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
     if not cfg.reward_model:
         del models["rm"]
     optimizer = torch.optim.AdamW(models.parameters(), lr=cfg.lr, weight_decay=0.0)
-    start = 0
-    if resuming and os.path.isfile(os.path.join(cfg.out, CHECKPOINT)):
-        start, _ = load_checkpoint(cfg.out, cfg, models, optimizer, {})
-    log = MetricLog(cfg.out, resume_step=start if resuming else None)
+    stage.resume(models, optimizer, {})
     x_rows, y_rows, yp_rows, p = train
-    bar = progress_bar(cfg.steps, desc="train-pm", unit="step", initial=start, disable=not progress)
-    for step in range(start, cfg.steps):
+    for step in stage.steps("train-pm", progress):
         idx = np.random.default_rng([cfg.seed, step]).integers(len(x_rows), size=cfg.batch_size)
-        bx, by, byp = [x_rows[i] for i in idx], [y_rows[i] for i in idx], [yp_rows[i] for i in idx]
-        target = p[idx].to(device)  # (B,) exact gold P(y > y')
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * (1 - 0.9 * step / cfg.steps)
-        with autocast(device, cfg.bf16):
-            loss_pm = _soft_cross_entropy(pm_prob_rows(models["pm"], codec, bx, by, byp, device), target)
-            loss_rm = (_soft_cross_entropy(rm_prob_rows(models["rm"], codec, bx, by, byp, device), target)
-                       if cfg.reward_model else torch.zeros(()))
         optimizer.zero_grad(set_to_none=True)
-        (loss_pm + loss_rm).backward()
+        losses = {"loss/pm": 0.0, "loss/rm": 0.0}
+        for _, rows in distributed.local_shards(stage.shards, cfg.batch_size):
+            part = idx[rows]  # this shard's pairs
+            bx, by, byp = [x_rows[i] for i in part], [y_rows[i] for i in part], [yp_rows[i] for i in part]
+            target = p[part].to(device)  # (B / shards,) exact gold P(y > y')
+            with autocast(device, cfg.bf16):
+                loss_pm = _soft_cross_entropy(pm_prob_rows(models["pm"], codec, bx, by, byp, device), target)
+                loss_rm = (_soft_cross_entropy(rm_prob_rows(models["rm"], codec, bx, by, byp, device), target)
+                           if cfg.reward_model else torch.zeros(()))
+            ((loss_pm + loss_rm) / stage.shards).backward()  # batch mean = mean of the shards' means
+            losses["loss/pm"] += loss_pm.item() / stage.shards
+            losses["loss/rm"] += loss_rm.item() / stage.shards
+        distributed.all_reduce_grads(models.parameters())
         optimizer.step()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            log.log({"step": step + 1, "loss/pm": loss_pm.item(), "loss/rm": loss_rm.item()})
-            bar.set_postfix(pm=f"{loss_pm.item():.3f}", rm=f"{loss_rm.item():.3f}")
-        if (step + 1) % cfg.checkpoint_every == 0:
+        if stage.log_due(step + 1):
+            losses = distributed.all_sum(losses, device)
+            stage.log({"step": step + 1, **losses})
+            stage.bar.set_postfix(pm=f"{losses['loss/pm']:.3f}", rm=f"{losses['loss/rm']:.3f}")
+        if stage.checkpoint_due(step + 1):
             save_checkpoint(cfg.out, step + 1, cfg, models, optimizer, {})
-        bar.update(1)
-    bar.close()
+    info = {"pm": os.path.join(cfg.out, "pm")}
+    if stage.writer:  # held-out metrics and the models: rank 0 (the others hold the same models)
+        result = _heldout(models, codec, held, device, cfg.reward_model)
+        atomic_write_json(os.path.join(cfg.out, "heldout.json"), result)
+        info["heldout"] = result
+        save_model(models["pm"].cpu(), codec, info["pm"], {"stage": "train-pm", "kind": "pairwise", **result["pm"]})
+        if cfg.reward_model:
+            info["rm"] = os.path.join(cfg.out, "rm")
+            save_model(models["rm"].cpu(), codec, info["rm"],
+                       {"stage": "train-pm", "kind": "bradley-terry", **result["rm"]})
+    return stage.finish(info)
+
+
+@torch.no_grad()
+def _heldout(models, codec, held, device, reward_model: bool) -> dict:
+    """:func:`pm_metrics` of the PM (and RM) on the held-out pairs."""
     models.eval()
     hx, hy, hyp, hp = held
-    with torch.no_grad():
-        result = {"pm": pm_metrics(pm_prob_rows(models["pm"], codec, hx, hy, hyp, device).cpu(), hp)}
-        if cfg.reward_model:
-            result["rm"] = pm_metrics(rm_prob_rows(models["rm"], codec, hx, hy, hyp, device).cpu(), hp)
+    result = {"pm": pm_metrics(pm_prob_rows(models["pm"], codec, hx, hy, hyp, device).cpu(), hp)}
+    if reward_model:
+        result["rm"] = pm_metrics(rm_prob_rows(models["rm"], codec, hx, hy, hyp, device).cpu(), hp)
     result["gold_sft_pairs_mean_abs_p_minus_half"] = (hp - 0.5).abs().mean().item()
-    atomic_write_json(os.path.join(cfg.out, "heldout.json"), result)
-    info = {"pm": os.path.join(cfg.out, "pm"), "heldout": result}
-    save_model(models["pm"].cpu(), codec, info["pm"], {"stage": "train-pm", "kind": "pairwise", **result["pm"]})
-    if cfg.reward_model:
-        info["rm"] = os.path.join(cfg.out, "rm")
-        save_model(models["rm"].cpu(), codec, info["rm"],
-                   {"stage": "train-pm", "kind": "bradley-terry", **result["rm"]})
-    return _finish(cfg.out, info)
+    return result
