@@ -143,7 +143,10 @@ def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, r
     mask = torch.cat([prompt_mask, response_mask], 1)  # (B, P + T)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits  # (B, P+T, V)
     P = prompt_ids.shape[1]
-    logits = logits[:, P - 1:-1].float() / temperature  # (B, T, V): position P-1 predicts y_0
+    logits = logits[:, P - 1:-1]  # (B, T, V): position P-1 predicts y_0
+    # at least float32 (bf16 under autocast is upcast); a float64 model keeps float64, so exact
+    # enumerations (benchmarks/nashmd_grad_bias.py) agree to round-off
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
     logp = torch.log_softmax(logits, -1).gather(-1, response[..., None]).squeeze(-1)  # (B, T)
     return logp * response_mask
 
