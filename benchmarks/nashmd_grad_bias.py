@@ -46,7 +46,7 @@ import torch  # noqa: E402
 from llm.models import new_causal_lm  # noqa: E402
 from llm.objectives import nash_md_pg_loss  # noqa: E402
 from llm.sampling import token_logprobs  # noqa: E402
-from tabular.files import atomic_write_json, package_versions  # noqa: E402
+from tabular.files import atomic_write_json, check_output_dir, package_versions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "nashmd_grad_bias.json"
 V, PAD = 4, 0
@@ -199,6 +199,11 @@ def main(argv=None) -> int:
             return 2
         print(render(args.out))
         return 0
+    try:  # before minutes of measuring: the results file's folder must be writable
+        check_output_dir(args.out.parent)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import datetime
 
     rows = table(seed=args.seed)

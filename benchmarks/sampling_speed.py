@@ -31,7 +31,7 @@ from llm.align import alignment_loss  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
 from llm.sampling import pm_prob, sample  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
-from tabular.files import atomic_write_json  # noqa: E402
+from tabular.files import atomic_write_json, check_output_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "sampling_speed.json"
 
@@ -94,26 +94,28 @@ def measure(repeats: int, seed: int = 0) -> tuple[list[dict], str]:
 def render(path: Path) -> str:
     data = json.loads(path.read_text())
     labels = list(data["runs"])
-    lines = [f"Machine: {data['runs'][labels[0]]['machine']}; median of {data['runs'][labels[0]]['repeats']} "
-             "runs (min-max in brackets).", "",
-             "| measurement | " + " | ".join(f"{lab}: tokens/s" for lab in labels)
-             + (f" | {labels[-1]} / {labels[0]}" if len(labels) > 1 else "") + " |",
-             "|---|" + "---|" * (len(labels) + (len(labels) > 1))]
-    for i, row in enumerate(data["runs"][labels[0]]["rows"]):
+    first = data["runs"][labels[0]]
+    lines = [f"Machine: {first['machine']}; {first['repeats']} runs each, tokens/s from the median wall "
+             "time (min-max of the runs in brackets) and from the median CPU time of the process.", "",
+             "| measurement | " + " | ".join(f"{lab}: tokens/s wall | {lab}: tokens/s CPU" for lab in labels)
+             + (f" | {labels[-1]} / {labels[0]} (CPU)" if len(labels) > 1 else "") + " |",
+             "|---|" + "---|" * (2 * len(labels) + (len(labels) > 1))]
+    for i, row in enumerate(first["rows"]):
         cells = []
         for lab in labels:
             r = data["runs"][lab]["rows"][i]
-            cells.append(f"{r['tokens_per_s']:,.0f} ({r['tokens'] / r['max_s']:,.0f}-{r['tokens'] / r['min_s']:,.0f})")
+            cells.append(f"{r['tokens_per_s']:,.0f} ({r['tokens'] / r['max_s']:,.0f}-{r['tokens'] / r['min_s']:,.0f})"
+                         f" | {r['tokens'] / r['cpu_median_s']:,.0f}")
         ratio = ""
         if len(labels) > 1:
-            first, last = data["runs"][labels[0]]["rows"][i], data["runs"][labels[-1]]["rows"][i]
-            ratio = f" | {last['tokens_per_s'] / first['tokens_per_s']:.2f}x"
+            last = data["runs"][labels[-1]]["rows"][i]
+            ratio = f" | {row['cpu_median_s'] / last['cpu_median_s']:.2f}x"
         lines.append(f"| {row['what']} | " + " | ".join(cells) + ratio + " |")
     digests = {lab: data["runs"][lab]["digest"][:16] for lab in labels}
     same = len(set(digests.values())) == 1
-    lines += ["", "Output digests (sampled tokens, losses, parameters after the steps): "
+    lines += ["", "Output digests (every sampled token, every loss, the parameters after the steps): "
               + ", ".join(f"{k} `{v}`" for k, v in digests.items())
-              + (" - identical." if same else " - DIFFERENT.")]
+              + (": identical." if same else ": DIFFERENT.")]
     return "\n".join(lines)
 
 
@@ -134,6 +136,11 @@ def main(argv=None) -> int:
         return 0
     if args.repeats < 1:
         print("error: --repeats must be >= 1", file=sys.stderr)
+        return 2
+    try:  # before minutes of measuring: the results file's folder must be writable
+        check_output_dir(args.out.parent)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     rows, digest = measure(args.repeats, args.seed)
     for r in rows:

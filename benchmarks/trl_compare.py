@@ -57,7 +57,7 @@ from llm.align import alignment_loss  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
 from llm.sampling import pm_prob, sample  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
-from tabular.files import atomic_write_json  # noqa: E402
+from tabular.files import atomic_write_json, check_output_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "trl_compare.json"
 GOALS = {64: 3.0, 128: 5.0}  # issue 11: ours >= 3x TRL's wrapper at 64 new tokens, >= 5x at 128
@@ -317,6 +317,11 @@ def main(argv=None) -> int:
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
     if repeats < 1:
         print("error: --repeats must be >= 1", file=sys.stderr)
+        return 2
+    try:  # before minutes of measuring: the results file's folder must be writable
+        check_output_dir(args.out.parent)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     _trl()
     config = {"quick": args.quick, "repeats": repeats, "seed": args.seed,
