@@ -265,7 +265,7 @@ def render(path: Path) -> str:
     d = json.loads(path.read_text())
     c = d["config"]
     lines = [f"Measured {d['versions']['date']} on {d['machine']}; TRL {d['versions'].get('trl')}, transformers "
-             f"{d['versions']['transformers']}, torch {d['versions']['torch']}"
+             f"{d['versions']['transformers']}, torch {d['versions']['torch']}, Python {d['versions']['python']}"
              + (" (`--quick`)" if c["quick"] else "") + ". Times: median (min-max) of "
              f"{c['repeats']} runs, ms.", "",
              f"**Mixture sampler**, beta = 0.5, {c['speed_batch']} prompts, vocabulary 64, no `<eos>`:", "",
