@@ -31,7 +31,6 @@ relative error of their KL parts alone (the ``p - 1/2`` parts are the same and u
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -43,10 +42,12 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 import torch  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trl_common import benchmark_parser, render_or_check, versions, write_and_render  # noqa: E402
+
 from llm.models import new_causal_lm  # noqa: E402
 from llm.objectives import nash_md_pg_loss  # noqa: E402
 from llm.sampling import token_logprobs  # noqa: E402
-from tabular.files import atomic_write_json, check_output_dir, package_versions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "nashmd_grad_bias.json"
 V, PAD = 4, 0
@@ -187,34 +188,15 @@ def render(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--render", action="store_true", help="print the markdown table from --out and exit")
+    ap = benchmark_parser(__doc__, RESULTS)
     args = ap.parse_args(argv)
-    if args.render:
-        if not args.out.is_file():
-            print(f"error: no results file {args.out}; run without --render first", file=sys.stderr)
-            return 2
-        print(render(args.out))
-        return 0
-    try:  # before minutes of measuring: the results file's folder must be writable
-        check_output_dir(args.out.parent)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    import datetime
-
+    code = render_or_check(args, render)
+    if code is not None:
+        return code
     rows = table(seed=args.seed)
-    data = {"rows": rows, "seed": args.seed, "vocabulary": V, "beta": 0.125,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-            "versions": package_versions(("torch", "transformers", "trl"))}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, data)
-    print(render(args.out))
-    print(f"wrote {args.out}")
-    return 0
+    stamp = versions(("trl",))
+    data = {"rows": rows, "seed": args.seed, "vocabulary": V, "beta": 0.125, "date": stamp["date"], "versions": stamp}
+    return write_and_render(args.out, data, render)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ reference and PM with different seeds):
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import importlib.util
@@ -37,13 +36,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trl_common import machine, tiny_models, versions  # noqa: E402
+from trl_common import (benchmark_parser, machine, render_or_check, tiny_models, versions,  # noqa: E402
+                        write_and_render)
 
 import llm.align  # noqa: E402
 import llm.sampling  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
-from tabular.files import atomic_write_json, check_output_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "sampling_speed.json"
 
@@ -209,41 +208,25 @@ def render(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = benchmark_parser(__doc__, RESULTS)
     ap.add_argument("--baseline", type=Path, default=None, help="checkout holding the earlier llm/sampling.py")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--render", action="store_true", help="print the markdown table from --out and exit")
     args = ap.parse_args(argv)
-    if args.render:
-        if not args.out.is_file():
-            print(f"error: no results file {args.out}; run without --render first", file=sys.stderr)
-            return 2
-        print(render(args.out))
-        return 0
+    code = render_or_check(args, render)
+    if code is not None:
+        return code
     if args.repeats < 1:
         print("error: --repeats must be >= 1", file=sys.stderr)
         return 2
     if args.baseline is not None and not (args.baseline / "llm" / "sampling.py").is_file():
         print(f"error: --baseline {args.baseline} holds no llm/sampling.py", file=sys.stderr)
         return 2
-    try:  # before minutes of measuring: the results file's folder must be writable
-        check_output_dir(args.out.parent)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     modules = {"before": load_sampling(args.baseline)} if args.baseline else {}
     modules["after" if args.baseline else "current"] = llm.sampling
     data = measure(modules, args.repeats, args.seed)
     data.update(labels=list(modules), repeats=args.repeats, seed=args.seed, machine=machine(),
                 date=versions()["date"], versions=versions(), baseline=str(args.baseline) if args.baseline else None)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, data)
-    print(render(args.out))
-    print(f"wrote {args.out}")
-    return 0
+    return write_and_render(args.out, data, render)
 
 
 if __name__ == "__main__":

@@ -9,18 +9,21 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from llm.models import new_causal_lm
-from tabular.files import package_versions
+from tabular.files import atomic_write_json, check_output_dir, package_versions
 
-__all__ = ["tiny_models", "timed", "machine", "versions"]
+__all__ = ["tiny_models", "timed", "machine", "versions", "benchmark_parser", "render_or_check", "write_and_render"]
 
 
 def tiny_models(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, n_positions: int = 512,
@@ -61,3 +64,39 @@ def machine() -> str:
 def versions(extra=()) -> dict:
     return {**package_versions(("numpy", "torch", "transformers", *extra)),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes")}
+
+
+def benchmark_parser(doc: str, results: Path) -> argparse.ArgumentParser:
+    """The options every benchmark here shares: ``--seed``, ``--out`` (its JSON), ``--render``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=results, help="the results JSON")
+    ap.add_argument("--render", action="store_true", help="print the markdown table(s) from --out and exit")
+    return ap
+
+
+def render_or_check(args, render) -> int | None:
+    """``--render``: print ``render(args.out)`` and return the exit code. Otherwise check, before
+    minutes of measuring, that the results file's folder is writable: an exit code (2, one line on
+    stderr) if not, None to go on."""
+    if args.render:
+        if not args.out.is_file():
+            print(f"error: no results file {args.out}; run without --render first", file=sys.stderr)
+            return 2
+        print(render(args.out))
+        return 0
+    try:
+        check_output_dir(args.out.parent)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return None
+
+
+def write_and_render(path: Path, data: dict, render) -> int:
+    """Write the results JSON atomically, print its rendered tables; exit code 0."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, data)
+    print(render(path))
+    print(f"wrote {path}")
+    return 0

@@ -37,7 +37,6 @@ reference from different seeds with the embeddings scaled x8 so the next-token l
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -51,13 +50,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trl_common import machine, timed, tiny_models, versions  # noqa: E402
+from trl_common import (benchmark_parser, machine, render_or_check, timed, tiny_models, versions,  # noqa: E402
+                        write_and_render)
 
 from llm.align import alignment_loss  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
 from llm.sampling import pm_prob, sample  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
-from tabular.files import atomic_write_json, check_output_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "trl_compare.json"
 GOALS = {64: 3.0, 128: 5.0}  # issue 11: ours >= 3x TRL's wrapper at 64 new tokens, >= 5x at 128
@@ -300,28 +299,16 @@ def render(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = benchmark_parser(__doc__, RESULTS)
     ap.add_argument("--quick", action="store_true", help="small version: fewer repeats and samples, B = 8")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per cell (default 3, --quick 2)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--render", action="store_true", help="print the markdown tables from --out and exit")
     args = ap.parse_args(argv)
-    if args.render:
-        if not args.out.is_file():
-            print(f"error: no results file {args.out}; run without --render first", file=sys.stderr)
-            return 2
-        print(render(args.out))
-        return 0
+    code = render_or_check(args, render)
+    if code is not None:
+        return code
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
     if repeats < 1:
         print("error: --repeats must be >= 1", file=sys.stderr)
-        return 2
-    try:  # before minutes of measuring: the results file's folder must be writable
-        check_output_dir(args.out.parent)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
         return 2
     _trl()
     config = {"quick": args.quick, "repeats": repeats, "seed": args.seed,
@@ -332,11 +319,7 @@ def main(argv=None) -> int:
     data["sampler_speed"] = sampler_speed(config["lengths"], config["speed_batch"], repeats, args.seed)
     data["sampler_correctness"] = sampler_correctness(config["law_betas"], config["law_samples"], args.seed)
     data["ipo_step"] = ipo_step(config["ipo_batch"], config["ipo_new_tokens"], repeats, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, data)
-    print(render(args.out))
-    print(f"wrote {args.out}")
-    return 0
+    return write_and_render(args.out, data, render)
 
 
 if __name__ == "__main__":
