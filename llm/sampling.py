@@ -24,6 +24,7 @@ log-probs used in the losses are at the same temperature (:func:`token_logprobs`
 
 from __future__ import annotations
 
+import functools
 import inspect
 import zlib
 
@@ -49,14 +50,19 @@ def gumbel(shape, generator: torch.Generator, device) -> torch.Tensor:
     return -torch.log(exponential)
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(model_class) -> str:
+    """transformers >= 5.2x names the KV-cache argument ``cache``, earlier versions
+    ``past_key_values`` (the GPU machine's 5.17). Looked up once per class: ``inspect.signature``
+    on every token was 3 % of the sampler's time."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 def _forward_cached(model, cache, **inputs):
-    """One forward that reads and returns the KV cache; transformers >= 5.2x names it ``cache``,
-    earlier versions ``past_key_values`` (the GPU machine's 5.17)."""
-    if "cache" in inspect.signature(model.forward).parameters:
-        out = model(**inputs, cache=cache, use_cache=True)
-        return out.logits, out.cache
-    out = model(**inputs, past_key_values=cache, use_cache=True)
-    return out.logits, out.past_key_values
+    """One forward that reads and returns the KV cache."""
+    key = _cache_keyword(type(model))
+    out = model(**inputs, **{key: cache}, use_cache=True)
+    return out.logits, getattr(out, key)
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -84,6 +90,10 @@ def sample(policy, ref, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max
     if not use_pi and not use_mu:
         raise ValueError("sample needs the policy for beta < 1 and the reference for beta > 0")
     models = {"pi": policy if use_pi else None, "mu": ref if use_mu else None}
+    # The whole attention mask is allocated once; step t reads the view of its first P + t + 1
+    # columns (same values as growing it by torch.cat every token, without the copies).
+    P = prompt_mask.shape[1]
+    full_mask = torch.cat([prompt_mask, torch.ones_like(prompt_mask[:, :1]).expand(B, max_new_tokens)], 1)
     mask, pos = prompt_mask, _positions(prompt_mask)
     cache = {k: None for k in models}
     logp = {}
@@ -92,22 +102,25 @@ def sample(policy, ref, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max
             logits, cache[k] = _forward_cached(m, None, input_ids=prompt_ids, attention_mask=mask, position_ids=pos)
             logp[k] = torch.log_softmax(logits[:, -1].float() / temperature, -1)  # (B, V)
     pos = pos[:, -1:]  # (B, 1)
+    weight_pi, weight_mu = 1 - beta, beta  # (B, 1) each, computed once
+    pad = torch.full((B,), pad_id, dtype=torch.long, device=device)
     tokens, alive = [], torch.ones(B, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
         mixed = 0.0
         if use_pi:
-            mixed = (1 - beta) * logp["pi"]  # (B, V)
+            mixed = weight_pi * logp["pi"]  # (B, V)
         if use_mu:
-            mixed = mixed + beta * logp["mu"]  # (B, V); no renormalisation needed for Gumbel-max
+            mixed = mixed + weight_mu * logp["mu"]  # (B, V); no renormalisation needed for Gumbel-max
         g = gumbel(mixed.shape, generator, device)  # (B, V)
-        nxt = (mixed + g).argmax(-1)  # (B,)
-        nxt = torch.where(alive, nxt, torch.full_like(nxt, pad_id))
+        nxt = torch.where(alive, (mixed + g).argmax(-1), pad)  # (B,)
         tokens.append(nxt)
-        if eos_id is not None:
-            alive = alive & (nxt != eos_id)
-        if not bool(alive.any()) or t == max_new_tokens - 1:
+        if t == max_new_tokens - 1:
             break
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)  # (B, P + t + 1)
+        if eos_id is not None:  # the only host sync per token, and only when rows can end
+            alive = alive & (nxt != eos_id)
+            if not bool(alive.any()):
+                break
+        mask = full_mask[:, :P + t + 1]  # (B, P + t + 1)
         pos = pos + 1
         for k, m in models.items():
             if m is not None:
@@ -130,7 +143,10 @@ def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, r
     mask = torch.cat([prompt_mask, response_mask], 1)  # (B, P + T)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits  # (B, P+T, V)
     P = prompt_ids.shape[1]
-    logits = logits[:, P - 1:-1].float() / temperature  # (B, T, V): position P-1 predicts y_0
+    logits = logits[:, P - 1:-1]  # (B, T, V): position P-1 predicts y_0
+    # at least float32 (bf16 under autocast is upcast); a float64 model keeps float64, so exact
+    # enumerations (benchmarks/nashmd_grad_bias.py) agree to round-off
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
     logp = torch.log_softmax(logits, -1).gather(-1, response[..., None]).squeeze(-1)  # (B, T)
     return logp * response_mask
 
