@@ -317,6 +317,11 @@ def _load_gguf(path: str, what: str, max_prompt_tokens: int):
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
         except Exception as e:
             raise UsageError(f"cannot load {what} from {path}: {str(e).splitlines()[0]}") from None
+        # the weights are dequantised float32 now: drop the GGUF quantizer record, which would make
+        # save_pretrained refuse ("quantized with gguf and is not serializable") and a reload re-quantise
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         _GGUF_LOADED[path] = (model, tokenizer)
     model, tokenizer = _GGUF_LOADED[path]
     codec = ChatCodec(tokenizer, max_prompt_tokens)
