@@ -29,6 +29,10 @@ PRESETS = {
         "batch_size": 256,  # sft: pairs, train-pm: pairs, align: prompts (x 2 responses)
         "align_batch_size": 256,  # pipeline's alignment runs
         "eval_prompts": 512,  # align/pipeline: the periodic gold win rate's prompts (x 2)
+        # the CPU defaults (3e-3, 2e-3, 1e-3) are for 0.1 M-parameter models; these are the usual
+        # scale for GPT-2 small (pretraining ~6e-4; fine-tuning lower), not yet tuned on a GPU
+        "lr": {"SFTConfig": 6e-4, "PMConfig": 3e-4, "AlignConfig": 1e-4},
+        "align_lr": 1e-4,
     },
 }
 
@@ -41,10 +45,13 @@ def apply_preset(cfg) -> list[str]:
         raise UsageError(f"--preset {cfg.preset} is sized for --task text (given --task {cfg.task})")
     changed = []
     for f in dataclasses.fields(cfg):
+        value = values.get(f.name)
+        if isinstance(value, dict):  # per stage, by config class
+            value = value.get(type(cfg).__name__)
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        if f.name in values and getattr(cfg, f.name) == default and default != values[f.name]:
-            setattr(cfg, f.name, values[f.name])
-            changed.append(f"--{f.name.replace('_', '-')} {values[f.name]}")
+        if value is not None and getattr(cfg, f.name) == default and default != value:
+            setattr(cfg, f.name, value)
+            changed.append(f"--{f.name.replace('_', '-')} {value}")
     return changed
 
 

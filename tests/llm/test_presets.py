@@ -27,6 +27,7 @@ def test_preset_fills_defaults_and_keeps_explicit_flags():
     sft = SFTConfig(out="x", task="text", preset="gpu")
     sft.validate()
     assert (sft.n_layer, sft.n_embd, sft.n_head, sft.batch_size) == (12, 768, 12, 256)
+    assert sft.lr == PRESETS["gpu"]["lr"]["SFTConfig"] and cfg.lr == PRESETS["gpu"]["lr"]["AlignConfig"]
     pipe = PipelineConfig(out="x", task="text", preset="gpu")
     pipe.validate()
     assert pipe.align_batch_size == 256 and pipe.n_layer == 12
