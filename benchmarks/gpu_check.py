@@ -193,7 +193,9 @@ def main() -> int:
     report["policy_update"] = {"seconds": secs, "tokens": B * seq, "flops": flops, "achieved_flops_per_s": flops / secs,
                                "mfu": flops / secs / peak if peak else None, "peak_memory_gib": peak_gib(device)}
     save("mfu")
-    del policy, ref, optimizer
+    del policy, ref, optimizer, update, resp, resp_mask  # the per-method peaks below count only their own run
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
     # -- 4. step time and peak memory per method --
     taus = PipelineConfig(out="x")
