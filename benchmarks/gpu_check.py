@@ -136,8 +136,11 @@ def main() -> int:
     path = os.path.join(out, "gpu_check.json")
     os.makedirs(out, exist_ok=True)
 
+    started = time.perf_counter()
+
     def save(phase):
         report["completed"] = phase
+        report.setdefault("phase_end_s", {})[phase] = time.perf_counter() - started  # wall seconds since start
         atomic_write_json(path, report)
         print(f"[{time.strftime('%H:%M:%S')}] {phase} done", flush=True)
 
