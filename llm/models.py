@@ -145,9 +145,8 @@ class ChatCodec(Codec):
             prompt = self.tokenizer.decode(ids[: self.max_prompt_tokens])
         if not self.hf_tokenizer.chat_template:
             return self.encode(self.instruction + prompt + "\n")
-        out = self.hf_tokenizer.apply_chat_template([{"role": "user", "content": self.instruction + prompt}],
-                                                    tokenize=True, add_generation_prompt=True)
-        return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+        return list(self.hf_tokenizer.apply_chat_template([{"role": "user", "content": self.instruction + prompt}],
+                                                          tokenize=True, add_generation_prompt=True, return_dict=False))
 
     def save(self, path: str) -> None:
         self.hf_tokenizer.save_pretrained(path)  # tokenizer.json + tokenizer_config.json + chat template
