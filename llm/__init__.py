@@ -12,7 +12,8 @@ before torch loads):
   configs ``SFTConfig``, ``PMConfig``, ``AlignConfig``, ``EvalConfig``, ``PipelineConfig``, and
   ``MethodParams`` (:mod:`llm.config`: a method and its hyperparameters, validated once);
 - tasks (:mod:`llm.tasks`): ``SyntheticTask``, ``TextTask``, ``make_task``, ``majority_prob``;
-- models (:mod:`llm.models`): ``Codec``, ``train_tokenizer``, ``new_causal_lm``, ``new_scorer``,
+- models (:mod:`llm.models`): ``Codec``, ``ChatCodec`` (a pretrained model's own tokenizer and chat
+  template), ``smollm2_gguf_path``, ``train_tokenizer``, ``new_causal_lm``, ``new_scorer``,
   ``load_causal_lm``, ``load_scorer``, ``save_model``, ``UsageError``;
 - sampling (:mod:`llm.sampling`): ``sample`` (per-token geometric mixture with KV caches),
   ``sample_responses``, ``token_logprobs``, ``sequence_logprob``, ``pm_prob`` / ``pm_prob_rows``
@@ -37,13 +38,13 @@ _API = {
     "SFTConfig": "config", "PMConfig": "config", "AlignConfig": "config", "EvalConfig": "config",
     "PipelineConfig": "config", "MethodParams": "config",
     "SyntheticTask": "tasks", "TextTask": "tasks", "make_task": "tasks", "majority_prob": "tasks",
-    "Codec": "models", "train_tokenizer": "models", "new_causal_lm": "models", "new_scorer": "models",
+    "Codec": "models", "ChatCodec": "models", "smollm2_gguf_path": "models", "train_tokenizer": "models", "new_causal_lm": "models", "new_scorer": "models",
     "load_causal_lm": "models", "load_scorer": "models", "save_model": "models", "UsageError": "models",
     "sample": "sampling", "token_logprobs": "sampling", "sequence_logprob": "sampling",
     "pm_prob": "sampling", "pm_prob_rows": "sampling", "rm_prob_rows": "sampling", "rm_reward": "sampling",
     "pairwise_method_loss": "objectives", "nash_md_pg_loss": "objectives",
     "rl_loss": "objectives", "kl_to_go": "objectives",
-    "main": "cli",
+    "main": "cli", "PRESETS": "presets", "apply_preset": "presets",
 }
 
 __all__ = sorted(_API)

