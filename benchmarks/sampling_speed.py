@@ -36,8 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trl_common import (benchmark_parser, machine, render_or_check, tiny_models, versions,  # noqa: E402
-                        write_and_render)
+from trl_common import benchmark_parser, machine, render_or_check, tiny_models, versions, write_and_render  # noqa: E402
 
 import llm.align  # noqa: E402
 import llm.sampling  # noqa: E402

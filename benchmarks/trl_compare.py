@@ -50,8 +50,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trl_common import (benchmark_parser, machine, render_or_check, timed, tiny_models, versions,  # noqa: E402
-                        write_and_render)
+from trl_common import (  # noqa: E402
+    benchmark_parser,
+    machine,
+    render_or_check,
+    timed,
+    tiny_models,
+    versions,
+    write_and_render,
+)
 
 from llm.align import alignment_loss  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import torch
+
 from tabular.cliargs import UsageError
 from tabular.losses import make_labels
 
@@ -30,8 +31,15 @@ from .config import MethodParams
 from .models import check_context, load_causal_lm, load_scorer, save_model
 from .objectives import nash_md_pg_loss, pairwise_method_loss, rl_loss
 from .runtime import autocast, open_stage, save_checkpoint
-from .sampling import (pm_prob, rm_reward, sample, sample_responses, sequence_logprob, stream_seed,
-                       token_logprobs)
+from .sampling import (
+    pm_prob,
+    rm_reward,
+    sample,
+    sample_responses,
+    sequence_logprob,
+    stream_seed,
+    token_logprobs,
+)
 from .tasks import fit_bradley_terry
 
 __all__ = ["run_align", "alignment_loss", "gold_winrate", "gold_bradley_terry", "read_prompt_file"]

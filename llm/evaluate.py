@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 import torch
+
 from tabular.cliargs import UsageError
 from tabular.files import atomic_write_json
 from tabular.progress import progress as progress_bar

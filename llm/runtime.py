@@ -29,7 +29,6 @@ import shutil
 import torch
 
 from tabular.files import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_dir
-
 from tabular.progress import progress as progress_bar
 
 from . import distributed

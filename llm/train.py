@@ -15,10 +15,19 @@ import os
 
 import numpy as np
 import torch
+
 from tabular.files import atomic_write_json
 
 from . import distributed
-from .models import Codec, check_context, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
+from .models import (
+    Codec,
+    check_context,
+    load_causal_lm,
+    new_causal_lm,
+    new_scorer,
+    save_model,
+    train_tokenizer,
+)
 from .runtime import autocast, open_stage, save_checkpoint
 from .sampling import pm_prob_rows, rm_prob_rows, sample, token_logprobs
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llm.config import AlignConfig, EvalConfig
 from llm.align import run_align
+from llm.config import AlignConfig, EvalConfig
 from llm.evaluate import run_evaluate
 from tabular.methods import sampled_methods
 

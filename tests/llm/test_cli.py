@@ -14,7 +14,6 @@ from llm.models import new_causal_lm
 from llm.runtime import save_checkpoint, write_config
 
 
-
 def files_under(path):
     """Every file and folder below ``path`` (to check that a refused command wrote nothing)."""
     found = set()

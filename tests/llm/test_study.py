@@ -8,7 +8,7 @@ import pytest
 from llm.cli import main
 from llm.config import StudyConfig
 from llm.report import render_section
-from llm.study import QUICK, apply_preset, select_settings, run_study
+from llm.study import QUICK, apply_preset, run_study, select_settings
 
 
 def _csv(path):

@@ -10,11 +10,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from tabular_helpers import fixed_point_map, random_preference, random_reference
 
 from tabular import AlgorithmConfig, make_game, make_state, run, solve_equilibrium, step
-from tabular.algorithms import (P_times, method_loss, pairs, pairwise_objective, policy_gradient_objective,
-                                sampling_log_policy)
-from tabular_helpers import fixed_point_map, random_preference, random_reference
+from tabular.algorithms import (
+    P_times,
+    method_loss,
+    pairs,
+    pairwise_objective,
+    policy_gradient_objective,
+    sampling_log_policy,
+)
 
 
 def ipo_objective(theta, log_mu, P, tau, log_q, label_type="soft", batch=None, generator=None):

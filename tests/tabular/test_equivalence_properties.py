@@ -35,6 +35,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from equivalence_examples import FAMILIES, examples
 from hypothesis import HealthCheck, Verbosity, assume, find, given, settings
 from hypothesis import strategies as st
 
@@ -44,8 +45,6 @@ from tabular.game import GAME_FAMILIES, cyclic, log_mixture_policy
 from tabular.losses import make_labels, pairwise_loss, policy_gradient_loss
 from tabular.metrics import kl_log
 from tabular.solvers import duality_gap, fixed_point_residual
-
-from equivalence_examples import FAMILIES, examples
 
 
 def ipo_objective(theta, log_mu, P, tau, log_q, label_type="soft", batch=None, generator=None):
@@ -455,8 +454,8 @@ def llm_exact_gradient(ex, method, beta, label_type) -> np.ndarray:
     mixture of llm.sampling, exact for one token); gradient w.r.t. the policy's logits."""
     from llm.config import MethodParams
     from llm.objectives import nash_md_pg_loss, pairwise_method_loss
-    from tabular.methods import METHODS
     from llm.sampling import sequence_logprob, token_logprobs
+    from tabular.methods import METHODS
 
     n = ex.n
     policy, ref = OneTokenLM(ex.theta), OneTokenLM(np.log(ex.mu)).requires_grad_(False)
