@@ -46,7 +46,8 @@ def untrained_models(root: str) -> tuple[str, str]:
 
 def align(argv: list[str], processes: int, out: str) -> float:
     launch = [sys.executable, "-m", "llm"] if processes == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "llm"]
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+         "-m", "llm"]
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     subprocess.run(launch + argv + ["--out", out], env=env, check=True, capture_output=True, cwd=ROOT)
     with open(os.path.join(out, "done.json")) as f:
@@ -76,8 +77,10 @@ def main():
     result = {"rows": rows, "method": args.method, "steps": args.steps, "global_batch": args.batch_size,
               "model": "GPT-2, 2 layers, d = 64 (untrained), synthetic task",
               "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
-              "versions": package_versions(), "command": " ".join(["python benchmarks/llm_ddp.py"] + sys.argv[1:])}
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                         f"Python {platform.python_version()}",
+              "versions": package_versions(),
+              "command": " ".join(["python benchmarks/llm_ddp.py"] + sys.argv[1:])}
     atomic_write_json(args.out, result)
     print(f"{args.method}, global batch {args.batch_size}, {args.steps} steps, {result['machine']}, "
           f"{result['date_utc']} UTC")

@@ -66,7 +66,8 @@ def main():
     ids, mask = codec.encode_prompts(prompts[:64])
     with torch.no_grad():
         for name, fn in [("kv-cache", lambda: sample(policy, None, ids, mask, 16, gen, None, codec.pad_id)),
-                         ("no-cache", lambda: no_cache_sample(policy, ids, mask, 16, gen, None, codec.pad_id))]:
+                         ("no-cache", lambda: no_cache_sample(policy, ids, mask, 16, gen, None,
+                                                              codec.pad_id))]:
             t0 = time.perf_counter()
             for _ in range(5):
                 fn()

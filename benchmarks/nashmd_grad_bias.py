@@ -1,4 +1,4 @@
-"""Nash-MD policy-gradient bias by exact enumeration: TRL 1.13's KL weighting against ours and the exact gradient.
+"""Nash-MD policy-gradient bias by exact enumeration: TRL 1.13's KL weighting vs ours and the exact gradient.
 
 Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/nashmd_grad_bias.py`` (TRL column: ``pip install
 '.[bench-trl]' -c constraints-cpu.txt``; without TRL that column is left out). ``--render`` prints the
@@ -94,7 +94,8 @@ def mixture_logprob(policy, ref, resp, mask, beta: float) -> torch.Tensor:
     ids, pmask = _prompt(len(resp))
     full, fmask = torch.cat([ids, resp], 1), torch.cat([pmask, mask], 1)
     P = ids.shape[1]
-    lp = [torch.log_softmax(m(input_ids=full, attention_mask=fmask).logits[:, P - 1:-1], -1) for m in (policy, ref)]
+    lp = [torch.log_softmax(m(input_ids=full, attention_mask=fmask).logits[:, P - 1:-1], -1)
+          for m in (policy, ref)]
     mixed = torch.log_softmax((1 - beta) * lp[0] + beta * lp[1], -1)
     return (mixed.gather(-1, resp[..., None]).squeeze(-1) * mask).sum(-1)  # (N,)
 
@@ -137,7 +138,8 @@ def gradients(length: int, eos: int | None, tau: float, beta: float = 0.125, see
 
     def flat(objective):
         grads = torch.autograd.grad(objective, params, retain_graph=True, allow_unused=True)
-        return torch.cat([(g if g is not None else torch.zeros_like(q)).flatten() for g, q in zip(grads, params)])
+        return torch.cat([(g if g is not None else torch.zeros_like(q)).flatten()
+                          for g, q in zip(grads, params)])
 
     w = pi.detach()
     half = torch.full_like(p, 0.5)  # p = 1/2: only the KL term is left
@@ -162,20 +164,23 @@ def table(taus=(0.1, 1.0), lengths=(2, 3), seed: int = 0) -> list[dict]:
     for length, eos, tau in itertools.product(lengths, (None, V - 1), taus):
         g = gradients(length, eos, tau, seed=seed)
         row = {"length": length, "eos": eos is not None, "tau": tau, "responses": g["responses"],
-               "ours": relative_error(g["ours"], g["exact"]), "ours_kl": relative_error(g["ours_kl"], g["exact_kl"])}
+               "ours": relative_error(g["ours"], g["exact"]),
+               "ours_kl": relative_error(g["ours_kl"], g["exact_kl"])}
         if "trl" in g:
             row["trl"] = relative_error(g["trl"], g["exact"])
             row["trl_kl"] = relative_error(g["trl_kl"], g["exact_kl"])
         rows.append(row)
         print(f"L={length} eos={row['eos']!s:5} tau={tau}: ours {row['ours']:.1e}"
-              + (f", TRL {row['trl']:.1%} (KL part {row['trl_kl']:.1%})" if "trl" in row else ", TRL not installed"),
+              + (f", TRL {row['trl']:.1%} (KL part {row['trl_kl']:.1%})" if "trl" in row
+                 else ", TRL not installed"),
               flush=True)
     return rows
 
 
 def render(path: Path) -> str:
     d = json.loads(path.read_text())
-    lines = [f"Measured {d['date']} ({d['versions'].get('trl') and 'TRL ' + d['versions']['trl'] or 'TRL absent'}, "
+    lines = [f"Measured {d['date']} "
+             f"({d['versions'].get('trl') and 'TRL ' + d['versions']['trl'] or 'TRL absent'}, "
              f"torch {d['versions']['torch']}, float64). Relative error ||g - g_exact|| / ||g_exact|| of the "
              "expected gradient, by exact enumeration over every response (vocabulary 4, one prompt):", "",
              "| tokens | `<eos>` | responses | tau | ours: total / KL part | TRL 1.13: total / KL part |",
@@ -195,7 +200,8 @@ def main(argv=None) -> int:
         return code
     rows = table(seed=args.seed)
     stamp = versions(("trl",))
-    data = {"rows": rows, "seed": args.seed, "vocabulary": V, "beta": 0.125, "date": stamp["date"], "versions": stamp}
+    data = {"rows": rows, "seed": args.seed, "vocabulary": V, "beta": 0.125, "date": stamp["date"],
+            "versions": stamp}
     return write_and_render(args.out, data, render)
 
 

@@ -1,4 +1,4 @@
-"""Tokens per second of ``llm.sampling`` before and after a change, interleaved in one process, with output digests.
+"""Tokens/s of ``llm.sampling`` before and after a change, interleaved in one process, with output digests.
 
 Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/sampling_speed.py --baseline OLD_CHECKOUT``
 (``OLD_CHECKOUT``: a folder holding the earlier ``llm/sampling.py``, e.g. made by
@@ -36,8 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trl_common import (benchmark_parser, machine, render_or_check, tiny_models, versions,  # noqa: E402
-                        write_and_render)
+from trl_common import benchmark_parser, machine, render_or_check, tiny_models, versions, write_and_render  # noqa: E402
 
 import llm.align  # noqa: E402
 import llm.sampling  # noqa: E402
@@ -115,7 +114,8 @@ def measure(sampling_modules: dict, repeats: int, seed: int = 0):
             return int(round(2 * 32 * s["charts/response_tokens"]))
         return fn
 
-    cases = [("sample pi", lambda v: sampler(v, "pi", 0.0, None)), ("sample mix", lambda v: sampler(v, "mix", 0.5, None)),
+    cases = [("sample pi", lambda v: sampler(v, "pi", 0.0, None)),
+             ("sample mix", lambda v: sampler(v, "mix", 0.5, None)),
              ("sample eos", lambda v: sampler(v, "eos", 0.0, codec.eos_id)),
              ("online_ipo step (B=32, 32 new tokens)", step)]
     for name, make in cases:
@@ -137,9 +137,11 @@ def measure(sampling_modules: dict, repeats: int, seed: int = 0):
         out[label] = {"rows": rows, "digest": v.digest.hexdigest()}
     current = runs[list(runs)[-1]]
     out["profile"] = {"step_s": statistics.median(current.wall[cases[-1][0]]),
-                      "forward_share_of_sampler": forward_share(current.policy, current.ref, ids, mask, codec, seed),
+                      "forward_share_of_sampler": forward_share(current.policy, current.ref, ids, mask, codec,
+                                                                seed),
                       "pm_input_rebuild_s": statistics.median(
-                          [_timed(lambda: pm_input_rebuild(codec, p_ids, p_mask, seed)) for _ in range(repeats)])}
+                          [_timed(lambda: pm_input_rebuild(codec, p_ids, p_mask, seed))
+                           for _ in range(repeats)])}
     return out
 
 
@@ -176,7 +178,8 @@ def pm_input_rebuild(codec, p_ids, p_mask, seed):
 def render(path: Path) -> str:
     data = json.loads(path.read_text())
     labels = data["labels"]
-    lines = [f"Machine: {data['machine']}, Python {data['versions']['python']}, torch {data['versions']['torch']}; "
+    lines = [f"Machine: {data['machine']}, Python {data['versions']['python']}, "
+             f"torch {data['versions']['torch']}; "
              f"{data['date']}; {data['repeats']} interleaved runs per version; tokens/s from the median wall "
              "time (min-max of the runs in brackets) and from the median CPU time of the process.", "",
              "| measurement | " + " | ".join(f"{lab}: tokens/s wall | {lab}: tokens/s CPU" for lab in labels)
@@ -187,7 +190,8 @@ def render(path: Path) -> str:
         cells = []
         for lab in labels:
             r = data[lab]["rows"][i]
-            cells.append(f"{r['tokens_per_s']:,.0f} ({r['tokens'] / r['max_s']:,.0f}-{r['tokens'] / r['min_s']:,.0f})"
+            cells.append(f"{r['tokens_per_s']:,.0f} ({r['tokens'] / r['max_s']:,.0f}-"
+                         f"{r['tokens'] / r['min_s']:,.0f})"
                          f" | {r['tokens'] / r['cpu_median_s']:,.0f}")
         ratio = ""
         if len(labels) > 1:
@@ -195,21 +199,25 @@ def render(path: Path) -> str:
             ratio = f" | {row['cpu_median_s'] / last['cpu_median_s']:.2f}x"
         lines.append(f"| {row['what']} | " + " | ".join(cells) + ratio + " |")
     prof = data["profile"]
-    lines += ["", f"Profile ({labels[-1]}): the model forwards are {prof['forward_share_of_sampler']:.0%} of the mixture "
+    lines += ["", f"Profile ({labels[-1]}): the model forwards are "
+              f"{prof['forward_share_of_sampler']:.0%} of the mixture "
               f"sampler's time (cProfile); rebuilding the PM inputs from token rows takes "
-              f"{prof['pm_input_rebuild_s'] * 1e3:.1f} ms, {prof['pm_input_rebuild_s'] / prof['step_s']:.1%} of the "
+              f"{prof['pm_input_rebuild_s'] * 1e3:.1f} ms, "
+              f"{prof['pm_input_rebuild_s'] / prof['step_s']:.1%} of the "
               "online-IPO step (wall time)."]
     digests = {lab: data[lab]["digest"][:16] for lab in labels}
     if len(labels) > 1:
         same = len(set(digests.values())) == 1
         lines += ["", "Output digests (every sampled token, every loss, the parameters after the steps): "
-                  + ", ".join(f"{k} `{v}`" for k, v in digests.items()) + (": identical." if same else ": DIFFERENT.")]
+                  + ", ".join(f"{k} `{v}`" for k, v in digests.items())
+                  + (": identical." if same else ": DIFFERENT.")]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = benchmark_parser(__doc__, RESULTS)
-    ap.add_argument("--baseline", type=Path, default=None, help="checkout holding the earlier llm/sampling.py")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="checkout holding the earlier llm/sampling.py")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     code = render_or_check(args, render)
@@ -225,7 +233,8 @@ def main(argv=None) -> int:
     modules["after" if args.baseline else "current"] = llm.sampling
     data = measure(modules, args.repeats, args.seed)
     data.update(labels=list(modules), repeats=args.repeats, seed=args.seed, machine=machine(),
-                date=versions()["date"], versions=versions(), baseline=str(args.baseline) if args.baseline else None)
+                date=versions()["date"], versions=versions(),
+                baseline=str(args.baseline) if args.baseline else None)
     return write_and_render(args.out, data, render)
 
 

@@ -24,10 +24,10 @@ import argparse
 import datetime
 import json
 import platform
-import tracemalloc
 import statistics
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np

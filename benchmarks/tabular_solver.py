@@ -2,11 +2,11 @@
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tabular_solver.py [--quick]``.
 
-mu is a fixed non-uniform reference. Columns: duality gap and fixed-point residual of the returned policy (its certificate), Newton
-iterations, wall seconds (median of ``--repeat`` runs, one thread). Peer 1, in the same run: damped
-fixed-point iteration ``pi <- (1 - a) pi + a T(pi)`` with ``a = min(1, tau)`` (T is a contraction for
-large tau only), stopped at gap <= 1e-12 or after ``--fp-iters`` iterations; the ratio column is
-peer seconds / our seconds. Peer 2, tau = 0: our solve_zero_sum against nashpy's
+mu is a fixed non-uniform reference. Columns: duality gap and fixed-point residual of the returned policy
+(its certificate), Newton iterations, wall seconds (median of ``--repeat`` runs, one thread). Peer 1, in
+the same run: damped fixed-point iteration ``pi <- (1 - a) pi + a T(pi)`` with ``a = min(1, tau)`` (T is
+a contraction for large tau only), stopped at gap <= 1e-12 or after ``--fp-iters`` iterations; the ratio
+column is peer seconds / our seconds. Peer 2, tau = 0: our solve_zero_sum against nashpy's
 ``Game.linear_program`` (if nashpy is installed), exploitability and seconds.
 """
 

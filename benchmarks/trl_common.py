@@ -23,7 +23,8 @@ import torch
 from llm.models import new_causal_lm
 from tabular.files import atomic_write_json, check_output_dir, package_versions
 
-__all__ = ["tiny_models", "timed", "machine", "versions", "benchmark_parser", "render_or_check", "write_and_render"]
+__all__ = ["tiny_models", "timed", "machine", "versions", "benchmark_parser", "render_or_check",
+           "write_and_render"]
 
 
 def tiny_models(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4, n_positions: int = 512,
@@ -68,7 +69,8 @@ def versions(extra=()) -> dict:
 
 def benchmark_parser(doc: str, results: Path) -> argparse.ArgumentParser:
     """The options every benchmark here shares: ``--seed``, ``--out`` (its JSON), ``--render``."""
-    ap = argparse.ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=results, help="the results JSON")
     ap.add_argument("--render", action="store_true", help="print the markdown table(s) from --out and exit")

@@ -50,8 +50,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trl_common import (benchmark_parser, machine, render_or_check, timed, tiny_models, versions,  # noqa: E402
-                        write_and_render)
+from trl_common import (  # noqa: E402
+    benchmark_parser,
+    machine,
+    render_or_check,
+    timed,
+    tiny_models,
+    versions,
+    write_and_render,
+)
 
 from llm.align import alignment_loss  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
@@ -121,8 +128,8 @@ def sampler_speed(lengths, batch: int, repeats: int, seed: int) -> list[dict]:
             row["speedup_cpu"] = row["trl"]["cpu_median_s"] / row["ours"]["cpu_median_s"]
         if n in GOALS:
             row["goal"] = GOALS[n]
-            row["goal_met"] = bool(row.get("speedup") and row["speedup"] >= GOALS[n]) if row["trl"]["crash"] is None \
-                else None
+            row["goal_met"] = (bool(row.get("speedup") and row["speedup"] >= GOALS[n])
+                               if row["trl"]["crash"] is None else None)
         rows.append(row)
         print(f"sampler {n:4d} new tokens: ours {_fmt(row['ours'])}, TRL {_fmt(row['trl'])}"
               + (f", {row['speedup']:.1f}x" if "speedup" in row else ""), flush=True)
@@ -176,15 +183,16 @@ def sampler_correctness(betas, n_samples: int, seed: int) -> list[dict]:
     rows = []
     for beta in betas:
         exact = exact_two_token_law(policy, ref, prompt, beta)
-        ours, _ = sample(policy, ref if beta > 0 else None, ids, mask, 2, torch.Generator().manual_seed(seed), None,
-                         0, beta=beta)
+        ours, _ = sample(policy, ref if beta > 0 else None, ids, mask, 2, torch.Generator().manual_seed(seed),
+                         None, 0, beta=beta)
         torch.manual_seed(seed)
         theirs = trl_mixture_generate(policy, ref, ids, mask, 2, beta, 0)
         row = {"beta": beta, "ours": distribution_error(ours.numpy(), exact, rng),
                "trl": distribution_error(theirs.numpy(), exact, rng)}
         rows.append(row)
         print(f"law beta={beta}: TV two tokens ours {row['ours']['tv_two_tokens']:.3f}, "
-              f"TRL {row['trl']['tv_two_tokens']:.3f} (noise floor {row['ours']['tv_noise_floor']:.3f})", flush=True)
+              f"TRL {row['trl']['tv_two_tokens']:.3f} (noise floor {row['ours']['tv_noise_floor']:.3f})",
+              flush=True)
     return rows
 
 
@@ -231,10 +239,10 @@ def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, tau: float = 
         warnings.simplefilter("ignore")
         args = OnlineDPOConfig(output_dir=tmp, per_device_train_batch_size=batch, max_new_tokens=new_tokens,
                                loss_type="ipo", beta=tau, learning_rate=1e-3, weight_decay=0.0,
-                               temperature=1.0, top_k=0, top_p=1.0, use_cpu=True, bf16=False, report_to="none",
-                               disable_dropout=True, seed=seed, dataloader_num_workers=0)
-        trainer = OnlineDPOTrainer(model=policy, ref_model=ref, reward_funcs=rm, args=args, train_dataset=data,
-                                   processing_class=tok, reward_processing_classes=tok)
+                               temperature=1.0, top_k=0, top_p=1.0, use_cpu=True, bf16=False,
+                               report_to="none", disable_dropout=True, seed=seed, dataloader_num_workers=0)
+        trainer = OnlineDPOTrainer(model=policy, ref_model=ref, reward_funcs=rm, args=args,
+                                   train_dataset=data, processing_class=tok, reward_processing_classes=tok)
         trainer.create_optimizer()
         inputs = {"prompt": list(data["prompt"])}
 
@@ -249,7 +257,8 @@ def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, tau: float = 
     if out["trl"]["crash"] is None:
         out["speedup"] = out["trl"]["median_s"] / out["ours"]["median_s"]
         out["speedup_cpu"] = out["trl"]["cpu_median_s"] / out["ours"]["cpu_median_s"]
-    print(f"online-IPO step B={batch}, {new_tokens} new tokens: ours {_fmt(out['ours'])}, TRL {_fmt(out['trl'])}"
+    print(f"online-IPO step B={batch}, {new_tokens} new tokens: ours {_fmt(out['ours'])}, "
+          f"TRL {_fmt(out['trl'])}"
           + (f", {out['speedup']:.2f}x" if "speedup" in out else ""), flush=True)
     return out
 
@@ -263,8 +272,9 @@ def _ms(cell) -> str:
 def render(path: Path) -> str:
     d = json.loads(path.read_text())
     c = d["config"]
-    lines = [f"Measured {d['versions']['date']} on {d['machine']}; TRL {d['versions'].get('trl')}, transformers "
-             f"{d['versions']['transformers']}, torch {d['versions']['torch']}, Python {d['versions']['python']}"
+    lines = [f"Measured {d['versions']['date']} on {d['machine']}; TRL {d['versions'].get('trl')}, "
+             f"transformers {d['versions']['transformers']}, torch {d['versions']['torch']}, "
+             f"Python {d['versions']['python']}"
              + (" (`--quick`)" if c["quick"] else "") + ". Times: median (min-max) of "
              f"{c['repeats']} runs, ms.", "",
              f"**Mixture sampler**, beta = 0.5, {c['speed_batch']} prompts, vocabulary 64, no `<eos>`:", "",
@@ -273,7 +283,8 @@ def render(path: Path) -> str:
     for r in d["sampler_speed"]:
         goal = ""
         if "goal" in r:
-            goal = f">= {r['goal']:.0f}x: " + {True: "met", False: "not met", None: "TRL crashed"}[r["goal_met"]]
+            goal = f">= {r['goal']:.0f}x: " + {True: "met", False: "not met",
+                                                None: "TRL crashed"}[r["goal_met"]]
         ratio = f"{r['speedup']:.1f}x (CPU time {r['speedup_cpu']:.1f}x)" if "speedup" in r else "-"
         lines.append(f"| {r['new_tokens']} | {_ms(r['ours'])} | {_ms(r['trl'])} | {ratio} | {goal} |")
     lines += ["", f"**Sampled law against the exact per-token mixture** (vocabulary 8, one prompt, "
@@ -286,12 +297,15 @@ def render(path: Path) -> str:
                      f"{o['tv_two_tokens']:.3f} / {t['tv_two_tokens']:.3f} | {o['chi2_pvalue']:.2g} / "
                      f"{t['chi2_pvalue']:.2g} | {o['tv_noise_floor']:.3f} |")
     s = d["ipo_step"]
-    lines += ["", f"**One online-IPO step** ({s['batch']} prompts x 2 samples, up to {s['new_tokens']} new tokens, "
+    lines += ["", f"**One online-IPO step** ({s['batch']} prompts x 2 samples, "
+              f"up to {s['new_tokens']} new tokens, "
               f"tau = {s['tau']}; synthetic task tokenizer):", "",
-              "| ours: `alignment_loss` + AdamW | TRL `OnlineDPOTrainer(loss_type=\"ipo\")` step | TRL / ours |",
+              "| ours: `alignment_loss` + AdamW | TRL `OnlineDPOTrainer(loss_type=\"ipo\")` step "
+              "| TRL / ours |",
               "|---|---|---|",
               f"| {_ms(s['ours'])} | {_ms(s['trl'])} | "
-              + (f"{s['speedup']:.2f}x (CPU time {s['speedup_cpu']:.2f}x)" if "speedup" in s else "-") + " |", "",
+              + (f"{s['speedup']:.2f}x (CPU time {s['speedup_cpu']:.2f}x)" if "speedup" in s else "-")
+              + " |", "",
               "TRL labels each pair hard (chosen = the higher reward of a reward model); ours uses the soft "
               "label P(y > y') of a pairwise preference model evaluated in both orders (twice the scorer "
               "rows, each about twice as long)."]

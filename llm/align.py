@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import torch
+
 from tabular.cliargs import UsageError
 from tabular.losses import make_labels
 
@@ -30,8 +31,15 @@ from .config import MethodParams
 from .models import check_context, load_causal_lm, load_scorer, save_model
 from .objectives import nash_md_pg_loss, pairwise_method_loss, rl_loss
 from .runtime import autocast, open_stage, save_checkpoint
-from .sampling import (pm_prob, rm_reward, sample, sample_responses, sequence_logprob, stream_seed,
-                       token_logprobs)
+from .sampling import (
+    pm_prob,
+    rm_reward,
+    sample,
+    sample_responses,
+    sequence_logprob,
+    stream_seed,
+    token_logprobs,
+)
 from .tasks import fit_bradley_terry
 
 __all__ = ["run_align", "alignment_loss", "gold_winrate", "gold_bradley_terry", "read_prompt_file"]
@@ -73,7 +81,8 @@ def alignment_loss(params: MethodParams, policy, ref, prompt_ids, prompt_mask, *
         ref_logp = sequence_logprob(ref_tok, resp_mask, params.logp_reduction)  # (2B,)
         losses = pairwise_method_loss(m.loss, logp[:B], logp[B:], ref_logp[:B], ref_logp[B:], p, tau,
                                       params.label_type, label_generator)  # (B,)
-        stats["charts/margin_abs"] = ((logp[:B] - ref_logp[:B]) - (logp[B:] - ref_logp[B:])).abs().mean().item()
+        stats["charts/margin_abs"] = ((logp[:B] - ref_logp[:B])
+                                      - (logp[B:] - ref_logp[B:])).abs().mean().item()
     elif m.kind == "pg":
         with torch.no_grad():
             p = judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask)  # (B,)
@@ -105,7 +114,8 @@ def gold_bradley_terry(task, codec, sft, seed: int, device, max_new_tokens: int,
     fit's accuracy against the gold judge on ``valid``-split pairs."""
     def pairs(split, s):
         prompts = task.prompts(split, n_pairs) * 2
-        phi = task.features(prompts, sample_responses(sft, codec, prompts, s, device, max_new_tokens)[0])  # (2N, F)
+        phi = task.features(prompts,
+                            sample_responses(sft, codec, prompts, s, device, max_new_tokens)[0])  # (2N, F)
         return phi[:n_pairs] - phi[n_pairs:], task.gold_prob_from_features(phi[:n_pairs], phi[n_pairs:])
 
     w = fit_bradley_terry(*pairs("pm", seed))
@@ -180,7 +190,8 @@ def run_align(cfg, progress: bool = True) -> dict:
     batch_prompts = []  # the current shard's prompt texts (the gold judge reads text, not ids)
     bt_weights, bt_accuracy = None, None
     if cfg.judge == "gold" and m.kind == "rl":
-        bt_weights, bt_accuracy = gold_bradley_terry(task, codec, ref, stream_seed(*run_key, "bt-fit"), device, max_new)
+        bt_weights, bt_accuracy = gold_bradley_terry(task, codec, ref, stream_seed(*run_key, "bt-fit"),
+                                                     device, max_new)
 
     def judge(ids, mask, y, y_mask, y_prime, y_prime_mask):
         if cfg.judge == "gold":  # exact P(y > y' | x) of the hidden judge
@@ -205,8 +216,8 @@ def run_align(cfg, progress: bool = True) -> dict:
                                         max_new, cfg.temperature)
 
     def evaluate(step):
-        return gold_winrate(task, codec, policy, sft_texts, eval_prompts, stream_seed(*run_key, "curve", step),
-                            device, max_new, cfg.temperature)
+        return gold_winrate(task, codec, policy, sft_texts, eval_prompts,
+                            stream_seed(*run_key, "curve", step), device, max_new, cfg.temperature)
 
     if start == 0 and cfg.eval_every and not stage.rows and stage.writer:
         stage.log({"step": 0, "eval/winrate_vs_sft": evaluate(0)})

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 import torch
+
 from tabular.cliargs import UsageError
 from tabular.files import atomic_write_json
 from tabular.progress import progress as progress_bar
@@ -55,7 +56,8 @@ def win_matrices(task, codec, prompts, responses: dict, pm=None, device="cpu", p
         values = {j: [] for j in judges}
         for sa, (_, rows_a) in enumerate(responses[names[a]]):
             for sb, (_, rows_b) in enumerate(responses[names[b]]):
-                values["gold"].append(task.gold_prob_from_features(feats[names[a]][sa], feats[names[b]][sb]).mean())
+                values["gold"].append(
+                    task.gold_prob_from_features(feats[names[a]][sa], feats[names[b]][sb]).mean())
                 if pm is not None:
                     values["pm"].append(pm_prob_rows(pm, codec, x_rows, rows_a, rows_b, device).mean().item())
         for j in judges:
@@ -85,8 +87,9 @@ def chain_matrices(task, codec, prompts: list[str], n_prompts: int, responses: d
     """One chain's side-by-side matrices: ``p(row beats column)`` averaged over the rows of
     ``prompts`` (``n_prompts`` distinct prompts repeated ``len(prompts) // n_prompts`` times, one
     response per row and policy), by the **exact gold probabilities** (not sampled 0/1 verdicts)
-    and by the PM (on the first ``n_prompts`` rows: one sample per prompt). Also the evaluation's own 95 % half-width per entry: the normal interval over
-    prompts of the per-prompt mean (samples averaged within a prompt first), ``1.96 s / sqrt(N)``.
+    and by the PM (on the first ``n_prompts`` rows: one sample per prompt). Also the evaluation's own
+    95 % half-width per entry: the normal interval over prompts of the per-prompt mean (samples
+    averaged within a prompt first), ``1.96 s / sqrt(N)``.
 
     Args:
       responses: ``{name: (texts, rows)}`` aligned with ``prompts``.
@@ -104,7 +107,8 @@ def chain_matrices(task, codec, prompts: list[str], n_prompts: int, responses: d
             g = task.gold_prob_from_features(feats[names[a]], feats[names[b]])  # (R,)
             per_prompt = g.reshape(-1, n_prompts).mean(0)  # (N,): samples of a prompt averaged
             out["gold"][a, b], out["gold"][b, a] = g.mean(), 1 - g.mean()
-            out["gold_eval_hw"][a, b] = out["gold_eval_hw"][b, a] = 1.96 * per_prompt.std(ddof=1) / np.sqrt(n_prompts)
+            out["gold_eval_hw"][a, b] = out["gold_eval_hw"][b, a] = (1.96 * per_prompt.std(ddof=1)
+                                                                     / np.sqrt(n_prompts))
             if pm is not None:  # the PM on one sample per prompt (its forward passes cost the most)
                 q = pm_prob_rows(pm, codec, x_rows[:n_prompts], responses[names[a]][1][:n_prompts],
                                  responses[names[b]][1][:n_prompts], device)
@@ -127,7 +131,8 @@ def format_matrix(labels, mean, std) -> str:
     width = max(12, max(len(n) for n in labels) + 1)
     lines = [" " * width + "".join(f"{n[:13]:>15}" for n in labels)]
     for i, n in enumerate(labels):
-        lines.append(f"{n:<{width}}" + "".join(f"{mean[i][j]:>8.3f} ({std[i][j]:.3f})" for j in range(len(labels))))
+        lines.append(f"{n:<{width}}"
+                     + "".join(f"{mean[i][j]:>8.3f} ({std[i][j]:.3f})" for j in range(len(labels))))
     return "\n".join(lines)
 
 
@@ -156,8 +161,8 @@ def run_evaluate(cfg, progress: bool = True) -> dict:
     if pm is not None:
         check_context(pm, "--pm preference model", task.max_prompt_tokens + 2 * max_new + 4)
     stage.begin()
-    responses = {name: [sample_responses(m, codec, prompts, stream_seed(cfg.seed, name, "evaluate", s), device,
-                                         max_new, cfg.temperature) for s, m in enumerate(ms)]
+    responses = {name: [sample_responses(m, codec, prompts, stream_seed(cfg.seed, name, "evaluate", s),
+                                         device, max_new, cfg.temperature) for s, m in enumerate(ms)]
                  for name, ms in models.items()}
     result = win_matrices(task, codec, prompts, responses, pm, device, progress)
     result["models"] = cfg.models

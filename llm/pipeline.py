@@ -129,7 +129,8 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
     judges["always_half"] = {"mean_abs_error": _interval([c["heldout"]["gold_sft_pairs_mean_abs_p_minus_half"]
                                                           for c in chains])}
     if any("bt_fit_accuracy" in c for c in chains):
-        judges["gold_bt_fit"] = {"accuracy": _interval([c["bt_fit_accuracy"] for c in chains if "bt_fit_accuracy" in c])}
+        judges["gold_bt_fit"] = {"accuracy": _interval([c["bt_fit_accuracy"] for c in chains
+                                                        if "bt_fit_accuracy" in c])}
     reliability = {who: _pool_reliability([c["heldout"][who]["reliability"] for c in chains])
                    for who in ("pm", "rm") if who in chains[0]["heldout"]}
     step_time = {label_of(m, j): float(np.mean([c["step_time_s"][label_of(m, j)] for c in chains]))
@@ -205,8 +206,8 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
     for c in range(cfg.seeds):
         root = os.path.join(cfg.out, f"chain{c}")
         # 1. SFT (mu) ; 2. preference + reward models: retrained per chain seed
-        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=c, steps=cfg.sft_steps, **shape, **common),
-                      progress)
+        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=c, steps=cfg.sft_steps, **shape,
+                                **common), progress)
         pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=c, sft=sft["model"], steps=cfg.pm_steps,
                                    n_pairs=cfg.pm_pairs, **shape, **common), progress)
         finished = {}
@@ -218,7 +219,8 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
                 finished[key] = run_align(AlignConfig(
                     out=run_dir, seed=c, sft=sft["model"], pm=pm["pm"], rm=pm.get("rm", ""), judge=judge,
                     method=method, tau=tau, beta=beta, steps=cfg.align_steps, batch_size=cfg.align_batch_size,
-                    lr=cfg.align_lr, eval_every=cfg.eval_every, eval_prompts=cfg.eval_prompts, **common), progress)
+                    lr=cfg.align_lr, eval_every=cfg.eval_every, eval_prompts=cfg.eval_prompts,
+                    **common), progress)
                 curves.extend(_curve_rows(run_dir, method, tau, beta, c, judge))
             return finished[key]
 
@@ -232,10 +234,12 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
                     r = align(method, "pm", tau, cfg.beta, os.path.join("sweep", f"{method}_tau{tau:g}"))
                     tau_rows.append([method, tau, c, r["final_winrate_vs_sft"]])
             for beta in cfg.sweep_beta_grid:
-                r = align("ipo_md", "pm", cfg.tau_of("ipo_md"), beta, os.path.join("sweep", f"ipo_md_beta{beta:g}"))
+                r = align("ipo_md", "pm", cfg.tau_of("ipo_md"), beta,
+                          os.path.join("sweep", f"ipo_md_beta{beta:g}"))
                 beta_rows.append(["ipo_md", beta, cfg.tau_of("ipo_md"), c, r["final_winrate_vs_sft"]])
         # 5. this chain's side-by-side evaluation on the test split (gold judge and PM)
-        ev = _evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"], {k: r["model"] for k, r in runs.items()})
+        ev = _evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"],
+                             {k: r["model"] for k, r in runs.items()})
         atomic_write_json(os.path.join(root, "eval.json"), ev)
         chain = {"eval": ev, "heldout": pm["heldout"],
                  "step_time_s": {k: r["step_time_s"] or float("nan") for k, r in runs.items()}}
@@ -245,9 +249,10 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
         chains.append(chain)
 
     if cfg.sweep:
-        _write_csv(os.path.join(cfg.out, "tau_sweep.csv"), ["method", "tau", "seed", "winrate_vs_sft"], tau_rows)
-        _write_csv(os.path.join(cfg.out, "beta_sweep.csv"), ["method", "beta", "tau", "seed", "winrate_vs_sft"],
-                   beta_rows)
+        _write_csv(os.path.join(cfg.out, "tau_sweep.csv"), ["method", "tau", "seed", "winrate_vs_sft"],
+                   tau_rows)
+        _write_csv(os.path.join(cfg.out, "beta_sweep.csv"),
+                   ["method", "beta", "tau", "seed", "winrate_vs_sft"], beta_rows)
     _write_csv(os.path.join(cfg.out, "curves.csv"),
                ["method", "tau", "beta", "seed", "step", "winrate_vs_sft", "judge"], curves)
     summary = summarise(cfg, chains, time.perf_counter() - t_start, origin)

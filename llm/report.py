@@ -7,8 +7,9 @@ replaces those blocks in place and a test fails when they differ from what this 
 
 Sections: ``winrate`` (gold win rate against SFT per judge condition, mean and 95 % interval over
 chains), ``order`` (the head-to-head orderings the chain-level intervals separate), ``judges``
-(``paper``: the paper's Table 2 ordering claim by claim), (PM / RM against the gold judge: accuracy, ECE, MAE, Brier, reliability), ``matrix`` (the
-side-by-side matrices) and ``provenance`` (date, machine, commit, command, wall time).
+(``paper``: the paper's Table 2 ordering claim by claim), (PM / RM against the gold judge: accuracy, ECE,
+MAE, Brier, reliability), ``matrix`` (the side-by-side matrices) and ``provenance`` (date, machine,
+commit, command, wall time).
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ SECTIONS = ("provenance", "winrate", "order", "paper", "judges", "matrix")
 # The ordering this project's README attributed to the paper's Table 2 (IPO > IPO-MD > DPO ~ SLiC ~
 # Nash-MD-PG > RL), as head-to-head claims: (a, b, ">" a beats b, "~" no difference stated).
 PAPER_CLAIMS = (("online_ipo", "ipo_md", ">"), ("ipo_md", "online_dpo", ">"), ("ipo_md", "online_slic", ">"),
-                ("ipo_md", "nash_md_pg", ">"), ("online_dpo", "online_slic", "~"), ("online_dpo", "nash_md_pg", "~"),
-                ("online_slic", "nash_md_pg", "~"), ("online_dpo", "rl", ">"), ("online_slic", "rl", ">"),
-                ("nash_md_pg", "rl", ">"), ("online_ipo", "rl", ">"))
+                ("ipo_md", "nash_md_pg", ">"), ("online_dpo", "online_slic", "~"),
+                ("online_dpo", "nash_md_pg", "~"), ("online_slic", "nash_md_pg", "~"),
+                ("online_dpo", "rl", ">"), ("online_slic", "rl", ">"), ("nash_md_pg", "rl", ">"),
+                ("online_ipo", "rl", ">"))
 _JUDGE_TITLE = {"pm": "learned PM (RL: learned RM)", "gold": "gold judge (RL: BT fit of gold)"}
-_NAMES = {"online_ipo": "online IPO", "ipo_md": "IPO-MD", "online_dpo": "online DPO", "online_slic": "online SLiC",
-          "nash_md_pg": "Nash-MD-PG", "rl": "RL", "self_play": "self-play", "offline_ipo": "offline IPO",
-          "offline_dpo": "offline DPO", "offline_slic": "offline SLiC", "sft": "SFT"}
+_NAMES = {"online_ipo": "online IPO", "ipo_md": "IPO-MD", "online_dpo": "online DPO",
+          "online_slic": "online SLiC", "nash_md_pg": "Nash-MD-PG", "rl": "RL", "self_play": "self-play",
+          "offline_ipo": "offline IPO", "offline_dpo": "offline DPO", "offline_slic": "offline SLiC",
+          "sft": "SFT"}
 
 
 def _name(label: str) -> str:
@@ -55,7 +58,8 @@ def _provenance(s: dict) -> str:
     taus = {m: r["tau"] for m, r in s["selected"].items()} if "selected" in s else tau_table(c["taus"])
     return "\n".join([
         f"Reference run: `{p['command']}` at commit `{(p['git_commit'] or 'unknown')[:10]}`"
-        + (" (uncommitted changes)" if p.get("git_dirty") else "") + f", {p['date_utc']} UTC, on {p['machine']}; "
+        + (" (uncommitted changes)" if p.get("git_dirty") else "")
+        + f", {p['date_utc']} UTC, on {p['machine']}; "
         f"Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}; "
         f"{s['wall_time_s'] / 60:.1f} min of pipeline time.",
         f"{s['chains']} chains (each retrains SFT, PM, RM and every alignment run with its seed); "
@@ -73,7 +77,8 @@ def _winrate(s: dict) -> str:
         lines.append(f"| {_name(m)} | " + " | ".join(_ci(s["winrate_vs_sft"][j][m]) for j in judges) + " |")
     eval_hw = max(s["winrate_vs_sft"][j][m]["eval_ci95"] for j in judges for m in s["methods"])
     chain_hw = max(s["winrate_vs_sft"][j][m]["ci95"] for j in judges for m in s["methods"])
-    sd = max(float(np.std(s["winrate_vs_sft"][j][m]["per_chain"], ddof=1)) for j in judges for m in s["methods"])
+    sd = max(float(np.std(s["winrate_vs_sft"][j][m]["per_chain"], ddof=1))
+             for j in judges for m in s["methods"])
     lines += ["", f"Gold-judge win rate against the SFT policy of the same chain (the mean of the exact gold "
               f"probabilities over test prompts and samples), mean ± 95 % t half-width over "
               f"{s['chains']} chains (ddof = 1). The evaluation's own 95 % half-width within a chain is at "
@@ -83,8 +88,8 @@ def _winrate(s: dict) -> str:
               f"{int(np.ceil((1.96 * sd / 0.01) ** 2))} chains."]
     pmj = s.get("winrate_vs_sft_pm_judge")
     if pmj:
-        lines += ["", "The same policies judged by the chain's learned PM (what the pm-condition policies were "
-                  "trained on):", "", head, "|---" * (len(judges) + 1) + "|"]
+        lines += ["", "The same policies judged by the chain's learned PM (what the pm-condition policies "
+                  "were trained on):", "", head, "|---" * (len(judges) + 1) + "|"]
         for m in s["methods"]:
             lines.append(f"| {_name(m)} | " + " | ".join(_ci(pmj[j][m]) for j in judges) + " |")
     return "\n".join(lines)
@@ -138,13 +143,15 @@ def _verdict(s: dict, judge: str, a: str, b: str, claim: str) -> str:
 def _paper(s: dict) -> str:
     judges = s["judges_run"]
     claims = [c for c in PAPER_CLAIMS if c[0] in s["methods"] and c[1] in s["methods"]]
-    lines = ["| a vs b | paper's Table 2 | " + " | ".join(f"here, {_JUDGE_TITLE[j]}: p(a beats b)" for j in judges)
+    lines = ["| a vs b | paper's Table 2 | "
+             + " | ".join(f"here, {_JUDGE_TITLE[j]}: p(a beats b)" for j in judges)
              + " |", "|---" * (len(judges) + 2) + "|"]
     for a, b, claim in claims:
         lines.append(f"| {_name(a)} vs {_name(b)} | {'a > b' if claim == '>' else 'a ≈ b'} | "
                      + " | ".join(_verdict(s, j, a, b, claim) for j in judges) + " |")
     n = {j: sum("(agrees)" in _verdict(s, j, *c) for c in claims) for j in judges}
-    lines += ["", "Claims that agree: " + ", ".join(f"{n[j]} of {len(claims)} ({_JUDGE_TITLE[j]})" for j in judges)
+    lines += ["", "Claims that agree: "
+              + ", ".join(f"{n[j]} of {len(claims)} ({_JUDGE_TITLE[j]})" for j in judges)
               + ". \"a ≈ b\" agrees when the interval cannot separate the two; \"a > b\" only when it does."]
     return "\n".join(lines)
 
@@ -155,12 +162,14 @@ def _judges(s: dict) -> str:
              "|---|---|---|---|---|"]
     for who, title in (("pm", "pairwise PM"), ("rm", "Bradley-Terry RM")):
         if who in j:
-            lines.append(f"| {title} | " + " | ".join(_ci(j[who][k]) for k in
-                                                      ("accuracy", "calibration_error", "mean_abs_error", "brier"))
+            lines.append(f"| {title} | "
+                         + " | ".join(_ci(j[who][k])
+                                      for k in ("accuracy", "calibration_error", "mean_abs_error", "brier"))
                          + " |")
     lines.append(f"| always 1/2 | | | {_ci(j['always_half']['mean_abs_error'])} | |")
     if "gold_bt_fit" in j:
-        lines.append(f"| BT fit of gold (RL's reward, gold condition) | {_ci(j['gold_bt_fit']['accuracy'])} | | | |")
+        lines.append(f"| BT fit of gold (RL's reward, gold condition) | {_ci(j['gold_bt_fit']['accuracy'])} "
+                     "| | | |")
     lines += ["", "Reliability (pooled over chains; bins of the prediction): mean prediction -> mean gold "
               "probability (pairs)", "", "| bin | " + " | ".join(w.upper() for w in s["reliability"]) + " |",
               "|---" * (len(s["reliability"]) + 1) + "|"]
@@ -170,7 +179,8 @@ def _judges(s: dict) -> str:
         cells = []
         for w in whos:
             r = s["reliability"][w][b]
-            cells.append(f"{r['mean_pred']:.3f} -> {r['mean_gold']:.3f} ({r['count']})" if r["count"] else "—")
+            cells.append(f"{r['mean_pred']:.3f} -> {r['mean_gold']:.3f} ({r['count']})" if r["count"]
+                         else "—")
         lines.append(f"| [{lo:.1f}, {hi:.1f}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -183,7 +193,8 @@ def _matrix(s: dict) -> str:
         rows = [lab for lab in labels if lab == "sft" or (("@" in lab) == (j != "pm") and
                                                            (j == "pm" or lab.endswith("@" + j)))]
         idx = [labels.index(r) for r in rows]
-        lines += [f"p(row beats column), gold judge, {_JUDGE_TITLE[j]} condition (mean ± 95 % half-width over chains):",
+        lines += [f"p(row beats column), gold judge, {_JUDGE_TITLE[j]} condition "
+                  "(mean ± 95 % half-width over chains):",
                   "", "| | " + " | ".join(_name(r) for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
         for r, i in zip(rows, idx):
             lines.append(f"| {_name(r)} | " + " | ".join(
@@ -192,8 +203,8 @@ def _matrix(s: dict) -> str:
     return "\n".join(lines).rstrip()
 
 
-_RENDER = {"provenance": _provenance, "winrate": _winrate, "order": _order, "paper": _paper, "judges": _judges,
-           "matrix": _matrix}
+_RENDER = {"provenance": _provenance, "winrate": _winrate, "order": _order, "paper": _paper,
+           "judges": _judges, "matrix": _matrix}
 
 
 def render_section(summary: dict, section: str) -> str:
@@ -214,7 +225,8 @@ def replace_blocks(text: str, summary: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llm report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="a pipeline run folder (with summary.json), or the summary file itself")
+    parser.add_argument("run_dir",
+                        help="a pipeline run folder (with summary.json), or the summary file itself")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--write", nargs="+", default=[], metavar="FILE",
                         help="re-render the llm-report blocks of these markdown files in place")

@@ -29,7 +29,6 @@ import shutil
 import torch
 
 from tabular.files import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_dir
-
 from tabular.progress import progress as progress_bar
 
 from . import distributed
@@ -70,7 +69,8 @@ def setup_torch(config) -> torch.device:
     """Set the CPU threads and resolve ``--device``; refuse a torchrun launch of a stage that does
     not split its batch (only configs with ``shards`` run data-parallel)."""
     if distributed.launched_world_size() > 1 and not hasattr(config, "shards"):
-        raise UsageError(f"{type(config).__name__} runs in one process; torchrun runs sft, train-pm and align")
+        raise UsageError(f"{type(config).__name__} runs in one process; "
+                         "torchrun runs sft, train-pm and align")
     torch.set_num_threads(config.threads)
     return resolve_device(config.device)
 
@@ -102,7 +102,8 @@ def _shards(cfg) -> int:
     world = distributed.world_size()
     shards = cfg.shards or world
     if shards % world:
-        raise UsageError(f"--shards {shards} does not split over {world} processes; pass a multiple of {world}")
+        raise UsageError(f"--shards {shards} does not split over {world} processes; "
+                         f"pass a multiple of {world}")
     if cfg.batch_size % shards:
         raise UsageError(f"--batch-size {cfg.batch_size} does not split into {shards} equal shards")
     return shards
@@ -193,7 +194,8 @@ def prepare_run_dir(config) -> bool:
         raise UsageError(f"--out is a non-empty folder that holds no run: {out}"
                          + ("; --resume continues only a run of this stage" if config.resume else ""))
     if has_run and not (config.resume or config.overwrite):
-        raise UsageError(f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it")
+        raise UsageError(f"{out} already holds a run; "
+                         "pass --resume to continue it or --overwrite to replace it")
     if has_run and config.resume:
         try:
             with open(existing) as f:
@@ -230,7 +232,8 @@ def _check_same(old: dict, new: dict, path: str) -> None:
     diff = sorted(k for k in set(old) | set(new)
                   if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
     if diff:
-        raise UsageError(f"checkpoint/config mismatch in {path}: {', '.join(diff)} differ from the current run")
+        raise UsageError(f"checkpoint/config mismatch in {path}: {', '.join(diff)} "
+                         "differ from the current run")
 
 
 def save_checkpoint(out: str, step: int, config, model, optimizer, generators: dict, extra=None) -> None:
@@ -295,7 +298,8 @@ def _read_checkpoint(out: str, config, here: str) -> dict:
                          f"{state['device']}")
     written_by, world = state.get("world_size", 1), distributed.world_size()
     if written_by != world and not getattr(config, "shards", 1):
-        raise UsageError(f"checkpoint {path} was written by {written_by} process(es), one shard each (--shards 0), "
+        raise UsageError(f"checkpoint {path} was written by {written_by} process(es), "
+                         "one shard each (--shards 0), "
                          f"and this run has {world}: resume it with torchrun --nproc_per_node={written_by}")
     return state
 

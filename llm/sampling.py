@@ -99,7 +99,8 @@ def sample(policy, ref, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max
     logp = {}
     for k, m in models.items():
         if m is not None:
-            logits, cache[k] = _forward_cached(m, None, input_ids=prompt_ids, attention_mask=mask, position_ids=pos)
+            logits, cache[k] = _forward_cached(m, None, input_ids=prompt_ids, attention_mask=mask,
+                                               position_ids=pos)
             logp[k] = torch.log_softmax(logits[:, -1].float() / temperature, -1)  # (B, V)
     pos = pos[:, -1:]  # (B, 1)
     weight_pi, weight_mu = 1 - beta, beta  # (B, 1) each, computed once
@@ -151,7 +152,8 @@ def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, r
     return logp * response_mask
 
 
-def sequence_logprob(tok_logp: torch.Tensor, response_mask: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+def sequence_logprob(tok_logp: torch.Tensor, response_mask: torch.Tensor,
+                     reduction: str = "sum") -> torch.Tensor:
     """(B, T) -> (B,): ``log pi(y|x) = sum_t`` (default, SPEC §3) or the per-token ``mean`` (option)."""
     total = tok_logp.sum(-1)
     if reduction == "sum":
@@ -206,7 +208,8 @@ def pm_prob(pm, codec, prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask
 
 def rm_reward(rm, codec, prompt_ids, prompt_mask, y, y_mask) -> torch.Tensor:
     """Bradley-Terry reward ``r(x, y)`` from the reward model. Returns (B,)."""
-    ids, mask = codec.rm_inputs(_rows(prompt_ids, prompt_mask), [codec.summary_ids(r) for r in _rows(y, y_mask)])
+    ids, mask = codec.rm_inputs(_rows(prompt_ids, prompt_mask),
+                                [codec.summary_ids(r) for r in _rows(y, y_mask)])
     return _one_logit(rm, ids, mask, prompt_ids.device)
 
 

@@ -60,7 +60,8 @@ def apply_preset(cfg):
 
 
 def _grid(cfg) -> list[tuple[str, float, float]]:
-    """(method, tau, beta) of every sweep run: the beta grid for the methods that use beta, else ``cfg.beta``."""
+    """(method, tau, beta) of every sweep run: the beta grid for the methods that use beta, else
+    ``cfg.beta``."""
     taus = cfg.tau_grid
     return [(m, t, b) for m in cfg.methods for t in taus[m]
             for b in (cfg.beta_grid if METHODS[m].uses_beta else [cfg.beta])]
@@ -71,7 +72,8 @@ def select_settings(rows: list[dict]) -> dict:
     to the earlier step, then the smaller tau, then the smaller beta (the first in sorted order)."""
     best = {}
     for r in sorted(rows, key=lambda r: (r["method"], r["tau"], r["beta"], r["step"])):
-        if r["step"] > 0 and (r["method"] not in best or r["winrate_vs_sft"] > best[r["method"]]["winrate_vs_sft"]):
+        if r["step"] > 0 and (r["method"] not in best
+                              or r["winrate_vs_sft"] > best[r["method"]]["winrate_vs_sft"]):
             best[r["method"]] = r
     return best
 
@@ -95,14 +97,15 @@ def run_study(cfg, progress: bool = True) -> dict:
     start_run_dir(cfg, resuming)
     t0, origin = time.perf_counter(), provenance()
     task = make_task(cfg.task, cfg.task_seed)
-    common = dict(task=cfg.task, task_seed=cfg.task_seed, device=cfg.device, bf16=cfg.bf16, threads=cfg.threads,
-                  resume=True, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every)
+    common = dict(task=cfg.task, task_seed=cfg.task_seed, device=cfg.device, bf16=cfg.bf16,
+                  threads=cfg.threads, resume=True, checkpoint_every=cfg.checkpoint_every,
+                  log_every=cfg.log_every)
     shape = dict(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head)
 
     def chain_models(c):
         root = os.path.join(cfg.out, f"chain{c}")
-        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=c, steps=cfg.sft_steps, **shape, **common),
-                      progress)
+        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=c, steps=cfg.sft_steps, **shape,
+                                **common), progress)
         pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=c, sft=sft["model"], steps=cfg.pm_steps,
                                    n_pairs=cfg.pm_pairs, **shape, **common), progress)
         return root, sft, pm
@@ -125,7 +128,8 @@ def run_study(cfg, progress: bool = True) -> dict:
                [[r[k] for k in ("method", "tau", "beta", "step", "winrate_vs_sft")] for r in sweep_rows])
     # 3. selection on the validation split
     selected = select_settings(sweep_rows)
-    _write_csv(os.path.join(cfg.out, "selected.csv"), ["method", "tau", "beta", "step", "valid_winrate_vs_sft"],
+    _write_csv(os.path.join(cfg.out, "selected.csv"),
+               ["method", "tau", "beta", "step", "valid_winrate_vs_sft"],
                [[m, s["tau"], s["beta"], s["step"], s["winrate_vs_sft"]] for m, s in selected.items()])
     if progress:
         for m, s in selected.items():
@@ -142,16 +146,19 @@ def run_study(cfg, progress: bool = True) -> dict:
                 for m, s in selected.items()}  # chain 0 at the sweep's last step: the sweep run itself
         if c == 0 and "rl" in runs:
             chains_rl0 = runs["rl"]["model"]  # the selected RL checkpoint the figures compare with
-        ev = _evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"], {m: r["model"] for m, r in runs.items()})
+        ev = _evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"],
+                             {m: r["model"] for m, r in runs.items()})
         atomic_write_json(os.path.join(root, "test_eval.json"), ev)
         chains.append({"eval": ev, "heldout": pm["heldout"],
                        "step_time_s": {m: r["step_time_s"] or float("nan") for m, r in runs.items()}})
-    summary = summarise(cfg, chains, time.perf_counter() - t0, origin, judges=["pm"])  # aligned with the learned PM
+    summary = summarise(cfg, chains, time.perf_counter() - t0, origin,
+                        judges=["pm"])  # aligned with the learned PM
     summary["selected"] = selected
     summary["preset_reduced"] = reduced
     labels = summary["labels"]
     _write_csv(os.path.join(cfg.out, "final_matrix.csv"), ["judge", "row", "column", "mean", "ci95"],
-               [[j, labels[a], labels[b], summary[f"win_matrix_{j}"]["mean"][a][b], summary[f"win_matrix_{j}"]["ci95"][a][b]]
+               [[j, labels[a], labels[b], summary[f"win_matrix_{j}"]["mean"][a][b],
+                 summary[f"win_matrix_{j}"]["ci95"][a][b]]
                 for j in ("gold", "pm") for a in range(len(labels)) for b in range(len(labels))])
 
     # 6. every sweep policy against the selected RL checkpoint (and SFT), chain 0, validation split
@@ -161,15 +168,16 @@ def run_study(cfg, progress: bool = True) -> dict:
         opponents = {}
         for name, path in (("rl", rl_path), ("sft", sft0["model"])):
             model, codec = load_causal_lm(path, name, task.max_prompt_tokens)
-            opponents[name] = sample_responses(model, codec, prompts, stream_seed(0, name, "study-valid"), device,
-                                               task.max_new_tokens)[0]
+            opponents[name] = sample_responses(model, codec, prompts, stream_seed(0, name, "study-valid"),
+                                               device, task.max_new_tokens)[0]
         rows = []
         for (m, t, b), r in sweep_runs.items():
             model, codec = load_causal_lm(r["model"], m, task.max_prompt_tokens)
             texts = sample_responses(model, codec, prompts, stream_seed(0, m, t, b, "study-valid"), device,
                                      task.max_new_tokens)[0]
             for opp, opp_texts in opponents.items():
-                rows.append([m, t, b, opp, *_gold_vs(task, codec, prompts, cfg.valid_prompts, texts, opp_texts)])
+                rows.append([m, t, b, opp,
+                             *_gold_vs(task, codec, prompts, cfg.valid_prompts, texts, opp_texts)])
         _write_csv(os.path.join(cfg.out, "sweep_vs_rl.csv"),
                    ["method", "tau", "beta", "opponent", "winrate", "eval_ci95"], rows)
     summary["wall_time_s"] = time.perf_counter() - t0

@@ -142,7 +142,8 @@ class SyntheticTask(Task):
         # the document space: every set of doc_facts fact types, partitioned once into the splits
         self._sets = np.array(list(itertools.combinations(range(self.n_fact_types), self.doc_facts)))
         self._split_sets = _partition(len(self._sets), np.random.default_rng([self.seed, 5]))
-        self._set_split = {frozenset(self._sets[i].tolist()): s for s, idx in self._split_sets.items() for i in idx}
+        self._set_split = {frozenset(self._sets[i].tolist()): s
+                           for s, idx in self._split_sets.items() for i in idx}
 
     def corpus(self) -> list[str]:
         return [" ".join(f"f{i}" for i in range(self.n_fact_types))]

@@ -15,10 +15,19 @@ import os
 
 import numpy as np
 import torch
+
 from tabular.files import atomic_write_json
 
 from . import distributed
-from .models import Codec, check_context, load_causal_lm, new_causal_lm, new_scorer, save_model, train_tokenizer
+from .models import (
+    Codec,
+    check_context,
+    load_causal_lm,
+    new_causal_lm,
+    new_scorer,
+    save_model,
+    train_tokenizer,
+)
 from .runtime import autocast, open_stage, save_checkpoint
 from .sampling import pm_prob_rows, rm_prob_rows, sample, token_logprobs
 
@@ -37,7 +46,8 @@ def run_sft(cfg, progress: bool = True) -> dict:
     else:
         codec = Codec(train_tokenizer(task), task.max_prompt_tokens)
         n_positions = task.max_prompt_tokens + task.max_new_tokens + 8
-        model = new_causal_lm(codec.vocab_size, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, codec.pad_id)
+        model = new_causal_lm(codec.vocab_size, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions,
+                              codec.pad_id)
     stage.begin()
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -71,7 +81,8 @@ def run_sft(cfg, progress: bool = True) -> dict:
     path = os.path.join(cfg.out, "model")
     if stage.writer:
         save_model(model.cpu(), codec, path, {"stage": "sft", "task": cfg.task})
-    return stage.finish({"model": path, "final_nll": stage.rows[-1]["loss/nll_per_token"] if stage.rows else None})
+    return stage.finish({"model": path,
+                         "final_nll": stage.rows[-1]["loss/nll_per_token"] if stage.rows else None})
 
 
 def _sample_pairs(model, codec, task, prompts, seed, device, batch=512):
@@ -108,7 +119,8 @@ def pm_metrics(q: torch.Tensor, p: torch.Tensor, bins: int = 10) -> dict:
     decided = p != 0.5
     acc = ((q[decided] > 0.5) == (p[decided] > 0.5)).double().mean().item()
     which = torch.clamp((q * bins).long(), max=bins - 1)
-    ece = sum((which == b).double().mean().item() * abs(q[which == b].mean().item() - p[which == b].mean().item())
+    ece = sum((which == b).double().mean().item()
+              * abs(q[which == b].mean().item() - p[which == b].mean().item())
               for b in range(bins) if (which == b).any())
     reliability = [{"lo": b / bins, "hi": (b + 1) / bins, "count": int((which == b).sum()),
                     "mean_pred": q[which == b].mean().item() if (which == b).any() else None,
@@ -171,7 +183,8 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
         result = _heldout(models, codec, held, device, cfg.reward_model)
         atomic_write_json(os.path.join(cfg.out, "heldout.json"), result)
         info["heldout"] = result
-        save_model(models["pm"].cpu(), codec, info["pm"], {"stage": "train-pm", "kind": "pairwise", **result["pm"]})
+        save_model(models["pm"].cpu(), codec, info["pm"],
+                   {"stage": "train-pm", "kind": "pairwise", **result["pm"]})
         if cfg.reward_model:
             info["rm"] = os.path.join(cfg.out, "rm")
             save_model(models["rm"].cpu(), codec, info["rm"],

@@ -216,7 +216,8 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
         init = np.asarray(init, np.float64)
         if init.shape not in ((n,), (B, n)) or not np.all(np.isfinite(init)):
             raise ValueError(f"init must be finite log-probabilities of shape ({n},) or ({B}, {n}), "
-                             f"got shape {init.shape}" + ("" if np.all(np.isfinite(init)) else " with nan/inf"))
+                             f"got shape {init.shape}"
+                             + ("" if np.all(np.isfinite(init)) else " with nan/inf"))
         theta = torch.tensor(np.broadcast_to(init, (B, n)).copy())
     elif init == "mu":
         theta = log_mu.clone()
@@ -525,7 +526,8 @@ def run(cfg: AlgorithmConfig, P, mu=None, *, steps: int = 1000, seed: int = 0,
     def record():
         log_pi = state.log_pi.numpy().copy()
         m = policy_metrics(P_np, mu_np, cfg.tau, log_pi, pi_star)
-        m["loss"] = state.last_loss.numpy() if state.last_loss is not None else np.full(log_pi.shape[0], np.nan)
+        m["loss"] = (state.last_loss.numpy() if state.last_loss is not None
+                     else np.full(log_pi.shape[0], np.nan))
         recorded_steps.append(state.t)
         recorded_log_pi.append(log_pi)
         rows.append(m)

@@ -34,12 +34,20 @@ from pathlib import Path
 import numpy as np
 
 from .algorithms import AlgorithmConfig, run
-from .cliargs import (Parser, add_dataclass_flags, config_from_args, fields_from, flag,
-                      run_command)
+from .cliargs import Parser, add_dataclass_flags, config_from_args, fields_from, flag, run_command
 from .equivalence import EquivalenceConfig, equivalence_suite, equivalence_table, max_abs_difference
 from .files import atomic_write_json, atomic_write_text, check_output_dir, package_versions
-from .game import (GAME_FAMILIES, check_allocation, load_matrix, load_vector, make_game,
-                   validate_beta, validate_eta, validate_seed, validate_tau)
+from .game import (
+    GAME_FAMILIES,
+    check_allocation,
+    load_matrix,
+    load_vector,
+    make_game,
+    validate_beta,
+    validate_eta,
+    validate_seed,
+    validate_tau,
+)
 from .losses import LABEL_TYPES
 from .methods import METHODS
 from .solvers import solve_equilibrium

@@ -3,20 +3,20 @@
 Both the tabular sandbox (:mod:`tabular.algorithms`) and the transformer code (:mod:`llm`) read
 this table; neither keeps its own list of methods or re-derives a method's properties.
 
-| method        | kind     | loss | y ~   | y' ~  | update                                            |
-|---------------|----------|------|-------|-------|---------------------------------------------------|
-| offline_ipo   | pairwise | ipo  | mu    | mu    | gradient of the pairwise loss on ``h_pi(y, y')``  |
-| offline_dpo   | pairwise | dpo  | mu    | mu    |                                                   |
-| offline_slic  | pairwise | slic | mu    | mu    |                                                   |
-| online_ipo    | pairwise | ipo  | pi    | pi    |                                                   |
-| online_dpo    | pairwise | dpo  | pi    | pi    |                                                   |
-| online_slic   | pairwise | slic | pi    | pi    |                                                   |
-| ipo_md        | pairwise | ipo  | mix   | mix   | margins under pi, pair from the geometric mixture |
-| nash_md_pg    | pg       |      | pi    | mix   | REINFORCE on ``P(y, y') - 1/2 - tau r_pi(y)``     |
-| self_play     | pg       |      | pi    | pi    | nash_md_pg with beta = 0                          |
-| rl            | rl       |      | pi    |       | REINFORCE on a Bradley-Terry reward ``s(y) - tau r_pi(y)`` |
-| nash_md       | md       |      |       |       | closed-form mirror descent (tabular only)         |
-| extragradient | md       |      |       |       | closed-form extragradient (tabular only)          |
+| method        | kind     | loss | y ~ | y' ~ | update                                                     |
+|---------------|----------|------|-----|------|------------------------------------------------------------|
+| offline_ipo   | pairwise | ipo  | mu  | mu   | gradient of the pairwise loss on ``h_pi(y, y')``           |
+| offline_dpo   | pairwise | dpo  | mu  | mu   |                                                            |
+| offline_slic  | pairwise | slic | mu  | mu   |                                                            |
+| online_ipo    | pairwise | ipo  | pi  | pi   |                                                            |
+| online_dpo    | pairwise | dpo  | pi  | pi   |                                                            |
+| online_slic   | pairwise | slic | pi  | pi   |                                                            |
+| ipo_md        | pairwise | ipo  | mix | mix  | margins under pi, pair from the geometric mixture          |
+| nash_md_pg    | pg       |      | pi  | mix  | REINFORCE on ``P(y, y') - 1/2 - tau r_pi(y)``              |
+| self_play     | pg       |      | pi  | pi   | nash_md_pg with beta = 0                                   |
+| rl            | rl       |      | pi  |      | REINFORCE on a Bradley-Terry reward ``s(y) - tau r_pi(y)`` |
+| nash_md       | md       |      |     |      | closed-form mirror descent (tabular only)                  |
+| extragradient | md       |      |     |      | closed-form extragradient (tabular only)                   |
 
 ``mix`` is the geometric mixture ``pi^(1-beta) mu^beta`` (normalised), so ``pi`` means beta = 0
 and ``mu`` means beta = 1. ``rl`` draws a single response and scores it, so it has no ``y'``.
@@ -50,7 +50,8 @@ class Method:
         if self.kind not in KINDS:
             raise ValueError(f"unknown method kind {self.kind!r}; choose from {', '.join(KINDS)}")
         if (self.kind == "pairwise") != (self.loss is not None):
-            raise ValueError(f"a {self.kind} method {'needs' if self.kind == 'pairwise' else 'takes no'} loss")
+            raise ValueError(f"a {self.kind} method "
+                             f"{'needs' if self.kind == 'pairwise' else 'takes no'} loss")
         for where in (self.beta_y, self.beta_y_prime):
             if where is not None and where not in SAMPLERS:
                 raise ValueError(f"unknown sampler {where!r}; choose from {', '.join(SAMPLERS)}")

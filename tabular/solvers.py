@@ -59,7 +59,7 @@ from scipy.optimize import linprog
 from scipy.sparse.linalg import LinearOperator, gmres
 from scipy.special import log_softmax, logsumexp
 
-from .game import kl_log, validate_beta, validate_game, validate_preference, validate_tau
+from .game import kl_log, validate_beta, validate_game, validate_tau
 
 __all__ = [
     "Equilibrium",

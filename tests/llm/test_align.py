@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llm.config import AlignConfig, EvalConfig
 from llm.align import run_align
+from llm.config import AlignConfig, EvalConfig
 from llm.evaluate import run_evaluate
 from tabular.methods import sampled_methods
 
@@ -72,7 +72,8 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tiny, tmp_path):
         time.sleep(0.02)
     proc.kill()
     proc.wait()
-    assert os.path.exists(checkpoint) and not os.path.exists(os.path.join(killed, "done.json")), "not killed mid-run"
+    assert os.path.exists(checkpoint) and not os.path.exists(os.path.join(killed, "done.json")), \
+        "not killed mid-run"
     step = torch.load(checkpoint, weights_only=False)["step"]
     assert 0 < step < flags["steps"]
 

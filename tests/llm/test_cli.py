@@ -14,7 +14,6 @@ from llm.models import new_causal_lm
 from llm.runtime import save_checkpoint, write_config
 
 
-
 def files_under(path):
     """Every file and folder below ``path`` (to check that a refused command wrote nothing)."""
     found = set()
@@ -93,7 +92,8 @@ def test_bad_align_input_is_one_line_exit_2_nothing_written(tiny, tmp_path, caps
 
 
 def _config(tiny, out, **kw):
-    return AlignConfig(out=str(out), sft=tiny["sft"], pm=tiny["pm"], steps=2, batch_size=4, eval_every=0, **kw)
+    return AlignConfig(out=str(out), sft=tiny["sft"], pm=tiny["pm"], steps=2, batch_size=4, eval_every=0,
+                       **kw)
 
 
 def test_run_folder_with_another_run_is_refused_without_resume_or_overwrite(tiny, tmp_path, capsys):
@@ -127,7 +127,8 @@ def test_checkpoint_from_another_configuration_names_the_file(tiny, tmp_path, ca
     out.mkdir()
     write_config(_config(tiny, out), str(out / "config.json"))
     model = new_causal_lm(8, n_layer=1, n_embd=8, n_head=1)
-    save_checkpoint(str(out), 1, _config(tiny, out, tau=3.0), model, torch.optim.AdamW(model.parameters()), {})
+    save_checkpoint(str(out), 1, _config(tiny, out, tau=3.0), model, torch.optim.AdamW(model.parameters()),
+                    {})
     before = files_under(tmp_path)
     code, err = run_cli(align_argv(tiny, out, "--resume"), capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
@@ -176,7 +177,8 @@ def test_help_of_every_stage_in_process_and_one_subprocess():
     assert set(stages) == {"sft", "train-pm", "align", "evaluate", "pipeline", "study", "report"}
     for name, sub in stages.items():
         text = sub.format_help()
-        if name == "report":  # a tool with its own parser (llm.report.main): reads a run, writes --write files
+        # report: a tool with its own parser (llm.report.main): reads a run, writes --write files
+        if name == "report":
             continue
         assert "--out" in text and "(default:" in text, name
     assert "10%" in stages["sft"].format_help()
@@ -201,7 +203,8 @@ BAD.update({
     "seed above 2**32 - 1": lambda t, p: ["--seed", str(2**70)],
     "seed negative": lambda t, p: ["--seed", "-1"],
     "synthetic models on the text task": lambda t, p: ["--task", "text"],
-    "responses longer than the model's context": lambda t, p: ["--max-new-tokens", "5000", "--temperature", "50"],
+    "responses longer than the model's context":
+        lambda t, p: ["--max-new-tokens", "5000", "--temperature", "50"],
     "lr inf": lambda t, p: ["--lr", "inf"],
     "tau inf": lambda t, p: ["--tau", "inf"],
     "temperature inf": lambda t, p: ["--temperature", "inf"],
@@ -304,7 +307,8 @@ def test_resume_refuses_a_bad_line_before_the_end(tiny, tmp_path, capsys, monkey
     assert files_under(tmp_path) == before
 
 
-@pytest.mark.parametrize("damage", ["corrupt done.json", "checkpoint.pt is a folder", "done.json is a folder"])
+@pytest.mark.parametrize("damage",
+                         ["corrupt done.json", "checkpoint.pt is a folder", "done.json is a folder"])
 def test_resume_with_damaged_run_files_is_one_line(tiny, tmp_path, capsys, damage):
     out = tmp_path / "run"
     assert run_cli(align_argv(tiny, out), capsys)[0] == 0

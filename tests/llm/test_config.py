@@ -96,7 +96,7 @@ def test_pipeline_bad_numbers_name_the_flag_and_entry(kw, message):
 
 
 def test_study_grids_are_typed():
-    cfg = StudyConfig(out="x", methods=["online_ipo", "nash_md_pg"], taus=["online_ipo=0.1,1", "nash_md_pg=0.02"],
-                      betas=["0", "0.5"])
+    cfg = StudyConfig(out="x", methods=["online_ipo", "nash_md_pg"],
+                      taus=["online_ipo=0.1,1", "nash_md_pg=0.02"], betas=["0", "0.5"])
     cfg.validate()
     assert cfg.tau_grid == {"online_ipo": (0.1, 1.0), "nash_md_pg": (0.02,)} and cfg.beta_grid == (0.0, 0.5)

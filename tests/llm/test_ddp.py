@@ -74,7 +74,8 @@ def _argv(tiny, **kw):
 
 
 def _one_process(tiny, out, **kw):
-    return run_align(AlignConfig(out=str(out), sft=tiny["sft"], pm=tiny["pm"], **{**ARGS, **kw}), progress=False)
+    return run_align(AlignConfig(out=str(out), sft=tiny["sft"], pm=tiny["pm"], **{**ARGS, **kw}),
+                     progress=False)
 
 
 def _weights(run):
@@ -90,7 +91,8 @@ def _metrics(run):
 def two_processes(tiny, tmp_path_factory):
     """The align run of two torchrun processes (gloo); returns its folder and each rank's record."""
     root = tmp_path_factory.mktemp("ddp")
-    worker, runs, record, commands = root / "worker.py", root / "runs", root / "record", root / "commands.json"
+    worker, runs, record, commands = (root / "worker.py", root / "runs", root / "record",
+                                      root / "commands.json")
     worker.write_text(WORKER)
     out = runs / "align"
     commands.write_text(json.dumps([

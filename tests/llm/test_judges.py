@@ -33,7 +33,8 @@ def _p_stat(out):
 
 
 def test_gold_condition_trains_without_a_pm_and_labels_differently_from_the_pm(tiny, tmp_path):
-    flags = dict(sft=tiny["sft"], method="online_ipo", tau=0.1, steps=1, batch_size=8, eval_every=0, log_every=1)
+    flags = dict(sft=tiny["sft"], method="online_ipo", tau=0.1, steps=1, batch_size=8, eval_every=0,
+                 log_every=1)
     done = run_align(AlignConfig(out=str(tmp_path / "g"), judge="gold", **flags), progress=False)  # no --pm
     run_align(AlignConfig(out=str(tmp_path / "p"), judge="pm", pm=tiny["pm"], **flags), progress=False)
     # same seed: the same first batch of pairs, labelled by two different judges

@@ -77,7 +77,8 @@ def _preference_matrix():
 def _exact_gradient(method, policy, ref, P, beta):
     """Enumerate the n actions: E over the sampling distribution, stop-gradient weights, same losses."""
     prompt = torch.tensor([[0]])
-    logp = torch.log_softmax(policy(input_ids=prompt).logits[0, -1], -1)  # (N,) with grad; one token: no padding
+    # (N,) with grad; one token: no padding
+    logp = torch.log_softmax(policy(input_ids=prompt).logits[0, -1], -1)
     with torch.no_grad():
         logmu = torch.log_softmax(ref(input_ids=prompt).logits[0, -1], -1)
     pi = logp.detach().exp()
@@ -112,7 +113,8 @@ def test_sampled_gradient_averages_to_the_exact_gradient(method, beta):
     gen = torch.Generator().manual_seed(2)
     total = None
     for _ in range(reps):
-        loss, _ = alignment_loss(MethodParams(method, TAU, beta), policy, ref, torch.zeros(B, 1, dtype=torch.long),
+        loss, _ = alignment_loss(MethodParams(method, TAU, beta), policy, ref,
+                                 torch.zeros(B, 1, dtype=torch.long),
                                  torch.ones(B, 1, dtype=torch.long), generator=gen,
                                  max_new_tokens=1, eos_id=None, pad_id=0, judge=judge)
         grads = torch.autograd.grad(loss, list(policy.parameters()), allow_unused=True)

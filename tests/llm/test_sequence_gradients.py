@@ -117,7 +117,8 @@ def test_same_token_kl_weighting_is_biased(monkeypatch):
     policy, ref = _models()
     P = _preference()
     exact = exact_gradient(policy, ref, "nash_md_pg", 3.0, 0.5, P, None)
-    reward_to_go = relative_error(sampled_gradient(policy, ref, "nash_md_pg", 3.0, 0.5, P, None, reps=8), exact)
+    reward_to_go = relative_error(sampled_gradient(policy, ref, "nash_md_pg", 3.0, 0.5, P, None, reps=8),
+                                  exact)
 
     def same_token(tok_logp, tok_ref_logp, mask):
         return ((tok_logp - tok_ref_logp) * mask).detach()

@@ -8,7 +8,7 @@ import pytest
 from llm.cli import main
 from llm.config import StudyConfig
 from llm.report import render_section
-from llm.study import QUICK, apply_preset, select_settings, run_study
+from llm.study import QUICK, apply_preset, run_study, select_settings
 
 
 def _csv(path):
@@ -42,7 +42,8 @@ def test_tiny_study_selects_reruns_and_resumes(tmp_path):
                       valid_prompts=8, n_prompts=16, samples_per_prompt=2, checkpoint_every=2)
     summary = run_study(cfg, progress=False)
     sweep = _csv(tmp_path / "study" / "sweep.csv")
-    assert {(r["method"], float(r["tau"])) for r in sweep} == {("online_ipo", 0.1), ("online_ipo", 0.5), ("rl", 0.05)}
+    assert {(r["method"], float(r["tau"])) for r in sweep} == {("online_ipo", 0.1), ("online_ipo", 0.5),
+                                                                ("rl", 0.05)}
     selected = {r["method"]: r for r in _csv(tmp_path / "study" / "selected.csv")}
     best_ipo = max((r for r in sweep if r["method"] == "online_ipo" and r["step"] != "0"),
                    key=lambda r: float(r["winrate_vs_sft"]))
@@ -82,7 +83,8 @@ def test_tiny_study_selects_reruns_and_resumes(tmp_path):
     (["--taus", "online_ipo=x"], "--taus online_ipo=x: tau must be a number, got 'x'"),
     (["--taus", "online_ipo"], "--taus entries must be METHOD=VALUE[,VALUE...], got 'online_ipo'"),
     (["--betas", "2"], "--betas 2: beta must lie in [0, 1], got beta = 2.0"),
-    (["--methods", "online_ipo", "--taus", "online_ipo=inf"], "--taus online_ipo=inf: tau > 0 required, got tau = inf"),
+    (["--methods", "online_ipo", "--taus", "online_ipo=inf"],
+     "--taus online_ipo=inf: tau > 0 required, got tau = inf"),
     (["--methods", "no_such"], "unknown method 'no_such'"),
 ])
 def test_study_bad_flags_are_one_line_usage_errors(tmp_path, capsys, argv, message):

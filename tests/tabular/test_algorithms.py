@@ -10,11 +10,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from tabular_helpers import fixed_point_map, random_preference, random_reference
 
 from tabular import AlgorithmConfig, make_game, make_state, run, solve_equilibrium, step
-from tabular.algorithms import (P_times, method_loss, pairs, pairwise_objective, policy_gradient_objective,
-                                sampling_log_policy)
-from tabular_helpers import fixed_point_map, random_preference, random_reference
+from tabular.algorithms import (
+    P_times,
+    method_loss,
+    pairs,
+    pairwise_objective,
+    policy_gradient_objective,
+    sampling_log_policy,
+)
 
 
 def ipo_objective(theta, log_mu, P, tau, log_q, label_type="soft", batch=None, generator=None):
@@ -410,7 +416,8 @@ def test_run_records_requested_steps_from_a_given_start():
     np.testing.assert_allclose(res.log_pi[0, 0], start, atol=1e-15)  # pi_0 is the given start
     np.testing.assert_allclose(res.log_pi[-1], res.final_log_pi)
     # the default grid: 0, every record_every, and the last step
-    assert list(run(AlgorithmConfig("nash_md", tau=0.5), P, mu, steps=7, record_every=3).steps) == [0, 3, 6, 7]
+    assert list(run(AlgorithmConfig("nash_md", tau=0.5), P, mu, steps=7,
+                    record_every=3).steps) == [0, 3, 6, 7]
 
 
 # ---- issue 8: API input validation ----------------------------------------------------------

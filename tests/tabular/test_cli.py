@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tabular_helpers import fixed_point_map
 
 from tabular import make_game
 from tabular.cli import main
-from tabular_helpers import fixed_point_map
 
 REPO = Path(__file__).resolve().parents[2]
 

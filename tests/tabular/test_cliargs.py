@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from tabular.algorithms import AlgorithmConfig
-from tabular.cliargs import (Parser, UsageError, add_dataclass_flags, config_from_args, fields_from,
-                             flag, run_command)
+from tabular.cliargs import (
+    Parser,
+    UsageError,
+    add_dataclass_flags,
+    config_from_args,
+    fields_from,
+    flag,
+    run_command,
+)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from equivalence_examples import FAMILIES, examples
 from hypothesis import HealthCheck, Verbosity, assume, find, given, settings
 from hypothesis import strategies as st
 
@@ -44,8 +45,6 @@ from tabular.game import GAME_FAMILIES, cyclic, log_mixture_policy
 from tabular.losses import make_labels, pairwise_loss, policy_gradient_loss
 from tabular.metrics import kl_log
 from tabular.solvers import duality_gap, fixed_point_residual
-
-from equivalence_examples import FAMILIES, examples
 
 
 def ipo_objective(theta, log_mu, P, tau, log_q, label_type="soft", batch=None, generator=None):
@@ -455,8 +454,8 @@ def llm_exact_gradient(ex, method, beta, label_type) -> np.ndarray:
     mixture of llm.sampling, exact for one token); gradient w.r.t. the policy's logits."""
     from llm.config import MethodParams
     from llm.objectives import nash_md_pg_loss, pairwise_method_loss
-    from tabular.methods import METHODS
     from llm.sampling import sequence_logprob, token_logprobs
+    from tabular.methods import METHODS
 
     n = ex.n
     policy, ref = OneTokenLM(ex.theta), OneTokenLM(np.log(ex.mu)).requires_grad_(False)
@@ -471,12 +470,14 @@ def llm_exact_gradient(ex, method, beta, label_type) -> np.ndarray:
         log_pi = torch.log_softmax(policy(prompt[:1]).logits[0, -1], -1)  # (n,) float64
         log_mu = torch.log_softmax(ref(prompt[:1]).logits[0, -1], -1)
     m = METHODS[method]
-    beta_y, beta_y_prime = MethodParams(method, ex.tau, beta, label_type).betas()  # as alignment_loss reads them
+    # as alignment_loss reads them
+    beta_y, beta_y_prime = MethodParams(method, ex.tau, beta, label_type).betas()
     q = {b: torch.softmax((1 - b) * log_pi + b * log_mu, -1) for b in {beta_y, beta_y_prime}}
     weights = q[beta_y][y] * q[beta_y_prime][y_prime]  # (R,)
     p = torch.tensor(ex.P)[y, y_prime]
     if m.kind == "pairwise":
-        losses = pairwise_method_loss(m.loss, sequence_logprob(tok_y, ones), sequence_logprob(tok_y_prime, ones),
+        losses = pairwise_method_loss(m.loss, sequence_logprob(tok_y, ones),
+                                      sequence_logprob(tok_y_prime, ones),
                                       sequence_logprob(ref_y, ones), sequence_logprob(ref_y_prime, ones),
                                       p, ex.tau, label_type)
     else:
@@ -596,7 +597,8 @@ def test_mutation_wrong_bound_constants_fail_and_shrink():
 
 
 def test_mutation_beta_for_eta_tau_fails_and_shrinks():
-    ex = shrunk_counterexample(MUTATION_EXAMPLES, lambda ex: check_ipo_md_point(ex, beta_of=lambda eta, tau: eta))
+    ex = shrunk_counterexample(MUTATION_EXAMPLES,
+                               lambda ex: check_ipo_md_point(ex, beta_of=lambda eta, tau: eta))
     assert ex.n <= 3
     check_ipo_md_point(ex)
 
@@ -610,7 +612,8 @@ def test_mutation_biased_sampler_fails_and_shrinks(monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(algorithms, "draw", tempered)
-        ex = shrunk_counterexample(MUTATION_EXAMPLES, lambda ex: check_sampled_unbiased(ex, ("online_ipo", "soft")))
+        ex = shrunk_counterexample(MUTATION_EXAMPLES,
+                                   lambda ex: check_sampled_unbiased(ex, ("online_ipo", "soft")))
     assert ex.n <= 3
     check_sampled_unbiased(ex, ("online_ipo", "soft"))
 

@@ -7,9 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from tabular.game import (annotator_majority, bradley_terry, load_matrix, load_vector,
-                          make_game, mixture_policy, validate_beta, validate_eta, validate_game,
-                          validate_tau)
+from tabular.game import (
+    annotator_majority,
+    bradley_terry,
+    load_matrix,
+    load_vector,
+    make_game,
+    mixture_policy,
+    validate_beta,
+    validate_eta,
+    validate_game,
+    validate_tau,
+)
 
 FAMILY_SPECS = ["bt:6:3", "cyclic:5", "cyclic:4:0.3", "rps", "perturbed_rps", "biased_rps",
                 "random:7:2", "majority:6:5:1", "blend:6:0.4"]

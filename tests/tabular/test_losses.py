@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from tabular.losses import (dpo_loss, ipo_loss, ipo_regression_loss, make_labels, pairwise_loss,
-                            policy_gradient_loss, slic_loss)
+from tabular.losses import (
+    dpo_loss,
+    ipo_loss,
+    ipo_regression_loss,
+    make_labels,
+    pairwise_loss,
+    policy_gradient_loss,
+    slic_loss,
+)
 
 GRID = torch.linspace(-60.0, 60.0, 1_200_001, dtype=torch.float64)  # spacing 1e-4
 SPACING = float(GRID[1] - GRID[0])

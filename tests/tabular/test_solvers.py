@@ -6,11 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
-
-from tabular import (duality_gap, exploitability, fixed_point_residual, make_game,
-                     mixture_fixed_point, solve_equilibrium)
-from tabular.solvers import duality_gap_closed_form
 from tabular_helpers import fixed_point_map, payoff, random_preference, random_reference
+
+from tabular import (
+    duality_gap,
+    exploitability,
+    fixed_point_residual,
+    make_game,
+    mixture_fixed_point,
+    solve_equilibrium,
+)
+from tabular.solvers import duality_gap_closed_form
 
 
 @st.composite

@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from tabular import (annotator_majority, duality_gap, exploitability, make_game, mixture_fixed_point,
-                     solve_equilibrium)
-from tabular.solvers import EquilibriumBatch, _solve_zero_sum_lp, solve_zero_sum
 from tabular_helpers import random_preference, random_reference
+
+from tabular import (
+    annotator_majority,
+    duality_gap,
+    exploitability,
+    make_game,
+    mixture_fixed_point,
+    solve_equilibrium,
+)
+from tabular.solvers import EquilibriumBatch, _solve_zero_sum_lp, solve_zero_sum
 
 
 @st.composite
