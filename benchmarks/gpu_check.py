@@ -44,8 +44,13 @@ from tabular.files import atomic_write_json
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, in FLOP/s. H200 is the
 # H100 SXM chip with more memory: same 989 TFLOPS. Matched in this order against the device name.
-BF16_PEAK = [("H200", 989.4e12), ("H100 PCIe", 756.0e12), ("H100 NVL", 835.0e12), ("H100", 989.4e12),
-             ("A100", 312.0e12)]
+BF16_PEAK = [
+    ("H200", 989.4e12),
+    ("H100 PCIe", 756.0e12),
+    ("H100 NVL", 835.0e12),
+    ("H100", 989.4e12),
+    ("A100", 312.0e12),
+]
 METHODS = ["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"]
 
 
@@ -109,11 +114,26 @@ def settings(tiny: bool) -> dict:
     """Stage sizes: the preset's on a GPU; with ``tiny``, values a CPU runs in minutes (each differs
     from the field's default, so the preset does not fill it back in)."""
     if tiny:
-        return {"shape": dict(n_layer=1, n_embd=32, n_head=2), "sft_steps": 30, "sft_batch": 16, "align_batch": 4,
-                "method_steps": 3, "winrate_steps": 4, "eval_prompts": 8, "repeat": 2}
-    return {"shape": {}, "sft_steps": int(os.environ.get("GPU_CHECK_SFT_STEPS", 300)), "sft_batch": 256,
-            "align_batch": 256, "method_steps": 8, "winrate_steps": int(os.environ.get("GPU_CHECK_ALIGN_STEPS", 100)),
-            "eval_prompts": 512, "repeat": 5}
+        return {
+            "shape": dict(n_layer=1, n_embd=32, n_head=2),
+            "sft_steps": 30,
+            "sft_batch": 16,
+            "align_batch": 4,
+            "method_steps": 3,
+            "winrate_steps": 4,
+            "eval_prompts": 8,
+            "repeat": 2,
+        }
+    return {
+        "shape": {},
+        "sft_steps": int(os.environ.get("GPU_CHECK_SFT_STEPS", 300)),
+        "sft_batch": 256,
+        "align_batch": 256,
+        "method_steps": 8,
+        "winrate_steps": int(os.environ.get("GPU_CHECK_ALIGN_STEPS", 100)),
+        "eval_prompts": 512,
+        "repeat": 5,
+    }
 
 
 def main() -> int:
@@ -121,18 +141,29 @@ def main() -> int:
     device_name = os.environ.get("GPU_CHECK_DEVICE", "cuda")
     out = os.environ.get("GPU_CHECK_OUT", "runs/gpu_check")
     if device_name.startswith("cuda") and not torch.cuda.is_available():
-        print("gpu_check: error: CUDA is not available (GPU_CHECK_DEVICE=cpu GPU_CHECK_TINY=1 runs the CPU proof)",
-              file=sys.stderr)
+        print(
+            "gpu_check: error: CUDA is not available "
+            "(GPU_CHECK_DEVICE=cpu GPU_CHECK_TINY=1 runs the CPU proof)",
+            file=sys.stderr,
+        )
         return 2
     device = resolve_device(device_name)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     s = settings(tiny)
     common = dict(task="text", device=device_name, preset="gpu", overwrite=True, checkpoint_every=10**6)
     peak, peak_source = bf16_peak(device)
-    report = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "tiny": tiny,
-              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-              "torch": torch.__version__, "python": platform.python_version(),
-              "bf16_peak_flops": peak, "bf16_peak_source": peak_source, "settings": s}
+    report = {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "tiny": tiny,
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "bf16_peak_flops": peak,
+        "bf16_peak_source": peak_source,
+        "settings": s,
+    }
     path = os.path.join(out, "gpu_check.json")
     os.makedirs(out, exist_ok=True)
 
@@ -140,19 +171,35 @@ def main() -> int:
 
     def save(phase):
         report["completed"] = phase
-        report.setdefault("phase_end_s", {})[phase] = time.perf_counter() - started  # wall seconds since start
+        report.setdefault("phase_end_s", {})[phase] = (
+            time.perf_counter() - started
+        )  # wall seconds since start
         atomic_write_json(path, report)
         print(f"[{time.strftime('%H:%M:%S')}] {phase} done", flush=True)
 
     import transformers
+
     report["transformers"] = transformers.__version__
     print(f"gpu_check on {report['device']} (tiny={tiny}); writes {path}", flush=True)
 
     # -- 1. SFT --
     t0 = time.perf_counter()
-    sft = run_sft(SFTConfig(out=os.path.join(out, "sft"), steps=s["sft_steps"], batch_size=s["sft_batch"],
-                            log_every=max(1, s["sft_steps"] // 10), **s["shape"], **common), progress=False)
-    report["sft"] = {"seconds": time.perf_counter() - t0, "steps": s["sft_steps"], "final_nll": sft["final_nll"]}
+    sft = run_sft(
+        SFTConfig(
+            out=os.path.join(out, "sft"),
+            steps=s["sft_steps"],
+            batch_size=s["sft_batch"],
+            log_every=max(1, s["sft_steps"] // 10),
+            **s["shape"],
+            **common,
+        ),
+        progress=False,
+    )
+    report["sft"] = {
+        "seconds": time.perf_counter() - t0,
+        "steps": s["sft_steps"],
+        "final_nll": sft["final_nll"],
+    }
     save("sft")
 
     # -- 2. sampling throughput, 3. MFU of the policy update --
@@ -162,8 +209,13 @@ def main() -> int:
     policy.to(device).eval()
     ref.to(device).eval().requires_grad_(False)
     cfg = policy.config
-    report["model"] = {"parameters": sum(p.numel() for p in policy.parameters()), "matmul_parameters": matmul_params(policy),
-                       "n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "vocab": cfg.vocab_size}
+    report["model"] = {
+        "parameters": sum(p.numel() for p in policy.parameters()),
+        "matmul_parameters": matmul_params(policy),
+        "n_layer": cfg.n_layer,
+        "n_embd": cfg.n_embd,
+        "vocab": cfg.vocab_size,
+    }
     B = 2 * s["align_batch"]  # an alignment step's responses (two per prompt)
     ids, mask = codec.encode_prompts(task.prompts("train", B))
     ids, mask = ids.to(device), mask.to(device)  # (B, P)
@@ -172,8 +224,11 @@ def main() -> int:
     rates = {}
     for name, model_ref, beta in [("policy (beta=0)", None, 0.0), ("mixture (beta=0.125)", ref, 0.125)]:
         with autocast(device, True):
-            secs = seconds_per_call(lambda: sample(policy, model_ref, ids, mask, T, gen, None, codec.pad_id, beta=beta),
-                                    device, s["repeat"])
+            secs = seconds_per_call(
+                lambda: sample(policy, model_ref, ids, mask, T, gen, None, codec.pad_id, beta=beta),
+                device,
+                s["repeat"],
+            )
         rates[name] = {"seconds": secs, "tokens_per_s": B * T / secs}  # eos_id None: exactly B x T tokens
     report["sampling"] = {"batch": B, "new_tokens": T, "prompt_width": ids.shape[1], **rates}
     save("sampling")
@@ -193,10 +248,17 @@ def main() -> int:
     secs = seconds_per_call(update, device, s["repeat"])
     seq = ids.shape[1] + resp.shape[1]
     flops = train_flops(matmul_params(policy), cfg.n_layer, cfg.n_embd, seq, B)
-    report["policy_update"] = {"seconds": secs, "tokens": B * seq, "flops": flops, "achieved_flops_per_s": flops / secs,
-                               "mfu": flops / secs / peak if peak else None, "peak_memory_gib": peak_gib(device)}
+    report["policy_update"] = {
+        "seconds": secs,
+        "tokens": B * seq,
+        "flops": flops,
+        "achieved_flops_per_s": flops / secs,
+        "mfu": flops / secs / peak if peak else None,
+        "peak_memory_gib": peak_gib(device),
+    }
     save("mfu")
-    del policy, ref, optimizer, update, resp, resp_mask  # the per-method peaks below count only their own run
+    # drop the references, so that the per-method peaks below count only their own run
+    policy = ref = optimizer = update = resp = resp_mask = None
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
@@ -206,31 +268,66 @@ def main() -> int:
     for method in METHODS:
         reset_peak(device)
         run_out = os.path.join(out, method)
-        done = run_align(AlignConfig(out=run_out, sft=sft["model"], judge="gold", method=method, tau=taus.tau_of(method),
-                                     steps=s["method_steps"], batch_size=s["align_batch"], eval_every=0, log_every=1,
-                                     **common), progress=False)
+        done = run_align(
+            AlignConfig(
+                out=run_out,
+                sft=sft["model"],
+                judge="gold",
+                method=method,
+                tau=taus.tau_of(method),
+                steps=s["method_steps"],
+                batch_size=s["align_batch"],
+                eval_every=0,
+                log_every=1,
+                **common,
+            ),
+            progress=False,
+        )
         with open(os.path.join(run_out, "metrics.jsonl")) as f:
             times = [r["charts/step_time_s"] for r in map(json.loads, f) if "charts/step_time_s" in r]
-        report["methods"][method] = {"step_time_s_median": statistics.median(times[1:] or times),
-                                     "first_step_s": times[0], "steps": len(times), "peak_memory_gib": peak_gib(device),
-                                     "tau": done["tau"]}
+        report["methods"][method] = {
+            "step_time_s_median": statistics.median(times[1:] or times),
+            "first_step_s": times[0],
+            "steps": len(times),
+            "peak_memory_gib": peak_gib(device),
+            "tau": done["tau"],
+        }
         save(f"method {method}")
     # whole online-IPO step: sampling (prefill + decode of the policy), reference forward, policy update
     N, L, d = report["model"]["matmul_parameters"], cfg.n_layer, cfg.n_embd
     step_flops = 2 * N * B * seq + forward_flops(N, L, d, seq, B) + flops
     step_s = report["methods"]["online_ipo"]["step_time_s_median"]
-    report["online_ipo_step"] = {"model_flops": step_flops, "seconds": step_s,
-                                 "mfu": step_flops / step_s / peak if peak else None}
+    report["online_ipo_step"] = {
+        "model_flops": step_flops,
+        "seconds": step_s,
+        "mfu": step_flops / step_s / peak if peak else None,
+    }
 
     # -- 5. gold win rate against SFT after a short online-IPO run --
     t0 = time.perf_counter()
-    done = run_align(AlignConfig(out=os.path.join(out, "winrate"), sft=sft["model"], judge="gold", method="online_ipo",
-                                 tau=taus.tau_of("online_ipo"), steps=s["winrate_steps"], batch_size=s["align_batch"],
-                                 eval_every=s["winrate_steps"], eval_prompts=s["eval_prompts"], **common),
-                     progress=False)
-    report["winrate"] = {"method": "online_ipo", "judge": "gold", "steps": s["winrate_steps"],
-                         "eval_prompts": 2 * s["eval_prompts"], "winrate_vs_sft": done["final_winrate_vs_sft"],
-                         "seconds": time.perf_counter() - t0}
+    done = run_align(
+        AlignConfig(
+            out=os.path.join(out, "winrate"),
+            sft=sft["model"],
+            judge="gold",
+            method="online_ipo",
+            tau=taus.tau_of("online_ipo"),
+            steps=s["winrate_steps"],
+            batch_size=s["align_batch"],
+            eval_every=s["winrate_steps"],
+            eval_prompts=s["eval_prompts"],
+            **common,
+        ),
+        progress=False,
+    )
+    report["winrate"] = {
+        "method": "online_ipo",
+        "judge": "gold",
+        "steps": s["winrate_steps"],
+        "eval_prompts": 2 * s["eval_prompts"],
+        "winrate_vs_sft": done["final_winrate_vs_sft"],
+        "seconds": time.perf_counter() - t0,
+    }
     save("winrate")
     print_table(report)
     return 0
@@ -243,25 +340,38 @@ def print_table(r: dict) -> None:
     def gib(x):
         return "n/a (CPU)" if x is None else f"{x:.1f} GiB"
 
-    print(f"\n{'TINY CPU PROOF: not GPU numbers' if r['tiny'] else 'GPU check'} -- {r['device']}, "
-          f"torch {r['torch']}, transformers {r['transformers']}, {r['date_utc']} UTC")
+    print(
+        f"\n{'TINY CPU PROOF: not GPU numbers' if r['tiny'] else 'GPU check'} -- {r['device']}, "
+        f"torch {r['torch']}, transformers {r['transformers']}, {r['date_utc']} UTC"
+    )
     m = r["model"]
-    print(f"model: {m['parameters']:,} parameters ({m['n_layer']} layers, d={m['n_embd']}, vocab {m['vocab']})")
+    print(
+        f"model: {m['parameters']:,} parameters ({m['n_layer']} layers, d={m['n_embd']}, vocab {m['vocab']})"
+    )
     sp = r["sampling"]
     for name in ("policy (beta=0)", "mixture (beta=0.125)"):
-        print(f"sampling {name:>22}: {sp[name]['tokens_per_s']:12,.0f} tokens/s "
-              f"({sp['batch']} x {sp['new_tokens']} new tokens, prompt width {sp['prompt_width']})")
+        print(
+            f"sampling {name:>22}: {sp[name]['tokens_per_s']:12,.0f} tokens/s "
+            f"({sp['batch']} x {sp['new_tokens']} new tokens, prompt width {sp['prompt_width']})"
+        )
     u = r["policy_update"]
-    print(f"policy update (fwd+bwd+AdamW, {u['tokens']:,} tokens): {u['seconds'] * 1e3:.1f} ms, "
-          f"{u['achieved_flops_per_s'] / 1e12:.2f} TFLOP/s, MFU {pct(u['mfu'])} ({r['bf16_peak_source']}), "
-          f"peak memory {gib(u['peak_memory_gib'])}")
+    print(
+        f"policy update (fwd+bwd+AdamW, {u['tokens']:,} tokens): {u['seconds'] * 1e3:.1f} ms, "
+        f"{u['achieved_flops_per_s'] / 1e12:.2f} TFLOP/s, MFU {pct(u['mfu'])} ({r['bf16_peak_source']}), "
+        f"peak memory {gib(u['peak_memory_gib'])}"
+    )
     print(f"whole online-IPO step: MFU {pct(r['online_ipo_step']['mfu'])} (sampling is sequential decoding)")
     for method, row in r["methods"].items():
-        print(f"step {method:>12}: {row['step_time_s_median'] * 1e3:9.1f} ms (median of {row['steps'] - 1} after the "
-              f"first, {row['first_step_s'] * 1e3:.0f} ms), peak memory {gib(row['peak_memory_gib'])}")
+        print(
+            f"step {method:>12}: {row['step_time_s_median'] * 1e3:9.1f} ms "
+            f"(median of {row['steps'] - 1} after the first, {row['first_step_s'] * 1e3:.0f} ms), "
+            f"peak memory {gib(row['peak_memory_gib'])}"
+        )
     w = r["winrate"]
-    print(f"gold win rate vs SFT after {w['steps']} online-IPO steps: {w['winrate_vs_sft']:.3f} "
-          f"({w['eval_prompts']} held-out prompts)")
+    print(
+        f"gold win rate vs SFT after {w['steps']} online-IPO steps: {w['winrate_vs_sft']:.3f} "
+        f"({w['eval_prompts']} held-out prompts)"
+    )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,8 @@ def _at_least(cfg, low: int, *names: str) -> None:
 
 
 def _positive_finite(flag: str, value) -> float:
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)
+                                       and value > 0):
         raise UsageError(f"{flag} must be a finite number > 0, got {value}")
     return float(value)
 
@@ -163,7 +164,8 @@ class RunConfig:
     task_seed: int = _f(0, "seed of the task's hidden judge and data splits (keep fixed across stages)")
     device: str = _f("auto", "auto (CUDA if present), cpu, cuda or cuda:N")
     bf16: bool = _f(False, "bf16 autocast on CUDA (ignored on CPU)")
-    threads: int = _f(1, "torch CPU threads (the CI machine's 2 cores are shared; >1 sets OMP_WAIT_POLICY=PASSIVE)")
+    threads: int = _f(1, "torch CPU threads (the CI machine's 2 cores are shared; "
+                      ">1 sets OMP_WAIT_POLICY=PASSIVE)")
     checkpoint_every: int = _f(100, "write an atomic checkpoint (model, optimizer, RNG) every K steps")
     log_every: int = _f(10, "log metrics every K steps")
     resume: bool = _f(False, "continue the run in --out from its checkpoint")
@@ -220,7 +222,8 @@ class DataParallel:
 class SFTConfig(DataParallel, ModelShape, RunConfig):
     """``sft``: supervised fine-tuning on the task's reference summaries; the result is mu."""
 
-    init: str = _f("", "local causal LM to start from (with tokenizer.json); empty: new GPT-2 + new tokenizer")
+    init: str = _f("", "local causal LM to start from (with tokenizer.json); "
+                   "empty: new GPT-2 + new tokenizer")
     steps: int = _f(1000, "optimiser steps")
     batch_size: int = _f(64, "(prompt, reference summary) pairs per step")
     lr: float = _f(3e-3, "AdamW learning rate (linear warm-down to 10%)")
@@ -294,7 +297,8 @@ class AlignConfig(DataParallel, RunConfig):
 class EvalConfig(RunConfig):
     """``evaluate``: side-by-side win-rate matrix (mean, std over seed pairs), gold judge and PM."""
 
-    models: list = _f([], "NAME=PATH entries; repeat a NAME for its seeds (e.g. sft=a online_ipo=b online_ipo=c)",
+    models: list = _f([], "NAME=PATH entries; repeat a NAME for its seeds "
+                      "(e.g. sft=a online_ipo=b online_ipo=c)",
                       required=True)
     pm: str = _f("", "preference model folder for the PM-judged matrix (empty: gold judge only)")
     n_prompts: int = _f(256, "held-out prompts")
@@ -336,8 +340,8 @@ class PipelineConfig(ModelShape, RunConfig):
                     "tau per method, METHOD=TAU")
     beta: float = _f(0.125, "mixture coefficient for ipo_md and nash_md_pg")
     seeds: int = _f(3, "chains: per chain seed, SFT, PM/RM and every alignment run are retrained")
-    judges: list = _f(["pm", "gold"], "judge conditions: pm (learned PM; rl: learned RM) and/or gold (exact gold "
-                      "judge; rl: its Bradley-Terry fit)")
+    judges: list = _f(["pm", "gold"], "judge conditions: pm (learned PM; rl: learned RM) and/or gold "
+                      "(exact gold judge; rl: its Bradley-Terry fit)")
     sft_steps: int = _f(500, "SFT steps (per chain)")
     pm_steps: int = _f(400, "preference/reward model steps (per chain)")
     pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
@@ -348,7 +352,8 @@ class PipelineConfig(ModelShape, RunConfig):
     eval_prompts: int = _f(64, "validation prompts for the curves")
     n_prompts: int = _f(2048, "test-split prompts for the final win-rate matrices")
     samples_per_prompt: int = _f(4, "responses per test prompt and policy")
-    sweep: bool = _f(False, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md) on chain 0")
+    sweep: bool = _f(False, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md) "
+                     "on chain 0")
     sweep_taus: list = _f(["0.02", "0.05", "0.2", "1.0"], "taus of the sweep (online_ipo and online_dpo)")
     sweep_betas: list = _f(["0.0", "0.25", "0.5", "1.0"], "betas of the ipo_md sweep (at ipo_md's tau)")
     sweep_seeds: int = _f(1, "seeds per sweep point")
@@ -384,7 +389,8 @@ class PipelineConfig(ModelShape, RunConfig):
             raise UsageError("--sweep-taus and --sweep-betas need at least one value each")
         _at_least(self, 1, "seeds", "sweep_seeds", "eval_prompts")
         _at_least(self, 0, "eval_every")
-        if not self.judges or any(j not in ("pm", "gold") for j in self.judges) or len(set(self.judges)) < len(self.judges):
+        if (not self.judges or any(j not in ("pm", "gold") for j in self.judges)
+                or len(set(self.judges)) < len(self.judges)):
             raise UsageError(f"--judges must be distinct entries of pm, gold; got {' '.join(self.judges)}")
 
 

@@ -26,8 +26,10 @@ import os
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from tabular.cliargs import (
+    UsageError,  # re-exported here until every llm module imports it from tabular.cliargs
+)
 from tabular.files import atomic_write_json
-from tabular.cliargs import UsageError  # re-exported here until every llm module imports it from tabular.cliargs
 
 __all__ = ["UsageError", "SPECIAL_TOKENS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
            "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model", "check_context",
@@ -145,8 +147,9 @@ class ChatCodec(Codec):
             prompt = self.tokenizer.decode(ids[: self.max_prompt_tokens])
         if not self.hf_tokenizer.chat_template:
             return self.encode(self.instruction + prompt + "\n")
-        return list(self.hf_tokenizer.apply_chat_template([{"role": "user", "content": self.instruction + prompt}],
-                                                          tokenize=True, add_generation_prompt=True, return_dict=False))
+        turn = [{"role": "user", "content": self.instruction + prompt}]
+        return list(self.hf_tokenizer.apply_chat_template(turn, tokenize=True, add_generation_prompt=True,
+                                                          return_dict=False))
 
     def save(self, path: str) -> None:
         self.hf_tokenizer.save_pretrained(path)  # tokenizer.json + tokenizer_config.json + chat template
@@ -209,7 +212,8 @@ def new_scorer(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int 
     """A freshly initialised GPT-2 with a one-logit head (PM or RM); reads the last non-pad token."""
     from transformers import GPT2ForSequenceClassification
 
-    return GPT2ForSequenceClassification(_gpt2_config(vocab_size, n_layer, n_embd, n_head, n_positions, pad_id))
+    config = _gpt2_config(vocab_size, n_layer, n_embd, n_head, n_positions, pad_id)
+    return GPT2ForSequenceClassification(config)
 
 
 def _check_dir(path: str, what: str) -> None:
@@ -271,7 +275,8 @@ def _load(path: str, what: str, max_prompt_tokens: int, auto_model, is_kind, kin
     _check_vocab(config, codec, path)
     _quiet_transformers()
     try:  # a pretrained model stored in bf16 still trains in float32 here (bf16 only as autocast)
-        model = auto_model.from_pretrained(path, **({"dtype": torch.float32} if isinstance(codec, ChatCodec) else {}))
+        dtype = {"dtype": torch.float32} if isinstance(codec, ChatCodec) else {}
+        model = auto_model.from_pretrained(path, **dtype)
     except Exception as e:
         raise UsageError(f"cannot load the {what} from {path}: {str(e).splitlines()[0]}") from None
     return model, codec
@@ -372,7 +377,8 @@ def check_context(model, what: str, tokens: int) -> None:
 
 
 def save_model(model, codec: Codec, path: str, extra: dict | None = None) -> None:
-    """``save_pretrained`` + the tokenizer (:meth:`Codec.save`) (+ an optional ``info.json``) into ``path``."""
+    """``save_pretrained`` + the tokenizer (:meth:`Codec.save`) (+ an optional ``info.json``) into
+    ``path``."""
     os.makedirs(path, exist_ok=True)
     model.save_pretrained(path)
     codec.save(path)

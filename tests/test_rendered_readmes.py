@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKER = re.compile(r"rendered by `python (benchmarks/\w+\.py) --render` from (benchmarks/measured/\w+\.json)")
+MARKER = re.compile(r"rendered by `python (benchmarks/\w+\.py) --render` "
+                    r"from (benchmarks/measured/\w+\.json)")
 BLOCKS = sorted({(readme, script, results) for readme in ("README.md", "llm/README.md")
                  for script, results in MARKER.findall((ROOT / readme).read_text())})
 
@@ -34,4 +35,5 @@ def test_readme_block_equals_the_render(readme, script, results, tmp_path):
     assert rendered, f"{script} --render printed nothing"
     missing = [line for line in rendered.splitlines()
                if line.strip() and not line.startswith("figure: ") and line not in text]
-    assert not missing, f"{readme} differs from `python {script} --render`; first differing line: {missing[0]!r}"
+    assert not missing, (f"{readme} differs from `python {script} --render`; "
+                         f"first differing line: {missing[0]!r}")

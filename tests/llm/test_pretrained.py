@@ -13,10 +13,26 @@ from llm.config import AlignConfig, SFTConfig
 from llm.models import ChatCodec, Codec, UsageError, load_causal_lm, new_causal_lm, smollm2_gguf_path
 
 # A chat template in the style of ChatML, over a word-level vocabulary (a few words + specials).
-TEMPLATE = ("{% for m in messages %}<start> {{ m['role'] }} {{ m['content'] }} <end> {% endfor %}"
-            "{% if add_generation_prompt %}<start> assistant {% endif %}")
-WORDS = ["<pad>", "<end>", "<start>", "<unk>", "user", "assistant", "Summarise", "the", "following",
-         "documentation", "in", "one", "short", "line."]
+TEMPLATE = (
+    "{% for m in messages %}<start> {{ m['role'] }} {{ m['content'] }} <end> {% endfor %}"
+    "{% if add_generation_prompt %}<start> assistant {% endif %}"
+)
+WORDS = [
+    "<pad>",
+    "<end>",
+    "<start>",
+    "<unk>",
+    "user",
+    "assistant",
+    "Summarise",
+    "the",
+    "following",
+    "documentation",
+    "in",
+    "one",
+    "short",
+    "line.",
+]
 
 
 def _hf_folder(tmp_path, task_words):
@@ -27,7 +43,9 @@ def _hf_folder(tmp_path, task_words):
     vocab = {t: i for i, t in enumerate(dict.fromkeys(WORDS + task_words))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<end>", pad_token="<pad>", unk_token="<unk>")
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<end>", pad_token="<pad>", unk_token="<unk>"
+    )
     hf.chat_template = TEMPLATE
     torch.manual_seed(0)
     model = new_causal_lm(len(vocab), 1, 32, 2, 64, pad_id=0)
@@ -52,14 +70,24 @@ def test_hf_folder_loads_with_its_own_tokenizer_and_template(hf_model):
     assert isinstance(codec, ChatCodec) and codec.eos_id == WORDS.index("<end>") and codec.pad_id == 0
     x = task.prompts("train", 1)[0]
     ids = codec.prompt_ids(x)
-    # the template around the first 4 document words: "<start> user Summarise ... line. w1 w2 w3 w4 <end> <start> assistant"
+    # the template around the first 4 document words:
+    # "<start> user Summarise ... line. w1 w2 w3 w4 <end> <start> assistant"
     words = x.split()[:4]
     expected = codec.hf_tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Summarise the following documentation in one short line.\n\n" + " ".join(words)}],
-        tokenize=True, add_generation_prompt=True, return_dict=False)
+        [
+            {
+                "role": "user",
+                "content": "Summarise the following documentation in one short line.\n\n" + " ".join(words),
+            }
+        ],
+        tokenize=True,
+        add_generation_prompt=True,
+        return_dict=False,
+    )
     assert ids == list(expected)
-    assert codec.tokenizer.decode(ids, skip_special_tokens=False) == " ".join(["<start>", "user", *WORDS[6:14], *words, "<end>", "<start>",
-                                                    "assistant"])
+    assert codec.tokenizer.decode(ids, skip_special_tokens=False) == " ".join(
+        ["<start>", "user", *WORDS[6:14], *words, "<end>", "<start>", "assistant"]
+    )
     assert codec.decode(torch.tensor([[codec.encode("one")[0], codec.eos_id, 0]])) == ["one"]
 
 
@@ -88,8 +116,18 @@ def test_sft_then_align_from_a_hf_folder(hf_model, tmp_path):
     path, _ = hf_model
     sft = run_sft(SFTConfig(out=str(tmp_path / "sft"), init=path, steps=3, batch_size=4), progress=False)
     assert os.path.isfile(os.path.join(sft["model"], "tokenizer_config.json"))
-    done = run_align(AlignConfig(out=str(tmp_path / "ipo"), sft=sft["model"], judge="gold", steps=2,
-                                 batch_size=2, eval_every=2, eval_prompts=4), progress=False)
+    done = run_align(
+        AlignConfig(
+            out=str(tmp_path / "ipo"),
+            sft=sft["model"],
+            judge="gold",
+            steps=2,
+            batch_size=2,
+            eval_every=2,
+            eval_prompts=4,
+        ),
+        progress=False,
+    )
     assert 0.0 <= done["final_winrate_vs_sft"] <= 1.0
     before, _ = load_causal_lm(sft["model"])
     after, codec = load_causal_lm(done["model"])
@@ -119,14 +157,29 @@ def test_smollm2_gguf_aligns_end_to_end(tmp_path):
 
     gguf = _smollm2_or_skip()
     t0 = time.perf_counter()
-    done = run_align(AlignConfig(out=str(tmp_path / "smollm2"), sft=gguf, task="text", judge="gold",
-                                 method="online_ipo", tau=0.1, steps=2, batch_size=2, lr=1e-5,
-                                 max_new_tokens=16, eval_every=2, eval_prompts=4), progress=False)
+    done = run_align(
+        AlignConfig(
+            out=str(tmp_path / "smollm2"),
+            sft=gguf,
+            task="text",
+            judge="gold",
+            method="online_ipo",
+            tau=0.1,
+            steps=2,
+            batch_size=2,
+            lr=1e-5,
+            max_new_tokens=16,
+            eval_every=2,
+            eval_prompts=4,
+        ),
+        progress=False,
+    )
     seconds = time.perf_counter() - t0
     assert 0.0 <= done["final_winrate_vs_sft"] <= 1.0
     model, codec = load_causal_lm(done["model"])
     assert isinstance(codec, ChatCodec) and "<|im_start|>assistant" in codec.tokenizer.decode(
-        codec.prompt_ids("Return the sum of a and b."), skip_special_tokens=False)
+        codec.prompt_ids("Return the sum of a and b."), skip_special_tokens=False
+    )
     assert type(model).__name__ == "LlamaForCausalLM"
     with open(tmp_path / "smollm2" / "metrics.jsonl") as f:
         rows = [json.loads(line) for line in f]
