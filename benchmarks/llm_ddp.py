@@ -9,8 +9,9 @@ runs ``align`` three times, each process on one thread:
 - 1 process, 2 shards (computes exactly what the 2 processes compute, one shard after the other);
 - ``torchrun --standalone --nproc_per_node=2``, 2 shards (one per process, gradients all-reduced).
 
-The step time is rank 0's mean over the steps (``done.json``'s ``step_time_s``); the table and the
-JSON file carry the ratio to the first row and the machine it ran on.
+The step time is rank 0's mean over the steps (``done.json``'s ``step_time_s``); each setup runs
+``--repeats`` times, interleaved, and the median is reported. ``--render`` prints the README table
+from the JSON file, which also holds the machine and its load average before the run.
 """
 
 import argparse
@@ -18,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,27 +56,55 @@ def align(argv: list[str], processes: int, out: str) -> float:
         return json.load(f)["step_time_s"]
 
 
+SETUPS = (("1 process, 1 shard", 1, 1), ("1 process, 2 shards", 1, 2),
+          ("torchrun 2 processes (gloo), 2 shards", 2, 2))
+
+
+def render(path: str) -> str:
+    """The README table from a results file."""
+    d = json.load(open(path))
+    lines = [f"{d['method']}, global batch {d['global_batch']}, {d['steps']} steps, median (min-max) of "
+             f"{d['repeats']} interleaved repeats; {d['machine']}, torch {d['versions']['torch']}, "
+             f"{d['date_utc']} UTC, load average {d['load_average_1min_before']:.1f} before.", "",
+             "| setup | s / step | ratio to 1 process |", "|---|---|---|"]
+    for r in d["rows"]:
+        lines.append(f"| {r['setup']} | {r['step_time_s']:.3f} ({min(r['all_s']):.3f}-{max(r['all_s']):.3f}) "
+                     f"| {r['ratio_to_first']:.2f} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--method", default="online_ipo")
-    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "measured", "llm_ddp.json"))
+    ap.add_argument("--steps", type=int, default=20, help="alignment steps per run")
+    ap.add_argument("--batch-size", type=int, default=16, help="global batch (prompts per step)")
+    ap.add_argument("--method", default="online_ipo", help="alignment method")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="runs per setup, interleaved; the median is reported")
+    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "measured", "llm_ddp.json"),
+                    help="results JSON (written atomically)")
+    ap.add_argument("--render", action="store_true", help="only print the table from --out")
     args = ap.parse_args()
+    if args.render:
+        print(render(args.out))
+        return
+    load_before = os.getloadavg()[0]  # other jobs on the shared machine
+    times = {name: [] for name, _, _ in SETUPS}
     with tempfile.TemporaryDirectory() as root:
         sft, pm = untrained_models(root)
         argv = ["align", "--sft", sft, "--pm", pm, "--method", args.method, "--steps", str(args.steps),
                 "--batch-size", str(args.batch_size), "--eval-every", "0", "--log-every", str(args.steps),
                 "--threads", "1"]
-        rows = []
-        for name, processes, shards in (("1 process, 1 shard", 1, 1), ("1 process, 2 shards", 1, 2),
-                                        ("torchrun 2 processes (gloo), 2 shards", 2, 2)):
-            t = align(argv + ["--shards", str(shards)], processes, os.path.join(root, f"run{len(rows)}"))
-            rows.append({"setup": name, "processes": processes, "shards": shards, "step_time_s": t,
-                         "load_average_1min_after": os.getloadavg()[0]})  # other jobs on the machine
+        for repeat in range(args.repeats):  # interleaved, so that a change in the machine's load hits all
+            for name, processes, shards in SETUPS:
+                run_dir = os.path.join(root, f"run{repeat}-{processes}-{shards}")
+                times[name].append(align(argv + ["--shards", str(shards)], processes, run_dir))
+    rows = [{"setup": name, "processes": processes, "shards": shards,
+             "step_time_s": statistics.median(times[name]), "all_s": times[name]}
+            for name, processes, shards in SETUPS]
     for r in rows:
         r["ratio_to_first"] = r["step_time_s"] / rows[0]["step_time_s"]
     result = {"rows": rows, "method": args.method, "steps": args.steps, "global_batch": args.batch_size,
+              "repeats": args.repeats, "load_average_1min_before": load_before,
               "model": "GPT-2, 2 layers, d = 64 (untrained), synthetic task",
               "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
@@ -82,13 +112,7 @@ def main():
               "versions": package_versions(),
               "command": " ".join(["python benchmarks/llm_ddp.py"] + sys.argv[1:])}
     atomic_write_json(args.out, result)
-    print(f"{args.method}, global batch {args.batch_size}, {args.steps} steps, {result['machine']}, "
-          f"{result['date_utc']} UTC")
-    print("| setup | s / step | ratio to 1 process | load average after |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['setup']} | {r['step_time_s']:.3f} | {r['ratio_to_first']:.2f} | "
-              f"{r['load_average_1min_after']:.1f} |")
+    print(render(args.out))
 
 
 if __name__ == "__main__":
