@@ -14,7 +14,7 @@ before torch loads):
 - tasks (:mod:`llm.tasks`): ``SyntheticTask``, ``TextTask``, ``make_task``, ``majority_prob``;
 - models (:mod:`llm.models`): ``Codec``, ``ChatCodec`` (a pretrained model's own tokenizer and chat
   template), ``smollm2_gguf_path``, ``train_tokenizer``, ``new_causal_lm``, ``new_scorer``,
-  ``load_causal_lm``, ``load_scorer``, ``save_model``, ``UsageError``;
+  ``load_causal_lm``, ``load_scorer``, ``save_model`` (bad input: ``tabular.cliargs.UsageError``);
 - sampling (:mod:`llm.sampling`): ``sample`` (per-token geometric mixture with KV caches),
   ``sample_responses``, ``token_logprobs``, ``sequence_logprob``, ``pm_prob`` / ``pm_prob_rows``
   (the antisymmetric PM), ``rm_prob_rows``, ``rm_reward``;
@@ -40,7 +40,7 @@ _API = {
     "SyntheticTask": "tasks", "TextTask": "tasks", "make_task": "tasks", "majority_prob": "tasks",
     "Codec": "models", "ChatCodec": "models", "smollm2_gguf_path": "models", "train_tokenizer": "models",
     "new_causal_lm": "models", "new_scorer": "models",
-    "load_causal_lm": "models", "load_scorer": "models", "save_model": "models", "UsageError": "models",
+    "load_causal_lm": "models", "load_scorer": "models", "save_model": "models",
     "sample": "sampling", "token_logprobs": "sampling", "sequence_logprob": "sampling",
     "pm_prob": "sampling", "pm_prob_rows": "sampling", "rm_prob_rows": "sampling", "rm_reward": "sampling",
     "pairwise_method_loss": "objectives", "nash_md_pg_loss": "objectives",

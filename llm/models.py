@@ -26,12 +26,10 @@ import os
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from tabular.cliargs import (
-    UsageError,  # re-exported here until every llm module imports it from tabular.cliargs
-)
+from tabular.cliargs import UsageError
 from tabular.files import atomic_write_json
 
-__all__ = ["UsageError", "SPECIAL_TOKENS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
+__all__ = ["SPECIAL_TOKENS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
            "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model", "check_context",
            "pad_left", "pad_right", "smollm2_gguf_path"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .models import UsageError
+from tabular.cliargs import UsageError
 
 __all__ = ["PRESETS", "apply_preset", "gpu_parameter_count"]
 

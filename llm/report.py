@@ -6,21 +6,22 @@ output for the committed reference summary (``llm/reference/summary.json``), pas
 replaces those blocks in place and a test fails when they differ from what this renders.
 
 Sections: ``winrate`` (gold win rate against SFT per judge condition, mean and 95 % interval over
-chains), ``order`` (the head-to-head orderings the chain-level intervals separate), ``judges``
-(``paper``: the paper's Table 2 ordering claim by claim), (PM / RM against the gold judge: accuracy, ECE,
-MAE, Brier, reliability), ``matrix`` (the side-by-side matrices) and ``provenance`` (date, machine,
-commit, command, wall time).
+chains), ``order`` (the head-to-head orderings the chain-level intervals separate), ``paper``
+(the paper's Table 2 ordering, claim by claim), ``judges`` (PM / RM against the gold judge:
+accuracy, ECE, MAE, Brier, reliability), ``matrix`` (the side-by-side matrices) and ``provenance``
+(date, machine, commit, command, wall time).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import sys
 
 import numpy as np
+
+from tabular.cliargs import Parser
 
 __all__ = ["render_report", "render_section", "replace_blocks", "SECTIONS", "main"]
 
@@ -224,7 +225,7 @@ def replace_blocks(text: str, summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llm report", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m llm report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir",
                         help="a pipeline run folder (with summary.json), or the summary file itself")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))

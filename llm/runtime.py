@@ -28,12 +28,12 @@ import shutil
 
 import torch
 
+from tabular.cliargs import UsageError
 from tabular.files import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_dir
 from tabular.progress import progress as progress_bar
 
 from . import distributed
 from .config import RESUMABLE_CHANGES
-from .models import UsageError
 from .tasks import make_task
 
 __all__ = ["resolve_device", "autocast", "setup_torch", "open_stage", "Stage", "prepare_run_dir",

@@ -154,7 +154,7 @@ def test_bad_input_of_other_stages(tmp_path, capsys, argv):
 def test_rl_rejects_label_type(tmp_path):
     """--label-type is for preference-labelled methods; rl is scored by the reward model."""
     from llm.config import AlignConfig
-    from llm.models import UsageError
+    from tabular.cliargs import UsageError
 
     cfg = AlignConfig(out=str(tmp_path / "run"), sft="x", rm="y", method="rl", label_type="hard")
     with pytest.raises(UsageError, match="label-type"):
@@ -352,3 +352,14 @@ def test_a_diverging_run_stops_without_a_model(tiny, tmp_path, capsys):
     code, err = run_cli(align_argv(tiny, out, "--lr", "1e30", "--steps", "6"), capsys)
     assert code == 2 and "the loss became nan" in err and len(err.strip().splitlines()) == 1, err
     assert not (out / "done.json").exists() and not (out / "model").exists()
+
+
+def test_report_usage_error_is_one_line(capsys):
+    """`llm report` uses the shared parser: one line, exit 2, no usage block."""
+    from llm.report import main as report_main
+
+    with pytest.raises(SystemExit) as e:
+        report_main(["--bogus", "llm/reference/summary.json"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "python -m llm report: error: unrecognized arguments: --bogus\n"

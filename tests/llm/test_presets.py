@@ -7,8 +7,9 @@ import pytest
 
 from llm.cli import main
 from llm.config import AlignConfig, PipelineConfig, SFTConfig
-from llm.models import UsageError, new_causal_lm
+from llm.models import new_causal_lm
 from llm.presets import PRESETS
+from tabular.cliargs import UsageError
 
 
 def _gpu_check():

@@ -10,7 +10,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from llm.config import AlignConfig, SFTConfig
-from llm.models import ChatCodec, Codec, UsageError, load_causal_lm, new_causal_lm, smollm2_gguf_path
+from llm.models import ChatCodec, Codec, load_causal_lm, new_causal_lm, smollm2_gguf_path
+from tabular.cliargs import UsageError
 
 # A chat template in the style of ChatML, over a word-level vocabulary (a few words + specials).
 TEMPLATE = (
