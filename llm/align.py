@@ -17,6 +17,7 @@ Paper mapping: the paper's tau is TRL's ``beta``; the paper's beta (mixture) is 
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 
@@ -144,7 +145,7 @@ def run_align(cfg, progress: bool = True) -> dict:
     device, task = stage.device, stage.task
     prompts = read_prompt_file(cfg.prompts) if cfg.prompts else task.prompts("train", 20000)
     policy, codec = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
-    ref, _ = load_causal_lm(cfg.sft, "--sft model", task.max_prompt_tokens)
+    ref = copy.deepcopy(policy)  # mu: the same SFT weights, loaded once
     params = cfg.method_params()  # the method and its hyperparameters, as alignment_loss reads them
     m = params.spec
     scorer = None
