@@ -44,6 +44,9 @@ RESUMABLE_CHANGES = {"resume", "overwrite", "device", "threads", "out"}
 MAX_SEED = 2**32 - 1
 # How a response's token log-probs become its sequence log-prob (llm.sampling.sequence_logprob).
 LOGP_REDUCTIONS = ("sum", "mean")
+# How a preference model turns its logits into P(y > y' | x) (llm.sampling.pm_prob_rows; saved in the
+# PM's config as ``pm_form``; a PM saved without it is "pairwise").
+PM_FORMS = ("residual", "pairwise")
 
 
 def _checked(flag: str, check, value):
@@ -240,11 +243,15 @@ class PMConfig(DataParallel, ModelShape, RunConfig):
 
     sft: str = _f("", "SFT model folder (its samples are compared by the gold judge)", required=True)
     n_pairs: int = _f(4000, "training pairs of SFT samples labelled by the gold judge")
-    heldout_pairs: int = _f(500, "held-out pairs (held-out prompts) for accuracy and calibration")
-    steps: int = _f(800, "optimiser steps for each model")
+    heldout_pairs: int = _f(2000, "held-out pairs (valid-split prompts) for accuracy and calibration")
+    steps: int = _f(1000, "optimiser steps for each model")
     batch_size: int = _f(64, "pairs per step")
     lr: float = _f(2e-3, "AdamW learning rate (linear warm-down to 10%)")
     reward_model: bool = _f(True, "also train a Bradley-Terry reward model (for --method rl) into OUT/rm")
+    pm_form: str = _f("residual", "how the PM's logits give P(y > y'): residual = Bradley-Terry score "
+                      "difference r(y) - r(y') plus an antisymmetric pairwise term (g(y, y') - g(y', y)) / 2, "
+                      "one network; pairwise = the pair input only, both orders averaged",
+                      choices=PM_FORMS)
 
     def validate(self) -> None:
         super().validate()
@@ -343,15 +350,18 @@ class PipelineConfig(ModelShape, RunConfig):
     judges: list = _f(["pm", "gold"], "judge conditions: pm (learned PM; rl: learned RM) and/or gold "
                       "(exact gold judge; rl: its Bradley-Terry fit)")
     sft_steps: int = _f(500, "SFT steps (per chain)")
-    pm_steps: int = _f(400, "preference/reward model steps (per chain)")
+    pm_steps: int = _f(1000, "preference/reward model steps (per chain)")
     pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
     align_steps: int = _f(150, "alignment steps per run")
     align_batch_size: int = _f(16, "prompts per alignment step")
     align_lr: float = _f(1e-3, "alignment learning rate")
     eval_every: int = _f(50, "gold win rate vs SFT every K alignment steps (curves.csv)")
     eval_prompts: int = _f(64, "validation prompts for the curves")
-    n_prompts: int = _f(2048, "test-split prompts for the final win-rate matrices")
-    samples_per_prompt: int = _f(4, "responses per test prompt and policy")
+    n_prompts: int = _f(8192, "test-split prompts for the final win-rate matrices")
+    samples_per_prompt: int = _f(1, "responses per test prompt and policy (for a fixed number of samples, "
+                                 "more prompts narrow the interval more than more samples per prompt)")
+    pm_eval_prompts: int = _f(2048, "of those, the prompts the PM judges in its side-by-side matrix (one "
+                              "response each; the PM's forward passes cost the most)")
     sweep: bool = _f(False, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md) "
                      "on chain 0")
     sweep_taus: list = _f(["0.02", "0.05", "0.2", "1.0"], "taus of the sweep (online_ipo and online_dpo)")
@@ -387,7 +397,7 @@ class PipelineConfig(ModelShape, RunConfig):
             self.tau_of(method)
         if not (self.sweep_tau_grid and self.sweep_beta_grid):  # parsing them checks every entry
             raise UsageError("--sweep-taus and --sweep-betas need at least one value each")
-        _at_least(self, 1, "seeds", "sweep_seeds", "eval_prompts")
+        _at_least(self, 1, "seeds", "sweep_seeds", "eval_prompts", "pm_eval_prompts")
         _at_least(self, 0, "eval_every")
         if (not self.judges or any(j not in ("pm", "gold") for j in self.judges)
                 or len(set(self.judges)) < len(self.judges)):
@@ -410,8 +420,8 @@ class StudyConfig(ModelShape, RunConfig):
     beta: float = _f(0.125, "beta of the other methods' runs (unused by them; names the run)")
     chains: int = _f(3, "chains for the selected settings (SFT, PM/RM and alignment retrained per seed)")
     sft_steps: int = _f(1000, "SFT steps")
-    pm_steps: int = _f(800, "preference/reward model steps")
-    pm_pairs: int = _f(4000, "gold-labelled training pairs for the PM")
+    pm_steps: int = _f(1000, "preference/reward model steps")
+    pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
     align_steps: int = _f(300, "alignment steps of a sweep run (the last candidate checkpoint)")
     align_batch_size: int = _f(16, "prompts per alignment step")
     align_lr: float = _f(1e-3, "alignment learning rate")
@@ -419,6 +429,7 @@ class StudyConfig(ModelShape, RunConfig):
     valid_prompts: int = _f(512, "validation prompts (selection and the figures against RL)")
     n_prompts: int = _f(2048, "test prompts for the final matrices")
     samples_per_prompt: int = _f(4, "responses per prompt and policy (validation figures and test)")
+    pm_eval_prompts: int = _f(2048, "of the test prompts, those the PM judges in its side-by-side matrix")
 
     @property
     def tau_grid(self) -> dict[str, tuple[float, ...]]:
@@ -438,7 +449,7 @@ class StudyConfig(ModelShape, RunConfig):
             raise UsageError(f"--taus lacks a grid for {', '.join(missing)}")
         if not self.beta_grid:  # parsing it checks every entry
             raise UsageError("--betas needs at least one value")
-        _at_least(self, 1, "chains", "eval_every", "valid_prompts")
+        _at_least(self, 1, "chains", "eval_every", "valid_prompts", "pm_eval_prompts")
 
 
 STAGE_CONFIGS = {"sft": SFTConfig, "train-pm": PMConfig, "align": AlignConfig, "evaluate": EvalConfig,

@@ -83,11 +83,12 @@ def t_halfwidth(values, level: float = 0.95) -> float:
 
 @torch.no_grad()
 def chain_matrices(task, codec, prompts: list[str], n_prompts: int, responses: dict, pm=None,
-                   device="cpu") -> dict:
+                   device="cpu", pm_prompts: int | None = None) -> dict:
     """One chain's side-by-side matrices: ``p(row beats column)`` averaged over the rows of
     ``prompts`` (``n_prompts`` distinct prompts repeated ``len(prompts) // n_prompts`` times, one
     response per row and policy), by the **exact gold probabilities** (not sampled 0/1 verdicts)
-    and by the PM (on the first ``n_prompts`` rows: one sample per prompt). Also the evaluation's own
+    and by the PM (on the first ``pm_prompts`` rows, default ``n_prompts``: one sample per prompt;
+    its forward passes cost the most). Also the evaluation's own
     95 % half-width per entry: the normal interval over prompts of the per-prompt mean (samples
     averaged within a prompt first), ``1.96 s / sqrt(N)``.
 
@@ -99,6 +100,7 @@ def chain_matrices(task, codec, prompts: list[str], n_prompts: int, responses: d
     feats = {n: task.features(prompts, responses[n][0]) for n in names}  # (R, F)
     x_rows = [codec.prompt_ids(x) for x in prompts]
     k = len(names)
+    n_pm = min(n_prompts, pm_prompts or n_prompts)
     out = {"labels": names, "gold": np.full((k, k), 0.5), "gold_eval_hw": np.zeros((k, k))}
     if pm is not None:
         out["pm"] = np.full((k, k), 0.5)
@@ -110,8 +112,8 @@ def chain_matrices(task, codec, prompts: list[str], n_prompts: int, responses: d
             out["gold_eval_hw"][a, b] = out["gold_eval_hw"][b, a] = (1.96 * per_prompt.std(ddof=1)
                                                                      / np.sqrt(n_prompts))
             if pm is not None:  # the PM on one sample per prompt (its forward passes cost the most)
-                q = pm_prob_rows(pm, codec, x_rows[:n_prompts], responses[names[a]][1][:n_prompts],
-                                 responses[names[b]][1][:n_prompts], device)
+                q = pm_prob_rows(pm, codec, x_rows[:n_pm], responses[names[a]][1][:n_pm],
+                                 responses[names[b]][1][:n_pm], device)
                 out["pm"][a, b], out["pm"][b, a] = q.double().mean().item(), 1 - q.double().mean().item()
     return out
 

@@ -6,9 +6,10 @@
   checkpoint path loads with ``from_pretrained``).
 - The pairwise preference model (PM) and the Bradley-Terry reward model (RM) are sequence
   classifiers with one logit (``GPT2ForSequenceClassification`` by default).
-  PM input ``<bos> x <sep> y <vs> y' <eos>`` gives a logit ``g(x, y, y')``; antisymmetry is enforced
-  by averaging both orders: ``P(y > y') = (sigmoid(g(x, y, y')) + 1 - sigmoid(g(x, y', y))) / 2``,
-  so ``P(y > y') + P(y' > y) = 1`` exactly. RM input ``<bos> x <sep> y <eos>`` gives ``r(x, y)``.
+  PM input ``<bos> x <sep> y <vs> y' <eos>`` gives a logit ``g(x, y, y')``; RM input
+  ``<bos> x <sep> y <eos>`` gives ``r(x, y)``. The PM reads both inputs with one network and
+  combines them by its ``config.pm_form`` (:func:`llm.sampling.pm_prob_rows`), exactly antisymmetric:
+  ``P(y > y') + P(y' > y) = 1``.
 - :class:`Codec` turns text into left-padded prompt batches and PM/RM inputs.
 - Pretrained models (:class:`ChatCodec`): any local Hugging Face causal LM folder with its own
   tokenizer (``tokenizer_config.json``, as ``save_pretrained`` writes it) or a ``.gguf`` file starts

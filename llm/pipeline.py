@@ -155,6 +155,7 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
         "reliability": reliability,
         "step_time_s": step_time,
         "n_eval_prompts": cfg.n_prompts,
+        "n_pm_eval_prompts": min(cfg.n_prompts, cfg.pm_eval_prompts),
         "samples_per_prompt": cfg.samples_per_prompt,
         "wall_time_s": wall_time_s,
     }
@@ -183,7 +184,7 @@ def _evaluate_chain(cfg, chain: int, task, device, sft_path: str, pm_path: str, 
                                            max_new)
     pm, _ = load_scorer(pm_path, "--pm preference model", task.max_prompt_tokens)
     pm.to(device).eval()
-    ev = chain_matrices(task, codec, prompts, cfg.n_prompts, responses, pm, device)
+    ev = chain_matrices(task, codec, prompts, cfg.n_prompts, responses, pm, device, cfg.pm_eval_prompts)
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ev.items()}
 
 

@@ -45,9 +45,9 @@ __all__ = ["run_study", "select_settings", "apply_preset", "QUICK"]
 # The quick preset: what it sets (printed by the study, so its output says what it reduced).
 QUICK = {"taus": ["online_ipo=0.02,0.1,0.5", "ipo_md=0.02,0.1,0.5", "online_dpo=0.1,0.5,2",
                   "online_slic=0.1,0.5,2", "nash_md_pg=0.01,0.05", "rl=0.01,0.05,0.2"],
-         "betas": ["0.125", "0.5"], "chains": 3, "sft_steps": 500, "pm_steps": 400, "pm_pairs": 8000,
+         "betas": ["0.125", "0.5"], "chains": 3, "sft_steps": 500, "pm_steps": 1000, "pm_pairs": 8000,
          "align_steps": 150, "eval_every": 50,
-         "valid_prompts": 256, "n_prompts": 1024, "samples_per_prompt": 2}
+         "valid_prompts": 256, "n_prompts": 2048, "samples_per_prompt": 1}
 
 
 def apply_preset(cfg):

@@ -4,8 +4,9 @@
 reference summaries, token log-probs, mean NLL, step, log, checkpoint) -> save ``OUT/model`` (= mu).
 
 ``run_train_pm`` steps: load the SFT model -> sample pairs of SFT responses on ``pm``-split prompts
-and label them with the exact gold probability -> train the pairwise PM (antisymmetric by averaging
-both orders) and the Bradley-Terry RM together by soft-label cross-entropy -> held-out accuracy and
+and label them with the exact gold probability -> train the PM (``--pm-form``, default a Bradley-Terry
+term plus an antisymmetric pairwise residual, :func:`llm.sampling.pm_prob_rows`) and the
+Bradley-Terry RM side by side (separate networks, one optimiser) by soft-label cross-entropy -> held-out accuracy and
 calibration against the gold probabilities -> save ``OUT/pm`` and ``OUT/rm``.
 """
 
@@ -148,6 +149,7 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
     n_positions = 2 * task.max_prompt_tokens + 2 * task.max_new_tokens + 8
     shape = (codec.vocab_size, cfg.n_layer, cfg.n_embd, cfg.n_head, n_positions, codec.pad_id)
     models = torch.nn.ModuleDict({"pm": new_scorer(*shape), "rm": new_scorer(*shape)}).to(device).train()
+    models["pm"].config.pm_form = cfg.pm_form  # saved with the PM: pm_prob_rows reads it
     if not cfg.reward_model:
         del models["rm"]
     optimizer = torch.optim.AdamW(models.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -184,7 +186,7 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
         atomic_write_json(os.path.join(cfg.out, "heldout.json"), result)
         info["heldout"] = result
         save_model(models["pm"].cpu(), codec, info["pm"],
-                   {"stage": "train-pm", "kind": "pairwise", **result["pm"]})
+                   {"stage": "train-pm", "kind": "preference", "pm_form": cfg.pm_form, **result["pm"]})
         if cfg.reward_model:
             info["rm"] = os.path.join(cfg.out, "rm")
             save_model(models["rm"].cpu(), codec, info["rm"],

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from llm.config import PipelineConfig
+from llm.config import PipelineConfig, PMConfig
 from llm.evaluate import t_halfwidth
 from llm.pipeline import run_pipeline
 from llm.report import SECTIONS, render_report, replace_blocks
@@ -74,7 +74,7 @@ def test_summary_holds_both_judges_chain_intervals_and_provenance(tiny_pipeline)
     for who in ("pm", "rm"):
         for k in ("accuracy", "calibration_error", "mean_abs_error", "brier"):
             assert len(summary["judges"][who][k]["per_chain"]) == 2
-        assert sum(b["count"] for b in summary["reliability"][who]) == 2 * 500
+        assert sum(b["count"] for b in summary["reliability"][who]) == 2 * PMConfig().heldout_pairs
     p = summary["provenance"]
     assert p["command"].startswith("python -m llm") and p["date_utc"] and p["machine"]
     assert {"python", "torch", "transformers"} <= set(p["versions"])

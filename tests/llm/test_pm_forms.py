@@ -1,0 +1,94 @@
+"""The preference model's two forms (``pm_form``): antisymmetry, the Bradley-Terry special case,
+intransitive preferences that only the pairwise residual can fit, and the form saved with the PM."""
+
+import pytest
+import torch
+
+from llm.models import Codec, load_scorer, new_scorer, train_tokenizer
+from llm.sampling import pm_form, pm_prob_rows, rm_prob_rows
+from llm.tasks import SyntheticTask
+
+
+@pytest.fixture(scope="module")
+def codec():
+    task = SyntheticTask()
+    return Codec(train_tokenizer(task), task.max_prompt_tokens)
+
+
+def _scorer(codec, form, seed=0):
+    torch.manual_seed(seed)
+    m = new_scorer(codec.vocab_size, 1, 32, 2, 64, codec.pad_id)
+    with torch.no_grad():
+        m.score.weight.normal_(0.0, 1.0)  # GPT-2's init (std 0.02) keeps every logit near 0
+    if form is not None:
+        m.config.pm_form = form
+    return m.eval()
+
+
+def _rows(codec, seed, n=24):
+    g = torch.Generator().manual_seed(seed)
+    x = [codec.prompt_ids("f1 f3 f4 f7 f9")] * n
+    ys = [[int(t) for t in torch.randint(4, codec.vocab_size, (int(k),), generator=g)]
+          for k in torch.randint(1, 6, (2 * n,), generator=g)]
+    return x, ys[:n], ys[n:]
+
+
+@pytest.mark.parametrize("form", ["residual", "pairwise"])
+def test_both_forms_are_exactly_antisymmetric(codec, form):
+    pm = _scorer(codec, form)
+    x, y, yp = _rows(codec, 1)
+    with torch.no_grad():
+        forward, backward = pm_prob_rows(pm, codec, x, y, yp, "cpu"), pm_prob_rows(pm, codec, x, yp, y, "cpu")
+    assert forward.std() > 1e-3  # a random network: not all 1/2
+    torch.testing.assert_close(forward + backward, torch.ones_like(forward), rtol=0, atol=1e-6)
+
+
+def test_residual_form_without_a_pair_signal_is_the_bradley_terry_model(codec, monkeypatch):
+    """With the pair input made uninformative (the same tokens for every pair, so g(y, y') = g(y', y)),
+    the residual PM is exactly the Bradley-Terry model of the same network's scores."""
+    pm = _scorer(codec, "residual")
+    x, y, yp = _rows(codec, 2)
+    with torch.no_grad():
+        bt = rm_prob_rows(pm, codec, x, y, yp, "cpu")
+        full = pm_prob_rows(pm, codec, x, y, yp, "cpu")
+        blank = Codec.pm_inputs(codec, x + x, [[5]] * (2 * len(x)), [[5]] * (2 * len(x)))  # both orders
+        monkeypatch.setattr(codec, "pm_inputs", lambda *a: blank)
+        no_pair = pm_prob_rows(pm, codec, x, y, yp, "cpu")
+    torch.testing.assert_close(no_pair, bt, rtol=0, atol=1e-6)
+    assert (full - bt).abs().max() > 1e-3  # and the pair input does move it otherwise
+
+
+def _fit(pm, codec, prob_fn, x, y, yp, target, steps=300):
+    opt = torch.optim.Adam(pm.parameters(), lr=3e-3)
+    pm.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        q = prob_fn(pm, codec, x, y, yp, "cpu").clamp(1e-6, 1 - 1e-6)
+        (-(target * q.log() + (1 - target) * (1 - q).log()).mean()).backward()
+        opt.step()
+    pm.eval()
+    with torch.no_grad():
+        return prob_fn(pm, codec, x, y, yp, "cpu")
+
+
+def test_only_the_pairwise_residual_fits_an_intransitive_cycle(codec):
+    """a > b > c > a, each with probability 0.9: no score difference can order a cycle (at most 2
+    of its 3 pairs), the residual PM fits all three."""
+    a, b, c = [codec.encode(s) for s in ("f1", "f3 f4", "f9 f7 f1")]
+    x = [codec.prompt_ids("f1 f3 f4 f7 f9")] * 3
+    y, yp, target = [a, b, c], [b, c, a], torch.full((3,), 0.9)
+    residual = _fit(_scorer(codec, "residual"), codec, pm_prob_rows, x, y, yp, target)
+    bt = _fit(_scorer(codec, "residual"), codec, rm_prob_rows, x, y, yp, target)
+    assert (residual > 0.75).all()
+    assert (bt > 0.5).sum() <= 2 and bt.max() < 0.75
+
+
+def test_the_form_travels_with_the_saved_pm_and_old_pms_read_as_pairwise(codec, tmp_path):
+    from llm.models import save_model
+
+    for form in ("residual", "pairwise", None):
+        save_model(_scorer(codec, form), codec, str(tmp_path / str(form)))
+        loaded, _ = load_scorer(str(tmp_path / str(form)))
+        assert pm_form(loaded) == (form or "pairwise")
+    with pytest.raises(ValueError, match="pm_form 'bogus'"):
+        pm_form(_scorer(codec, "bogus"))
