@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tabular.stats import t_halfwidth
+
 from .common import finish, pyplot
 
 LLM_FIGURES = ("fig6a_llm_win_matrix", "fig6b_llm_winrate_vs_tau", "fig6c_llm_training_curves",
@@ -61,10 +63,8 @@ def _read_json(path: Path) -> dict:
 
 def _stats(values):
     """Mean, 95 % t half-width over seeds/chains (ddof = 1; 0 for one value: no band) and count."""
-    from scipy.stats import t
-
     v = np.asarray(values, np.float64)
-    hw = t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0.0
+    hw = t_halfwidth(v) if v.size > 1 else 0.0
     return v.mean(), hw, v.size
 
 

@@ -249,8 +249,9 @@ class PMConfig(DataParallel, ModelShape, RunConfig):
     lr: float = _f(2e-3, "AdamW learning rate (linear warm-down to 10%)")
     reward_model: bool = _f(True, "also train a Bradley-Terry reward model (for --method rl) into OUT/rm")
     pm_form: str = _f("residual", "how the PM's logits give P(y > y'): residual = Bradley-Terry score "
-                      "difference r(y) - r(y') plus an antisymmetric pairwise term (g(y, y') - g(y', y)) / 2, "
-                      "one network; pairwise = the pair input only, both orders averaged",
+                      "difference r(y) - r(y') plus an antisymmetric pairwise term "
+                      "(g(y, y') - g(y', y)) / 2, one network; pairwise = the pair input only, both orders "
+                      "averaged",
                       choices=PM_FORMS)
 
     def validate(self) -> None:

@@ -20,6 +20,7 @@ import torch
 from tabular.cliargs import UsageError
 from tabular.files import atomic_write_json
 from tabular.progress import progress as progress_bar
+from tabular.stats import t_halfwidth
 
 from .align import read_prompt_file
 from .models import check_context, load_causal_lm, load_scorer
@@ -68,17 +69,6 @@ def win_matrices(task, codec, prompts, responses: dict, pm=None, device="cpu", p
             out[f"{j}_per_seed_pair"][b][a] = (1 - v).tolist()
     bar.close()
     return out
-
-
-def t_halfwidth(values, level: float = 0.95) -> float:
-    """Half-width of the Student-t confidence interval of the mean: ``t_{(1+level)/2, n-1} s / sqrt(n)``,
-    ``s`` the sample standard deviation (ddof = 1); 0 for one value (no interval can be given)."""
-    from scipy.stats import t
-
-    v = np.asarray(values, np.float64)
-    if v.size < 2:
-        return float("nan")
-    return float(t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
 
 
 @torch.no_grad()

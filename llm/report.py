@@ -3,7 +3,9 @@
 Every result number of the LLM sections of ``README.md`` and ``llm/README.md`` is this module's
 output for the committed reference summary (``llm/reference/summary.json``), pasted between
 ``<!-- llm-report:SECTION -->`` and ``<!-- /llm-report:SECTION -->`` markers; ``--write FILE``
-replaces those blocks in place and a test fails when they differ from what this renders.
+replaces those blocks in place and a test fails when they differ from what this renders. The
+study's reference (``llm/reference/study/summary.json``) fills the blocks tagged ``study``
+(``<!-- llm-report:study.SECTION -->``, written with ``--tag study``).
 
 Sections: ``winrate`` (gold win rate against SFT per judge condition, mean and 95 % interval over
 chains), ``order`` (the head-to-head orderings the chain-level intervals separate), ``paper``
@@ -22,6 +24,7 @@ import sys
 import numpy as np
 
 from tabular.cliargs import Parser
+from tabular.stats import t_halfwidth
 
 __all__ = ["render_report", "render_section", "replace_blocks", "SECTIONS", "main"]
 
@@ -162,7 +165,7 @@ def _judges(s: dict) -> str:
     j = s["judges"]
     lines = ["| judge vs gold (valid-split SFT pairs) | accuracy | ECE (10 bins) | MAE | Brier |",
              "|---|---|---|---|---|"]
-    for who, title in (("pm", "pairwise PM"), ("rm", "Bradley-Terry RM")):
+    for who, title in (("pm", "PM"), ("rm", "Bradley-Terry RM")):
         if who in j:
             lines.append(f"| {title} | "
                          + " | ".join(_ci(j[who][k])
@@ -172,6 +175,12 @@ def _judges(s: dict) -> str:
     if "gold_bt_fit" in j:
         lines.append(f"| BT fit of gold (RL's reward, gold condition) | {_ci(j['gold_bt_fit']['accuracy'])} "
                      "| | | |")
+    if "pm" in j and "rm" in j and len(j["pm"]["accuracy"]["per_chain"]) > 1:
+        diff = np.subtract(j["pm"]["accuracy"]["per_chain"], j["rm"]["accuracy"]["per_chain"])
+        lines += ["", "PM minus RM accuracy on the same held-out pairs, chain by chain: "
+                  + ", ".join(f"{d:+.3f}" for d in diff)
+                  + f"; mean {diff.mean():+.3f} ± {t_halfwidth(diff):.3f} "
+                  "(95 % paired t interval over chains)."]
     lines += ["", "Reliability (pooled over chains; bins of the prediction): mean prediction -> mean gold "
               "probability (pairs)", "", "| bin | " + " | ".join(w.upper() for w in s["reliability"]) + " |",
               "|---" * (len(s["reliability"]) + 1) + "|"]
@@ -217,12 +226,17 @@ def render_report(summary: dict, sections=SECTIONS) -> str:
     return "\n\n".join(render_section(summary, sec) for sec in sections)
 
 
-_BLOCK = re.compile(r"(<!-- llm-report:(\w+) -->\n)(.*?)(<!-- /llm-report:\2 -->)", re.S)
+_BLOCK = re.compile(r"(<!-- llm-report:((?:(\w+)\.)?(\w+)) -->\n)(.*?)(<!-- /llm-report:\2 -->)", re.S)
 
 
-def replace_blocks(text: str, summary: dict) -> str:
-    """``text`` with every ``<!-- llm-report:SECTION -->`` block re-rendered from ``summary``."""
-    return _BLOCK.sub(lambda m: m.group(1) + render_section(summary, m.group(2)) + "\n" + m.group(4), text)
+def replace_blocks(text: str, summary: dict, tag: str | None = None) -> str:
+    """``text`` with every ``<!-- llm-report:SECTION -->`` block (with ``tag``: every
+    ``<!-- llm-report:TAG.SECTION -->`` block) re-rendered from ``summary``; other blocks untouched."""
+    def render(m):
+        if m.group(3) != tag:
+            return m.group(0)
+        return m.group(1) + render_section(summary, m.group(4)) + "\n" + m.group(6)
+    return _BLOCK.sub(render, text)
 
 
 def main(argv=None) -> int:
@@ -232,6 +246,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--write", nargs="+", default=[], metavar="FILE",
                         help="re-render the llm-report blocks of these markdown files in place")
+    parser.add_argument("--tag", default=None,
+                        help="re-render the blocks <!-- llm-report:TAG.SECTION --> instead of the untagged "
+                             "ones (e.g. --tag study for the study's reference summary)")
     args = parser.parse_args(argv)
     path = args.run_dir if args.run_dir.endswith(".json") else os.path.join(args.run_dir, "summary.json")
     try:
@@ -241,7 +258,7 @@ def main(argv=None) -> int:
         docs = {}
         for name in args.write:  # read every file first: an unreadable one writes nothing
             with open(name) as f:
-                docs[name] = replace_blocks(f.read(), summary)
+                docs[name] = replace_blocks(f.read(), summary, args.tag)
     except (OSError, ValueError, KeyError, TypeError) as e:  # ValueError: JSONDecodeError, a bad --taus
         print(f"python -m llm report: error: cannot render {path}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

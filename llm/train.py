@@ -4,10 +4,10 @@
 reference summaries, token log-probs, mean NLL, step, log, checkpoint) -> save ``OUT/model`` (= mu).
 
 ``run_train_pm`` steps: load the SFT model -> sample pairs of SFT responses on ``pm``-split prompts
-and label them with the exact gold probability -> train the PM (``--pm-form``, default a Bradley-Terry
-term plus an antisymmetric pairwise residual, :func:`llm.sampling.pm_prob_rows`) and the
-Bradley-Terry RM side by side (separate networks, one optimiser) by soft-label cross-entropy -> held-out accuracy and
-calibration against the gold probabilities -> save ``OUT/pm`` and ``OUT/rm``.
+and label them with the exact gold probability -> train the PM (``--pm-form``, default a
+Bradley-Terry term plus an antisymmetric pairwise residual, :func:`llm.sampling.pm_prob_rows`) and
+the Bradley-Terry RM side by side (separate networks, one optimiser) by soft-label cross-entropy ->
+held-out accuracy and calibration against the gold probabilities -> save ``OUT/pm`` and ``OUT/rm``.
 """
 
 from __future__ import annotations

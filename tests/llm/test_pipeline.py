@@ -117,16 +117,35 @@ def test_t_halfwidth_by_hand():
     assert np.isnan(t_halfwidth([0.5]))
 
 
+# block tag -> the committed reference summary that renders those blocks
+REFERENCES = {None: REFERENCE, "study": os.path.join(ROOT, "llm", "reference", "study", "summary.json")}
+
+
+@pytest.mark.parametrize("tag", list(REFERENCES))
 @pytest.mark.parametrize("readme", ["README.md", os.path.join("llm", "README.md")])
-def test_readme_tables_equal_the_report_of_the_committed_reference(readme):
-    with open(REFERENCE) as f:
-        summary = json.load(f)
+def test_readme_tables_equal_the_report_of_the_committed_reference(readme, tag):
     with open(os.path.join(ROOT, readme)) as f:
         text = f.read()
-    assert "<!-- llm-report:" in text, f"{readme} has no llm-report block"
-    assert replace_blocks(text, summary) == text, (
-        f"{readme}'s LLM tables differ from `python -m llm report llm/reference/summary.json`; "
-        f"re-render them with `python -m llm report llm/reference/summary.json --write {readme}`")
+    marker = "<!-- llm-report:" + (f"{tag}." if tag else "")
+    if tag and marker not in text:
+        pytest.skip(f"{readme} has no block tagged {tag}")
+    assert marker in text, f"{readme} has no llm-report block"
+    path = REFERENCES[tag]
+    with open(path) as f:
+        summary = json.load(f)
+    rel, flag = os.path.relpath(path, ROOT), f" --tag {tag}" if tag else ""
+    assert replace_blocks(text, summary, tag) == text, (
+        f"{readme}'s LLM tables differ from `python -m llm report {rel}{flag}`; "
+        f"re-render them with `python -m llm report {rel}{flag} --write {readme}`")
+
+
+def test_tagged_blocks_are_rendered_only_from_their_own_summary(tiny_pipeline):
+    _, _, summary = tiny_pipeline
+    doc = ("<!-- llm-report:winrate -->\nA\n<!-- /llm-report:winrate -->\n"
+           "<!-- llm-report:study.winrate -->\nB\n<!-- /llm-report:study.winrate -->\n")
+    untagged, tagged = replace_blocks(doc, summary), replace_blocks(doc, summary, "study")
+    assert "A" not in untagged and "\nB\n" in untagged
+    assert "\nA\n" in tagged and "B" not in tagged.replace("BT", "")
 
 
 def test_reference_summary_records_where_it_comes_from():
