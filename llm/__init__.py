@@ -1,7 +1,7 @@
 """Online preference optimisation of transformer language models (Calandriello et al. 2024).
 
 The same losses as the tabular sandbox (imported from :mod:`tabular.losses`, never redefined) on
-Hugging Face ``transformers`` models: SFT -> pairwise preference model -> online IPO, IPO-MD,
+Hugging Face ``transformers`` models: SFT -> preference model -> online IPO, IPO-MD,
 online DPO/SLiC, Nash-MD-PG, self-play, RL and offline baselines -> side-by-side evaluation with a
 gold judge. CLI: ``python -m llm sft|train-pm|align|evaluate|pipeline --help``.
 

@@ -239,7 +239,7 @@ class SFTConfig(DataParallel, ModelShape, RunConfig):
 
 @dataclass
 class PMConfig(DataParallel, ModelShape, RunConfig):
-    """``train-pm``: pairwise preference model (+ Bradley-Terry reward model) on gold comparisons."""
+    """``train-pm``: preference model (+ Bradley-Terry reward model) on gold comparisons."""
 
     sft: str = _f("", "SFT model folder (its samples are compared by the gold judge)", required=True)
     n_pairs: int = _f(4000, "training pairs of SFT samples labelled by the gold judge")
