@@ -42,7 +42,9 @@ def untrained_models(root: str) -> tuple[str, str]:
     n = task.max_prompt_tokens + task.max_new_tokens + 8
     sft, pm = os.path.join(root, "sft"), os.path.join(root, "pm")
     save_model(new_causal_lm(codec.vocab_size, 2, 64, 4, n, codec.pad_id), codec, sft)
-    save_model(new_scorer(codec.vocab_size, 2, 64, 4, 2 * n, codec.pad_id), codec, pm)
+    scorer = new_scorer(codec.vocab_size, 2, 64, 4, 2 * n, codec.pad_id)
+    scorer.config.pm_form = "pairwise"  # the PM form the committed timings were measured with
+    save_model(scorer, codec, pm)
     return sft, pm
 
 

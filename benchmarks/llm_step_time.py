@@ -45,6 +45,7 @@ def main():
     policy = new_causal_lm(codec.vocab_size, 2, 64, 4, 64, codec.pad_id)
     ref = new_causal_lm(codec.vocab_size, 2, 64, 4, 64, codec.pad_id).requires_grad_(False)
     scorer = new_scorer(codec.vocab_size, 2, 64, 4, 64, codec.pad_id).requires_grad_(False)
+    scorer.config.pm_form = "pairwise"  # the PM form the committed step times were measured with
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     prompts = task.prompts("train", args.batch_size * args.steps)
     gen = torch.Generator().manual_seed(0)

@@ -211,6 +211,7 @@ def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, tau: float = 
         policy, ref = tiny_models(codec.vocab_size, pad_id=codec.pad_id, sharpen=1.0, seed=seed)
         torch.manual_seed(seed + 2)
         scorer = new_scorer(codec.vocab_size, 2, 64, 4, 512, codec.pad_id).eval().requires_grad_(False)
+        scorer.config.pm_form = "pairwise"  # the PM form the committed comparison was measured with
         return policy, ref.requires_grad_(False), scorer
 
     # -- ours --

@@ -5,7 +5,7 @@ Steps:
   2. sample ``samples_per_prompt`` responses per held-out prompt from each policy (fixed seeds);
   3. for every ordered pair of names (row, column) and every pair of their seeds, the mean over
      prompts of ``P(row's response > column's response)`` under the **gold judge** (exact
-     probabilities) and under the **PM** (antisymmetric by averaging both orders);
+     probabilities) and under the **PM** (:func:`llm.sampling.pm_prob_rows`, exactly antisymmetric);
   4. the matrices of means and standard deviations (ddof = 1) over seed pairs (diagonal = 1/2),
      written to ``OUT/eval.json`` and printed as ``mean (std)``.
 """

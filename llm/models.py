@@ -30,6 +30,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tabular.cliargs import UsageError
 from tabular.files import atomic_write_json
 
+from .config import PM_FORMS
+
 __all__ = ["SPECIAL_TOKENS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
            "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model", "check_context",
            "pad_left", "pad_right", "smollm2_gguf_path"]
@@ -358,8 +360,13 @@ def load_scorer(path: str, what: str = "preference model", max_prompt_tokens: in
         arch = (config.architectures or [""])[0]
         return arch.endswith("ForSequenceClassification") and config.num_labels == 1
 
-    return _load(path, what, max_prompt_tokens, AutoModelForSequenceClassification, is_scorer,
-                 "one-logit sequence classifier")
+    model, codec = _load(path, what, max_prompt_tokens, AutoModelForSequenceClassification, is_scorer,
+                         "one-logit sequence classifier")
+    form = getattr(model.config, "pm_form", "pairwise")
+    if form not in PM_FORMS:  # refused before any stage starts, not at its first PM call
+        raise UsageError(f"{what} {path} has pm_form {form!r} in its config.json; known forms: "
+                         f"{', '.join(PM_FORMS)}")
+    return model, codec
 
 
 def check_context(model, what: str, tokens: int) -> None:

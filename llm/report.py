@@ -165,7 +165,8 @@ def _judges(s: dict) -> str:
     j = s["judges"]
     lines = ["| judge vs gold (valid-split SFT pairs) | accuracy | ECE (10 bins) | MAE | Brier |",
              "|---|---|---|---|---|"]
-    for who, title in (("pm", "PM"), ("rm", "Bradley-Terry RM")):
+    form = s["config"].get("pm_form")  # recorded since the form became a choice
+    for who, title in (("pm", f"PM ({form})" if form else "PM"), ("rm", "Bradley-Terry RM")):
         if who in j:
             lines.append(f"| {title} | "
                          + " | ".join(_ci(j[who][k])
@@ -232,6 +233,13 @@ _BLOCK = re.compile(r"(<!-- llm-report:((?:(\w+)\.)?(\w+)) -->\n)(.*?)(<!-- /llm
 def replace_blocks(text: str, summary: dict, tag: str | None = None) -> str:
     """``text`` with every ``<!-- llm-report:SECTION -->`` block (with ``tag``: every
     ``<!-- llm-report:TAG.SECTION -->`` block) re-rendered from ``summary``; other blocks untouched."""
+    blocks = _BLOCK.findall(text)
+    if len(blocks) != len(re.findall(r"^<!-- llm-report:", text, re.M)):  # unclosed, misnamed or nested
+        raise ValueError("an <!-- llm-report:NAME --> block has no matching <!-- /llm-report:NAME --> "
+                         "(or holds another block)")
+    if tag is not None and not any(b[2] == tag for b in blocks):
+        raise ValueError(f"no <!-- llm-report:{tag}.SECTION --> block")
+
     def render(m):
         if m.group(3) != tag:
             return m.group(0)

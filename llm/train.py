@@ -132,7 +132,7 @@ def pm_metrics(q: torch.Tensor, p: torch.Tensor, bins: int = 10) -> dict:
 
 
 def run_train_pm(cfg, progress: bool = True) -> dict:
-    """Train the pairwise preference model and the Bradley-Terry reward model on gold comparisons."""
+    """Train the preference model (``cfg.pm_form``) and the Bradley-Terry reward model on gold comparisons."""
     stage = open_stage(cfg)
     if stage.finished:
         return stage.finished

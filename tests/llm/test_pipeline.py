@@ -19,7 +19,7 @@ REFERENCE = os.path.join(ROOT, "llm", "reference", "summary.json")
 TINY = dict(n_layer=1, n_embd=16, n_head=2, methods=["online_ipo", "rl"],
             taus=["online_ipo=0.1", "rl=0.05"], seeds=2, sft_steps=20, pm_steps=10,
             pm_pairs=64, align_steps=4, align_batch_size=4, eval_every=2, eval_prompts=8, n_prompts=16,
-            samples_per_prompt=2, checkpoint_every=2)
+            samples_per_prompt=2, pm_eval_prompts=8, checkpoint_every=2)
 
 
 def _csv(path):
@@ -75,6 +75,7 @@ def test_summary_holds_both_judges_chain_intervals_and_provenance(tiny_pipeline)
         for k in ("accuracy", "calibration_error", "mean_abs_error", "brier"):
             assert len(summary["judges"][who][k]["per_chain"]) == 2
         assert sum(b["count"] for b in summary["reliability"][who]) == 2 * PMConfig().heldout_pairs
+    assert summary["n_pm_eval_prompts"] == 8 and summary["config"]["pm_form"] == "residual"
     p = summary["provenance"]
     assert p["command"].startswith("python -m llm") and p["date_utc"] and p["machine"]
     assert {"python", "torch", "transformers"} <= set(p["versions"])
@@ -141,11 +142,23 @@ def test_readme_tables_equal_the_report_of_the_committed_reference(readme, tag):
 
 def test_tagged_blocks_are_rendered_only_from_their_own_summary(tiny_pipeline):
     _, _, summary = tiny_pipeline
-    doc = ("<!-- llm-report:winrate -->\nA\n<!-- /llm-report:winrate -->\n"
-           "<!-- llm-report:study.winrate -->\nB\n<!-- /llm-report:study.winrate -->\n")
+    doc = ("<!-- llm-report:winrate -->\nSTALE-UNTAGGED\n<!-- /llm-report:winrate -->\n"
+           "<!-- llm-report:study.winrate -->\nSTALE-STUDY\n<!-- /llm-report:study.winrate -->\n")
     untagged, tagged = replace_blocks(doc, summary), replace_blocks(doc, summary, "study")
-    assert "A" not in untagged and "\nB\n" in untagged
-    assert "\nA\n" in tagged and "B" not in tagged.replace("BT", "")
+    assert "STALE-UNTAGGED" not in untagged and "STALE-STUDY" in untagged
+    assert "STALE-UNTAGGED" in tagged and "STALE-STUDY" not in tagged
+
+
+@pytest.mark.parametrize("doc, tag, message", [
+    ("<!-- llm-report:winrate -->\nx\n<!-- /llm-report:order -->\n", None, "no matching"),
+    ("<!-- llm-report:winrate -->\n<!-- llm-report:study.order -->\nx\n<!-- /llm-report:study.order -->\n"
+     "<!-- /llm-report:winrate -->\n", None, "no matching"),
+    ("<!-- llm-report:winrate -->\nx\n<!-- /llm-report:winrate -->\n", "stdy", "no <!-- llm-report:stdy."),
+])
+def test_broken_or_untargeted_blocks_are_refused_not_skipped(tiny_pipeline, doc, tag, message):
+    _, _, summary = tiny_pipeline
+    with pytest.raises(ValueError, match=message):
+        replace_blocks(doc, summary, tag)
 
 
 def test_reference_summary_records_where_it_comes_from():

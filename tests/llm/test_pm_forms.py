@@ -7,6 +7,7 @@ import torch
 from llm.models import Codec, load_scorer, new_scorer, train_tokenizer
 from llm.sampling import pm_form, pm_prob_rows, rm_prob_rows
 from llm.tasks import SyntheticTask
+from tabular.cliargs import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,9 @@ def test_only_the_pairwise_residual_fits_an_intransitive_cycle(codec):
     residual = _fit(_scorer(codec, "residual"), codec, pm_prob_rows, x, y, yp, target)
     bt = _fit(_scorer(codec, "residual"), codec, rm_prob_rows, x, y, yp, target)
     assert (residual > 0.75).all()
-    assert (bt > 0.5).sum() <= 2 and bt.max() < 0.75
+    # the Bradley-Terry fit of a symmetric cycle is equal scores (its loss is convex in the scores
+    # and invariant under rotating the cycle): every pair near 1/2
+    assert bt.max() < 0.75
 
 
 def test_the_form_travels_with_the_saved_pm_and_old_pms_read_as_pairwise(codec, tmp_path):
@@ -92,3 +95,13 @@ def test_the_form_travels_with_the_saved_pm_and_old_pms_read_as_pairwise(codec, 
         assert pm_form(loaded) == (form or "pairwise")
     with pytest.raises(ValueError, match="pm_form 'bogus'"):
         pm_form(_scorer(codec, "bogus"))
+    save_model(_scorer(codec, "bogus"), codec, str(tmp_path / "bogus"))
+    with pytest.raises(UsageError, match="has pm_form 'bogus' in its config.json"):
+        load_scorer(str(tmp_path / "bogus"), "--pm preference model")
+
+
+def test_train_pm_saves_the_residual_form_by_default(tiny):
+    from llm.config import PMConfig
+
+    assert PMConfig(out="x", sft="y").pm_form == "residual"
+    assert pm_form(load_scorer(tiny["pm"])[0]) == "residual"
