@@ -11,7 +11,8 @@ Sections: ``winrate`` (gold win rate against SFT per judge condition, mean and 9
 chains), ``order`` (the head-to-head orderings the chain-level intervals separate), ``paper``
 (the paper's Table 2 ordering, claim by claim), ``judges`` (PM / RM against the gold judge:
 accuracy, ECE, MAE, Brier, reliability), ``matrix`` (the side-by-side matrices) and ``provenance``
-(date, machine, commit, command, wall time).
+(date, machine, commit, command, wall time); for a study also ``selected`` (its selection on
+``valid``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import numpy as np
 
 from tabular.cliargs import Parser
+from tabular.methods import METHODS
 from tabular.stats import t_halfwidth
 
 __all__ = ["render_report", "render_section", "replace_blocks", "SECTIONS", "main"]
@@ -215,8 +217,27 @@ def _matrix(s: dict) -> str:
     return "\n".join(lines).rstrip()
 
 
+def _selected(s: dict) -> str:
+    """A study's selection on the ``valid`` split (chain 0): per method its tau, beta and checkpoint."""
+    if "selected" not in s:
+        raise KeyError("selected (only a study's summary.json has it)")
+    c = s["config"]
+    lines = ["| method | tau (grid) | beta | checkpoint step (of "
+             f"{c['align_steps']}) | valid win rate vs SFT |", "|---|---|---|---|---|"]
+    grids = {entry.split("=")[0]: entry.split("=")[1] for entry in c["taus"]}
+    for m, r in s["selected"].items():
+        beta = f"{r['beta']:g}" if METHODS[m].uses_beta else "—"
+        lines.append(f"| {_name(m)} | {r['tau']:g} ({grids.get(m, '?')}) | {beta} | {r['step']} | "
+                     f"{r['winrate_vs_sft']:.3f} |")
+    n = c.get("valid_prompts")
+    lines += ["", f"Selected on chain 0 by the gold win rate against SFT on {n} `valid` prompts x 2 "
+              f"responses, every {c['eval_every']} steps (the highest; ties to the earlier step); the "
+              "selection's own noise is not in the chain intervals of the tables that follow."]
+    return "\n".join(lines)
+
+
 _RENDER = {"provenance": _provenance, "winrate": _winrate, "order": _order, "paper": _paper,
-           "judges": _judges, "matrix": _matrix}
+           "judges": _judges, "matrix": _matrix, "selected": _selected}
 
 
 def render_section(summary: dict, section: str) -> str:
@@ -251,7 +272,8 @@ def main(argv=None) -> int:
     parser = Parser(prog="python -m llm report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir",
                         help="a pipeline run folder (with summary.json), or the summary file itself")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--sections", nargs="+", choices=list(_RENDER), default=list(SECTIONS),
+                        help="sections to print (selected: a study's selection)")
     parser.add_argument("--write", nargs="+", default=[], metavar="FILE",
                         help="re-render the llm-report blocks of these markdown files in place")
     parser.add_argument("--tag", default=None,
