@@ -52,10 +52,9 @@ def test_tiny_study_selects_reruns_and_resumes(tmp_path):
     # the report's provenance names the selected taus (a study's --taus are grids, not one tau each)
     taus = f"taus online IPO {float(selected['online_ipo']['tau']):g}, RL {float(selected['rl']['tau']):g};"
     assert taus in render_section(summary, "provenance")
-    sel = render_section(summary, "selected")
-    assert (f"| online IPO | {float(selected['online_ipo']['tau']):g} (0.1,0.5) | — | "
-            f"{selected['online_ipo']['step']} | {float(selected['online_ipo']['valid_winrate_vs_sft']):.3f} |"
-            in sel)
+    sel, ipo = render_section(summary, "selected"), selected["online_ipo"]
+    assert (f"| online IPO | {float(ipo['tau']):g} (0.1,0.5) | — | {ipo['step']} | "
+            f"{float(ipo['valid_winrate_vs_sft']):.3f} |" in sel)
     final = _csv(tmp_path / "study" / "final_matrix.csv")
     assert {r["judge"] for r in final} == {"gold", "pm"} and len(final) == 2 * 9
     vs_rl = _csv(tmp_path / "study" / "sweep_vs_rl.csv")
