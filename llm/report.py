@@ -69,7 +69,8 @@ def _provenance(s: dict) -> str:
         f"Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}; "
         f"{s['wall_time_s'] / 60:.1f} min of pipeline time.",
         f"{s['chains']} chains (each retrains SFT, PM, RM and every alignment run with its seed); "
-        f"{s['n_eval_prompts']} test prompts x {s['samples_per_prompt']} samples per policy"
+        f"{s['n_eval_prompts']} test prompts x {s['samples_per_prompt']} "
+        + ("sample" if s["samples_per_prompt"] == 1 else "samples") + " per policy"
         + (f" (the PM judges the first {s['n_pm_eval_prompts']})" if "n_pm_eval_prompts" in s else "") + "; "
         f"{c['align_steps']} alignment steps of {c['align_batch_size']} prompts; "
         "taus " + ", ".join(f"{_name(m)} {taus[m]:g}" for m in s["methods"]) + f"; beta {c['beta']:g}.",
