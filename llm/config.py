@@ -253,11 +253,17 @@ class PMConfig(DataParallel, ModelShape, RunConfig):
                       "(g(y, y') - g(y', y)) / 2, one network; pairwise = the pair input only, both orders "
                       "averaged",
                       choices=PM_FORMS)
+    pm_init: str = _f("rm", "rm: train the RM for --steps first, then start the PM from the RM's weights "
+                      "(its score term begins at the RM's Bradley-Terry fit) and train it --steps more; "
+                      "scratch: PM and RM side by side from fresh weights", choices=("rm", "scratch"))
 
     def validate(self) -> None:
         super().validate()
         _at_least(self, 1, "n_pairs", "heldout_pairs", "steps", "batch_size")
         _positive_finite("--lr", self.lr)
+        if self.pm_init == "rm" and not self.reward_model:
+            raise UsageError("--pm-init rm starts the PM from the reward model; with --no-reward-model "
+                             "pass --pm-init scratch")
 
 
 @dataclass
@@ -354,6 +360,7 @@ class PipelineConfig(ModelShape, RunConfig):
     pm_steps: int = _f(1000, "preference/reward model steps (per chain)")
     pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
     pm_form: str = _f("residual", "the PM's form (train-pm --pm-form)", choices=PM_FORMS)
+    pm_init: str = _f("rm", "how the PM starts (train-pm --pm-init)", choices=("rm", "scratch"))
     align_steps: int = _f(150, "alignment steps per run")
     align_batch_size: int = _f(16, "prompts per alignment step")
     align_lr: float = _f(1e-3, "alignment learning rate")
@@ -425,6 +432,7 @@ class StudyConfig(ModelShape, RunConfig):
     pm_steps: int = _f(1000, "preference/reward model steps")
     pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
     pm_form: str = _f("residual", "the PM's form (train-pm --pm-form)", choices=PM_FORMS)
+    pm_init: str = _f("rm", "how the PM starts (train-pm --pm-init)", choices=("rm", "scratch"))
     align_steps: int = _f(300, "alignment steps of a sweep run (the last candidate checkpoint)")
     align_batch_size: int = _f(16, "prompts per alignment step")
     align_lr: float = _f(1e-3, "alignment learning rate")

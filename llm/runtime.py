@@ -132,6 +132,7 @@ class Stage:
         self.cfg, self.resuming, self.finished, self.device, self.task = cfg, resuming, finished, device, task
         self.shards, self.writer = shards, distributed.is_writer()
         self.start, self._log, self.rows, self.bar = 0, None, [], None
+        self.total_steps = cfg.steps  # a stage of several phases (train-pm --pm-init rm) sets more
 
     def begin(self) -> None:
         """All inputs checked: create (or, with --overwrite, empty) the folder and write config.json."""
@@ -150,16 +151,16 @@ class Stage:
         return self.start
 
     def steps(self, desc: str, progress: bool):
-        """``range(start, cfg.steps)`` with a progress bar (rank 0)."""
-        self.bar = progress_bar(self.cfg.steps, desc=desc, unit="step", initial=self.start,
+        """``range(start, total_steps)`` with a progress bar (rank 0)."""
+        self.bar = progress_bar(self.total_steps, desc=desc, unit="step", initial=self.start,
                                 disable=not (progress and self.writer))
-        for step in range(self.start, self.cfg.steps):
+        for step in range(self.start, self.total_steps):
             yield step
             self.bar.update(1)
         self.bar.close()
 
     def log_due(self, step: int) -> bool:
-        return step % self.cfg.log_every == 0 or step == self.cfg.steps
+        return step % self.cfg.log_every == 0 or step == self.total_steps
 
     def checkpoint_due(self, step: int) -> bool:
         return step % self.cfg.checkpoint_every == 0

@@ -107,7 +107,8 @@ def run_study(cfg, progress: bool = True) -> dict:
         sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=c, steps=cfg.sft_steps, **shape,
                                 **common), progress)
         pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=c, sft=sft["model"], steps=cfg.pm_steps,
-                                   n_pairs=cfg.pm_pairs, pm_form=cfg.pm_form, **shape, **common), progress)
+                                   n_pairs=cfg.pm_pairs, pm_form=cfg.pm_form, pm_init=cfg.pm_init, **shape,
+                                   **common), progress)
         return root, sft, pm
 
     def align(root, sft, pm, c, method, tau, beta, steps, eval_every, folder):

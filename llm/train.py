@@ -6,8 +6,9 @@ reference summaries, token log-probs, mean NLL, step, log, checkpoint) -> save `
 ``run_train_pm`` steps: load the SFT model -> sample pairs of SFT responses on ``pm``-split prompts
 and label them with the exact gold probability -> train the PM (``--pm-form``, default a
 Bradley-Terry term plus an antisymmetric pairwise residual, :func:`llm.sampling.pm_prob_rows`) and
-the Bradley-Terry RM side by side (separate networks, one optimiser) by soft-label cross-entropy ->
-held-out accuracy and calibration against the gold probabilities -> save ``OUT/pm`` and ``OUT/rm``.
+the Bradley-Terry RM by soft-label cross-entropy (``--pm-init rm``, the default: the RM first, then
+the PM from the RM's weights; ``scratch``: both side by side from fresh weights) -> held-out
+accuracy and calibration against the gold probabilities -> save ``OUT/pm`` and ``OUT/rm``.
 """
 
 from __future__ import annotations
@@ -153,31 +154,39 @@ def run_train_pm(cfg, progress: bool = True) -> dict:
     if not cfg.reward_model:
         del models["rm"]
     optimizer = torch.optim.AdamW(models.parameters(), lr=cfg.lr, weight_decay=0.0)
+    # --pm-init rm: two phases of cfg.steps, the RM alone, then the PM from the RM's weights (params
+    # without a gradient are left alone by AdamW); scratch: one phase, both side by side
+    warm = cfg.pm_init == "rm"
+    stage.total_steps = 2 * cfg.steps if warm else cfg.steps
     stage.resume(models, optimizer, {})
     x_rows, y_rows, yp_rows, p = train
     for step in stage.steps("train-pm", progress):
+        if warm and step == cfg.steps:  # phase 2 starts (also when resumed exactly here)
+            models["pm"].load_state_dict(models["rm"].state_dict())
+        training = ["pm", "rm"] if not warm else ["rm"] if step < cfg.steps else ["pm"]
+        training = [w for w in training if w in models]
         idx = np.random.default_rng([cfg.seed, step]).integers(len(x_rows), size=cfg.batch_size)
         for g in optimizer.param_groups:
-            g["lr"] = cfg.lr * (1 - 0.9 * step / cfg.steps)
+            g["lr"] = cfg.lr * (1 - 0.9 * (step % cfg.steps) / cfg.steps)  # per phase
         optimizer.zero_grad(set_to_none=True)
-        losses = {"loss/pm": 0.0, "loss/rm": 0.0}
+        losses = {f"loss/{w}": 0.0 for w in training}
+        prob = {"pm": pm_prob_rows, "rm": rm_prob_rows}
         for _, rows in distributed.local_shards(stage.shards, cfg.batch_size):
             part = idx[rows]  # this shard's pairs
             bx, by, byp = [x_rows[i] for i in part], [y_rows[i] for i in part], [yp_rows[i] for i in part]
             target = p[part].to(device)  # (B / shards,) exact gold P(y > y')
             with autocast(device, cfg.bf16):
-                loss_pm = _soft_cross_entropy(pm_prob_rows(models["pm"], codec, bx, by, byp, device), target)
-                loss_rm = (_soft_cross_entropy(rm_prob_rows(models["rm"], codec, bx, by, byp, device), target)
-                           if cfg.reward_model else torch.zeros(()))
-            ((loss_pm + loss_rm) / stage.shards).backward()  # batch mean = mean of the shards' means
-            losses["loss/pm"] += loss_pm.item() / stage.shards
-            losses["loss/rm"] += loss_rm.item() / stage.shards
+                loss = {w: _soft_cross_entropy(prob[w](models[w], codec, bx, by, byp, device), target)
+                        for w in training}
+            (sum(loss.values()) / stage.shards).backward()  # batch mean = mean of the shards' means
+            for w in training:
+                losses[f"loss/{w}"] += loss[w].item() / stage.shards
         distributed.all_reduce_grads(models.parameters())
         optimizer.step()
         if stage.log_due(step + 1):
             losses = distributed.all_sum(losses, device)
             stage.log({"step": step + 1, **losses})
-            stage.bar.set_postfix(pm=f"{losses['loss/pm']:.3f}", rm=f"{losses['loss/rm']:.3f}")
+            stage.bar.set_postfix(**{k[5:]: f"{v:.3f}" for k, v in losses.items()})
         if stage.checkpoint_due(step + 1):
             save_checkpoint(cfg.out, step + 1, cfg, models, optimizer, {})
     info = {"pm": os.path.join(cfg.out, "pm")}

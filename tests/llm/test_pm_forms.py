@@ -105,3 +105,37 @@ def test_train_pm_saves_the_residual_form_by_default(tiny):
 
     assert PMConfig(out="x", sft="y").pm_form == "residual"
     assert pm_form(load_scorer(tiny["pm"])[0]) == "residual"
+
+
+def test_pm_init_rm_trains_the_same_rm_then_the_pm_from_its_weights(tiny, tmp_path):
+    """``--pm-init rm``: phase 1 is the RM alone (bit for bit the RM that ``scratch`` trains side by
+    side with its PM: disjoint parameters, the same batches and learning rates), phase 2 the PM,
+    started from the RM's weights."""
+    import json
+
+    from llm.config import PMConfig
+    from llm.train import run_train_pm
+
+    flags = dict(sft=tiny["sft"], steps=5, n_pairs=64, heldout_pairs=32, batch_size=8, n_layer=1, n_embd=16,
+                 n_head=2, log_every=1)
+    runs = {init: run_train_pm(PMConfig(out=str(tmp_path / init), pm_init=init, **flags), progress=False)
+            for init in ("rm", "scratch")}
+    rm = {init: load_scorer(r["rm"])[0].state_dict() for init, r in runs.items()}
+    assert all(torch.equal(rm["rm"][k], rm["scratch"][k]) for k in rm["rm"])
+    pm = {init: load_scorer(r["pm"])[0].state_dict() for init, r in runs.items()}
+    assert not all(torch.equal(pm["rm"][k], pm["scratch"][k]) for k in pm["rm"])
+    with open(tmp_path / "rm" / "metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    assert [r["step"] for r in rows] == list(range(1, 11))
+    assert all(set(r) == {"step", "loss/rm"} for r in rows[:5]) and all(set(r) == {"step", "loss/pm"}
+                                                                          for r in rows[5:])
+    # the PM's phase starts at the RM's weights: its first loss is the RM-initialised PM's
+    assert runs["rm"]["heldout"]["pm"]["accuracy"] >= 0.0
+
+
+def test_pm_init_rm_needs_the_reward_model():
+    from llm.config import PMConfig
+
+    with pytest.raises(UsageError, match="--pm-init rm starts the PM from the reward model"):
+        PMConfig(out="x", sft="y", reward_model=False).validate()
+    PMConfig(out="x", sft="y", reward_model=False, pm_init="scratch").validate()
