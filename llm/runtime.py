@@ -132,7 +132,7 @@ class Stage:
         self.cfg, self.resuming, self.finished, self.device, self.task = cfg, resuming, finished, device, task
         self.shards, self.writer = shards, distributed.is_writer()
         self.start, self._log, self.rows, self.bar = 0, None, [], None
-        self.total_steps = cfg.steps  # a stage of several phases (train-pm --pm-init rm) sets more
+        self.total_steps = getattr(cfg, "steps", 0)  # a stage of phases (train-pm --pm-init rm) sets more
 
     def begin(self) -> None:
         """All inputs checked: create (or, with --overwrite, empty) the folder and write config.json."""
