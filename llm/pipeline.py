@@ -77,8 +77,22 @@ def label_of(method: str, judge: str) -> str:
     return method if judge == "pm" else f"{method}@{judge}"
 
 
+# Environment variables that choose the CPU kernels, hence the round-off: set them to replay another
+# machine's floating-point path on this one (``llm/README.md``, "Another floating-point path").
+FLOAT_PATH_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
+
+
+def float_path() -> dict:
+    """The CPU kernels this process runs: torch's vector ISA and the variables that forced it."""
+    import torch
+
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "env": {k: os.environ[k] for k in FLOAT_PATH_ENV if k in os.environ}}
+
+
 def provenance(command: list[str] | None = None) -> dict:
-    """Where a result comes from: UTC date, machine, package versions, git commit, exact command."""
+    """Where a result comes from: UTC date, machine, CPU kernels, package versions, git commit, exact
+    command."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=True).stdout.strip()
@@ -89,7 +103,7 @@ def provenance(command: list[str] | None = None) -> dict:
     return {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, "
                        f"{platform.system()} {platform.release()}".replace("  ", " "),
-            "versions": package_versions(), "git_commit": commit, "git_dirty": dirty,
+            "float_path": float_path(), "versions": package_versions(), "git_commit": commit, "git_dirty": dirty,
             "command": "python -m llm " + " ".join(sys.argv[1:] if command is None else command)}
 
 

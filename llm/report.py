@@ -56,6 +56,11 @@ def _ci(d: dict, digits: int = 3) -> str:
     return f"{d['mean']:.{digits}f} ± {d['ci95']:.{digits}f}"
 
 
+def _float_path(fp: dict) -> str:
+    env = " ".join(f"{k}={v}" for k, v in fp["env"].items())
+    return f"torch CPU kernels {fp['cpu_capability']}" + (f", forced by {env}" if env else "")
+
+
 def _provenance(s: dict) -> str:
     from .config import tau_table  # the pipeline's one parser of --taus
 
@@ -65,7 +70,8 @@ def _provenance(s: dict) -> str:
     return "\n".join([
         f"Reference run: `{p['command']}` at commit `{(p['git_commit'] or 'unknown')[:10]}`"
         + (" (uncommitted changes)" if p.get("git_dirty") else "")
-        + f", {p['date_utc']} UTC, on {p['machine']}; "
+        + f", {p['date_utc']} UTC, on {p['machine']}"
+        + (f" ({_float_path(p['float_path'])})" if "float_path" in p else "") + "; "
         f"Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}; "
         f"{s['wall_time_s'] / 60:.1f} min of pipeline time.",
         f"{s['chains']} chains (each retrains SFT, PM, RM and every alignment run with its seed); "
