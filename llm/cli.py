@@ -1,4 +1,5 @@
-"""``python -m llm sft|train-pm|align|evaluate|pipeline``: one subcommand per stage.
+"""``python -m llm sft|train-pm|align|evaluate|pipeline|study|judges``: one subcommand per stage
+(``report`` and ``compare`` are tools that read a finished run's summary).
 
 The flags of each subcommand are built from its config dataclass (:mod:`llm.config`) by
 :func:`tabular.cliargs.add_dataclass_flags`: one flag per field, its help from the field's
@@ -22,12 +23,13 @@ __all__ = ["main", "build_parser"]
 def _stages():
     from .align import run_align
     from .evaluate import run_evaluate
+    from .judges import run_judges
     from .pipeline import run_pipeline
     from .study import run_study
     from .train import run_sft, run_train_pm
 
     return {"sft": run_sft, "train-pm": run_train_pm, "align": run_align, "evaluate": run_evaluate,
-            "pipeline": run_pipeline, "study": run_study}
+            "pipeline": run_pipeline, "study": run_study, "judges": run_judges}
 
 
 def build_parser() -> Parser:
@@ -42,7 +44,8 @@ def build_parser() -> Parser:
 
 
 # Subcommands that are not stages (no run folder): ``python -m llm NAME --help``.
-_TOOLS = {"report": "render the README's LLM tables from RUN_DIR/summary.json"}
+_TOOLS = {"report": "render the README's LLM tables from RUN_DIR/summary.json",
+          "compare": "check that a run reproduces a reference summary (bit for bit, or within its intervals)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from .report import main as report_main
 
         return report_main(argv[1:])
+    if argv and argv[0] == "compare":
+        from .compare import main as compare_main
+
+        return compare_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     return run_command(f"{parser.prog} {args.stage}", lambda: _run_stage(args))
@@ -59,6 +66,6 @@ def main(argv: list[str] | None = None) -> int:
 def _run_stage(args) -> int:
     config = config_from_args(STAGE_CONFIGS[args.stage], args)
     result = _stages()[args.stage](config, progress=True)
-    if args.stage not in ("pipeline", "study"):
+    if args.stage not in ("pipeline", "study", "judges"):
         print(json.dumps({k: v for k, v in result.items() if not isinstance(v, list)}, indent=2, default=str))
     return 0

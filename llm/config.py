@@ -27,7 +27,7 @@ from tabular.losses import LABEL_TYPES
 from tabular.methods import METHODS, Method, sampled_methods
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
-           "StudyConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED",
+           "StudyConfig", "JudgesConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED",
            "LOGP_REDUCTIONS", "method_values", "numbers", "tau_table"]
 
 
@@ -337,14 +337,40 @@ def _validate_chains(cfg) -> None:
     """The checks of what the pipeline and the study share: methods and the sizes of each chain's stages."""
     for method in cfg.methods:
         _known_method(method)
-    _at_least(cfg, 1, "sft_steps", "pm_steps", "pm_pairs", "align_steps", "align_batch_size", "n_prompts",
-              "samples_per_prompt")
+    _at_least(cfg, 1, "align_steps", "align_batch_size", "n_prompts", "samples_per_prompt")
     _positive_finite("--align-lr", cfg.align_lr)
     _checked("--beta", validate_beta, cfg.beta)
 
 
 @dataclass
-class PipelineConfig(ModelShape, RunConfig):
+class JudgeTraining:
+    """How each chain trains its PM and RM (train-pm's flags, as the pipeline, the study and the
+    judges stage set them)."""
+
+    pm_steps: int = _f(1000, "preference/reward model steps (per chain)")
+    pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
+    pm_form: str = _f("residual", "the PM's form (train-pm --pm-form)", choices=PM_FORMS)
+    pm_init: str = _f("rm", "how the PM starts (train-pm --pm-init)", choices=("rm", "scratch"))
+
+    def validate(self) -> None:
+        super().validate()
+        _at_least(self, 1, "sft_steps", "pm_steps", "pm_pairs")
+
+
+@dataclass
+class JudgesConfig(JudgeTraining, ModelShape, RunConfig):
+    """``judges``: SFT, RM and PM retrained on many chains, scored against gold (PM - RM accuracy)."""
+
+    seeds: int = _f(10, "chains: chain i trains with seed --seed + i, as the pipeline's chain i does")
+    sft_steps: int = _f(500, "SFT steps (per chain)")
+
+    def validate(self) -> None:
+        super().validate()
+        _at_least(self, 2, "seeds")  # a paired interval needs two chains
+
+
+@dataclass
+class PipelineConfig(JudgeTraining, ModelShape, RunConfig):
     """``pipeline``: sft -> train-pm -> align (methods x seeds) -> evaluate, the default CPU run."""
 
     methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
@@ -357,10 +383,6 @@ class PipelineConfig(ModelShape, RunConfig):
     judges: list = _f(["pm", "gold"], "judge conditions: pm (learned PM; rl: learned RM) and/or gold "
                       "(exact gold judge; rl: its Bradley-Terry fit)")
     sft_steps: int = _f(500, "SFT steps (per chain)")
-    pm_steps: int = _f(1000, "preference/reward model steps (per chain)")
-    pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
-    pm_form: str = _f("residual", "the PM's form (train-pm --pm-form)", choices=PM_FORMS)
-    pm_init: str = _f("rm", "how the PM starts (train-pm --pm-init)", choices=("rm", "scratch"))
     align_steps: int = _f(150, "alignment steps per run")
     align_batch_size: int = _f(16, "prompts per alignment step")
     align_lr: float = _f(1e-3, "alignment learning rate")
@@ -414,7 +436,7 @@ class PipelineConfig(ModelShape, RunConfig):
 
 
 @dataclass
-class StudyConfig(ModelShape, RunConfig):
+class StudyConfig(JudgeTraining, ModelShape, RunConfig):
     """``study``: the paper's protocol: tau (and beta) sweep, selection on validation, chains, test matrix."""
 
     preset: str = _f("quick", "quick: grids and sizes that finish in ~45 min on 2 CPU cores (printed); "
@@ -429,10 +451,6 @@ class StudyConfig(ModelShape, RunConfig):
     beta: float = _f(0.125, "beta of the other methods' runs (unused by them; names the run)")
     chains: int = _f(3, "chains for the selected settings (SFT, PM/RM and alignment retrained per seed)")
     sft_steps: int = _f(1000, "SFT steps")
-    pm_steps: int = _f(1000, "preference/reward model steps")
-    pm_pairs: int = _f(8000, "gold-labelled training pairs for the PM")
-    pm_form: str = _f("residual", "the PM's form (train-pm --pm-form)", choices=PM_FORMS)
-    pm_init: str = _f("rm", "how the PM starts (train-pm --pm-init)", choices=("rm", "scratch"))
     align_steps: int = _f(300, "alignment steps of a sweep run (the last candidate checkpoint)")
     align_batch_size: int = _f(16, "prompts per alignment step")
     align_lr: float = _f(1e-3, "alignment learning rate")
@@ -464,4 +482,4 @@ class StudyConfig(ModelShape, RunConfig):
 
 
 STAGE_CONFIGS = {"sft": SFTConfig, "train-pm": PMConfig, "align": AlignConfig, "evaluate": EvalConfig,
-                 "pipeline": PipelineConfig, "study": StudyConfig}
+                 "pipeline": PipelineConfig, "study": StudyConfig, "judges": JudgesConfig}

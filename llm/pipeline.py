@@ -1,13 +1,14 @@
 """Stage ``pipeline``: per chain seed, sft -> train-pm -> align (judges x methods) -> evaluate.
 
 A **chain** is everything that one seed trains: the SFT model (mu), the PM and RM, and every
-alignment run. ``--seeds C`` runs C chains, so the confidence intervals include the chain-to-chain
-variance of every trained model, not only the alignment seed. Each method is aligned under each
-``--judges`` condition: ``pm`` (pairs labelled by the learned PM; ``rl`` rewarded by the learned RM)
-and ``gold`` (pairs labelled by the exact gold probabilities; ``rl`` rewarded by the gold judge's
-Bradley-Terry fit). Evaluation uses the ``test`` split (disjoint documents from every other split),
-``n_prompts`` prompts x ``samples_per_prompt`` responses per policy, each policy its own sampling
-stream, and averages the **exact** gold probabilities (not sampled 0/1 verdicts).
+alignment run. ``--seeds C`` runs C chains, chain i with seed ``--seed`` + i, so the confidence
+intervals include the chain-to-chain variance of every trained model, not only the alignment seed.
+Each method is aligned under each ``--judges`` condition: ``pm`` (pairs labelled by the learned PM;
+``rl`` rewarded by the learned RM) and ``gold`` (pairs labelled by the exact gold probabilities;
+``rl`` rewarded by the gold judge's Bradley-Terry fit). Evaluation uses the ``test`` split (disjoint
+documents from every other split), ``n_prompts`` prompts x ``samples_per_prompt`` responses per
+policy, each policy its own sampling stream, and averages the **exact** gold probabilities (not
+sampled 0/1 verdicts).
 
 Writes into ``OUT``: ``chainC/sft``, ``chainC/pm``, ``chainC/align/JUDGE/METHOD`` (run folders),
 ``chainC/eval.json`` and
@@ -52,7 +53,7 @@ from .runtime import prepare_run_dir, setup_torch, start_run_dir
 from .sampling import sample_responses, stream_seed
 from .train import run_sft, run_train_pm
 
-__all__ = ["run_pipeline", "summarise", "provenance", "label_of"]
+__all__ = ["run_pipeline", "summarise", "judge_summary", "provenance", "label_of"]
 
 
 def _write_csv(path: str, header: list[str], rows: list[list]) -> None:
@@ -103,7 +104,8 @@ def provenance(command: list[str] | None = None) -> dict:
     return {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
             "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, "
                        f"{platform.system()} {platform.release()}".replace("  ", " "),
-            "float_path": float_path(), "versions": package_versions(), "git_commit": commit, "git_dirty": dirty,
+            "float_path": float_path(), "versions": package_versions(), "git_commit": commit,
+            "git_dirty": dirty,
             "command": "python -m llm " + " ".join(sys.argv[1:] if command is None else command)}
 
 
@@ -137,16 +139,7 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
             for a, la in zip(cfg.methods, rows) for b, lb in zip(cfg.methods, rows)
             if a != b and gold["mean"][labels.index(la)][labels.index(lb)]
             - gold["ci95"][labels.index(la)][labels.index(lb)] > 0.5]
-    metrics = ("accuracy", "calibration_error", "mean_abs_error", "brier")
-    judges = {who: {k: _interval([c["heldout"][who][k] for c in chains]) for k in metrics}
-              for who in ("pm", "rm") if who in chains[0]["heldout"]}
-    judges["always_half"] = {"mean_abs_error": _interval([c["heldout"]["gold_sft_pairs_mean_abs_p_minus_half"]
-                                                          for c in chains])}
-    if any("bt_fit_accuracy" in c for c in chains):
-        judges["gold_bt_fit"] = {"accuracy": _interval([c["bt_fit_accuracy"] for c in chains
-                                                        if "bt_fit_accuracy" in c])}
-    reliability = {who: _pool_reliability([c["heldout"][who]["reliability"] for c in chains])
-                   for who in ("pm", "rm") if who in chains[0]["heldout"]}
+    judges, reliability = judge_summary(chains)
     step_time = {label_of(m, j): float(np.mean([c["step_time_s"][label_of(m, j)] for c in chains]))
                  for j in judges_run for m in cfg.methods}
     return {
@@ -173,6 +166,23 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
         "samples_per_prompt": cfg.samples_per_prompt,
         "wall_time_s": wall_time_s,
     }
+
+
+def judge_summary(chains: list[dict]) -> tuple[dict, dict]:
+    """``judges`` (PM/RM held-out accuracy, ECE, MAE, Brier against gold, each an interval over
+    chains; the always-1/2 MAE; the gold BT fit's accuracy) and ``reliability`` (pooled bins) of
+    ``chains``, each ``{"heldout": train-pm's heldout.json, ["bt_fit_accuracy": float]}``."""
+    metrics = ("accuracy", "calibration_error", "mean_abs_error", "brier")
+    judges = {who: {k: _interval([c["heldout"][who][k] for c in chains]) for k in metrics}
+              for who in ("pm", "rm") if who in chains[0]["heldout"]}
+    judges["always_half"] = {"mean_abs_error": _interval([c["heldout"]["gold_sft_pairs_mean_abs_p_minus_half"]
+                                                          for c in chains])}
+    if any("bt_fit_accuracy" in c for c in chains):
+        judges["gold_bt_fit"] = {"accuracy": _interval([c["bt_fit_accuracy"] for c in chains
+                                                        if "bt_fit_accuracy" in c])}
+    reliability = {who: _pool_reliability([c["heldout"][who]["reliability"] for c in chains])
+                   for who in ("pm", "rm") if who in chains[0]["heldout"]}
+    return judges, reliability
 
 
 def _pool_reliability(per_chain: list[list[dict]]) -> list[dict]:
@@ -218,8 +228,8 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
     task = make_task(cfg.task, cfg.task_seed)
     curves, chains = [], []
     tau_rows, beta_rows = [], []
-    for c in range(cfg.seeds):
-        root = os.path.join(cfg.out, f"chain{c}")
+    for i in range(cfg.seeds):
+        root, c = os.path.join(cfg.out, f"chain{i}"), cfg.seed + i  # chain i's seed: --seed + i
         # 1. SFT (mu) ; 2. preference + reward models: retrained per chain seed
         sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=c, steps=cfg.sft_steps, **shape,
                                 **common), progress)
@@ -244,7 +254,7 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
         runs = {label_of(m, j): align(m, j, cfg.tau_of(m), cfg.beta, os.path.join("align", j, m))
                 for j in cfg.judges for m in cfg.methods}
         # 4. sweeps (chain 0 only; the study stage sweeps with seeds and a validation split)
-        if cfg.sweep and c == 0:
+        if cfg.sweep and i == 0:
             for method in ("online_ipo", "online_dpo"):
                 for tau in cfg.sweep_tau_grid:
                     r = align(method, "pm", tau, cfg.beta, os.path.join("sweep", f"{method}_tau{tau:g}"))

@@ -61,19 +61,32 @@ def _float_path(fp: dict) -> str:
     return f"torch CPU kernels {fp['cpu_capability']}" + (f", forced by {env}" if env else "")
 
 
+def _origin(s: dict) -> str:
+    """The first provenance line: command, commit, date, machine, CPU kernels, versions, wall time."""
+    p, v = s["provenance"], s["provenance"]["versions"]
+    return (f"Reference run: `{p['command']}` at commit `{(p['git_commit'] or 'unknown')[:10]}`"
+            + (" (uncommitted changes)" if p.get("git_dirty") else "")
+            + f", {p['date_utc']} UTC, on {p['machine']}"
+            + (f" ({_float_path(p['float_path'])})" if "float_path" in p else "") + "; "
+            f"Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}; "
+            f"{s['wall_time_s'] / 60:.1f} min of "
+            + ("pipeline" if s.get("kind") != "judges" else "run") + " time.")
+
+
 def _provenance(s: dict) -> str:
     from .config import tau_table  # the pipeline's one parser of --taus
 
-    p, c, v = s["provenance"], s["config"], s["provenance"]["versions"]
+    c = s["config"]
+    if s.get("kind") == "judges":
+        return "\n".join([_origin(s), (
+            f"{s['chains']} chains, seeds {c['seed']}-{c['seed'] + s['chains'] - 1}, each training SFT "
+            f"({c['sft_steps']} steps), then the RM and the PM ({c['pm_form']}, init {c['pm_init']}; "
+            f"{c['pm_steps']} steps each on {c['pm_pairs']} gold-labelled pairs), as the pipeline's chains "
+            "do; scored on each chain's held-out pairs.")])
     # the pipeline's taus; a study's are grids, of which it selected one per method
     taus = {m: r["tau"] for m, r in s["selected"].items()} if "selected" in s else tau_table(c["taus"])
     return "\n".join([
-        f"Reference run: `{p['command']}` at commit `{(p['git_commit'] or 'unknown')[:10]}`"
-        + (" (uncommitted changes)" if p.get("git_dirty") else "")
-        + f", {p['date_utc']} UTC, on {p['machine']}"
-        + (f" ({_float_path(p['float_path'])})" if "float_path" in p else "") + "; "
-        f"Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}; "
-        f"{s['wall_time_s'] / 60:.1f} min of pipeline time.",
+        _origin(s),
         f"{s['chains']} chains (each retrains SFT, PM, RM and every alignment run with its seed); "
         f"{s['n_eval_prompts']} test prompts x {s['samples_per_prompt']} "
         + ("sample" if s["samples_per_prompt"] == 1 else "samples") + " per policy"
@@ -258,9 +271,11 @@ def render_report(summary: dict, sections=SECTIONS) -> str:
 _BLOCK = re.compile(r"(<!-- llm-report:((?:(\w+)\.)?(\w+)) -->\n)(.*?)(<!-- /llm-report:\2 -->)", re.S)
 
 
-def replace_blocks(text: str, summary: dict, tag: str | None = None) -> str:
+def replace_blocks(text: str, summary: dict | None, tag: str | None = None, render=None) -> str:
     """``text`` with every ``<!-- llm-report:SECTION -->`` block (with ``tag``: every
-    ``<!-- llm-report:TAG.SECTION -->`` block) re-rendered from ``summary``; other blocks untouched."""
+    ``<!-- llm-report:TAG.SECTION -->`` block) re-rendered from ``summary``; other blocks untouched.
+    ``render(SECTION)`` replaces :func:`render_section` (``python -m llm compare`` renders its own)."""
+    render_block = render or (lambda section: render_section(summary, section))
     blocks = _BLOCK.findall(text)
     if len(blocks) != len(re.findall(r"^<!-- llm-report:", text, re.M)):  # unclosed, misnamed or nested
         raise ValueError("an <!-- llm-report:NAME --> block has no matching <!-- /llm-report:NAME --> "
@@ -268,11 +283,11 @@ def replace_blocks(text: str, summary: dict, tag: str | None = None) -> str:
     if tag is not None and not any(b[2] == tag for b in blocks):
         raise ValueError(f"no <!-- llm-report:{tag}.SECTION --> block")
 
-    def render(m):
+    def sub(m):
         if m.group(3) != tag:
             return m.group(0)
-        return m.group(1) + render_section(summary, m.group(4)) + "\n" + m.group(6)
-    return _BLOCK.sub(render, text)
+        return m.group(1) + render_block(m.group(4)) + "\n" + m.group(6)
+    return _BLOCK.sub(sub, text)
 
 
 def main(argv=None) -> int:

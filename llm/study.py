@@ -10,7 +10,7 @@ Steps (every run is a run folder; ``--resume`` reuses finished runs and continue
      -> ``selected.csv``. A checkpoint is rerun as a run of that many steps: alignment is
      deterministic per seed with a constant learning rate, so it is the same policy;
   4. the selected settings rerun on ``--chains`` chains (SFT, PM, RM and alignment retrained per
-     chain seed; chain 0 reuses step 1);
+     chain seed, ``--seed`` + chain; chain 0 reuses step 1);
   5. the final side-by-side matrix on the ``test`` split, judged by the gold judge and by the PM
      (mean and 95 % t interval over chains) -> ``summary.json`` (the pipeline's format, rendered by
      ``python -m llm report``) and ``final_matrix.csv`` (``judge,row,column,mean,ci95``);
@@ -102,18 +102,20 @@ def run_study(cfg, progress: bool = True) -> dict:
                   log_every=cfg.log_every)
     shape = dict(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head)
 
-    def chain_models(c):
+    def chain_models(c):  # chain c's seed is --seed + c
         root = os.path.join(cfg.out, f"chain{c}")
-        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=c, steps=cfg.sft_steps, **shape,
-                                **common), progress)
-        pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=c, sft=sft["model"], steps=cfg.pm_steps,
+        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=cfg.seed + c, steps=cfg.sft_steps,
+                                **shape, **common), progress)
+        pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=cfg.seed + c, sft=sft["model"],
+                                   steps=cfg.pm_steps,
                                    n_pairs=cfg.pm_pairs, pm_form=cfg.pm_form, pm_init=cfg.pm_init, **shape,
                                    **common), progress)
         return root, sft, pm
 
     def align(root, sft, pm, c, method, tau, beta, steps, eval_every, folder):
         return run_align(AlignConfig(
-            out=os.path.join(root, folder), seed=c, sft=sft["model"], pm=pm["pm"], rm=pm["rm"], method=method,
+            out=os.path.join(root, folder), seed=cfg.seed + c, sft=sft["model"], pm=pm["pm"], rm=pm["rm"],
+            method=method,
             tau=tau, beta=beta, steps=steps, batch_size=cfg.align_batch_size, lr=cfg.align_lr,
             eval_every=eval_every, eval_prompts=cfg.valid_prompts, **common), progress)
 
@@ -124,7 +126,7 @@ def run_study(cfg, progress: bool = True) -> dict:
         folder = os.path.join("sweep", f"{m}_tau{t:g}_beta{b:g}")
         sweep_runs[(m, t, b)] = align(root0, sft0, pm0, 0, m, t, b, cfg.align_steps, cfg.eval_every, folder)
         sweep_rows += [{"method": m, "tau": t, "beta": b, "step": r[4], "winrate_vs_sft": r[5]}
-                       for r in _curve_rows(os.path.join(root0, folder), m, t, b, 0, "pm")]
+                       for r in _curve_rows(os.path.join(root0, folder), m, t, b, cfg.seed, "pm")]
     _write_csv(os.path.join(cfg.out, "sweep.csv"), ["method", "tau", "beta", "step", "winrate_vs_sft"],
                [[r[k] for k in ("method", "tau", "beta", "step", "winrate_vs_sft")] for r in sweep_rows])
     # 3. selection on the validation split
@@ -147,7 +149,7 @@ def run_study(cfg, progress: bool = True) -> dict:
                 for m, s in selected.items()}  # chain 0 at the sweep's last step: the sweep run itself
         if c == 0 and "rl" in runs:
             chains_rl0 = runs["rl"]["model"]  # the selected RL checkpoint the figures compare with
-        ev = _evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"],
+        ev = _evaluate_chain(cfg, cfg.seed + c, task, device, sft["model"], pm["pm"],
                              {m: r["model"] for m, r in runs.items()})
         atomic_write_json(os.path.join(root, "test_eval.json"), ev)
         chains.append({"eval": ev, "heldout": pm["heldout"],
@@ -169,13 +171,14 @@ def run_study(cfg, progress: bool = True) -> dict:
         opponents = {}
         for name, path in (("rl", rl_path), ("sft", sft0["model"])):
             model, codec = load_causal_lm(path, name, task.max_prompt_tokens)
-            opponents[name] = sample_responses(model, codec, prompts, stream_seed(0, name, "study-valid"),
-                                               device, task.max_new_tokens)[0]
+            opponents[name] = sample_responses(model, codec, prompts,
+                                               stream_seed(cfg.seed, name, "study-valid"), device,
+                                               task.max_new_tokens)[0]
         rows = []
         for (m, t, b), r in sweep_runs.items():
             model, codec = load_causal_lm(r["model"], m, task.max_prompt_tokens)
-            texts = sample_responses(model, codec, prompts, stream_seed(0, m, t, b, "study-valid"), device,
-                                     task.max_new_tokens)[0]
+            texts = sample_responses(model, codec, prompts, stream_seed(cfg.seed, m, t, b, "study-valid"),
+                                     device, task.max_new_tokens)[0]
             for opp, opp_texts in opponents.items():
                 rows.append([m, t, b, opp,
                              *_gold_vs(task, codec, prompts, cfg.valid_prompts, texts, opp_texts)])

@@ -174,19 +174,22 @@ def test_help_of_every_stage_in_process_and_one_subprocess():
 
     parser = build_parser()
     stages = parser._subparsers._group_actions[0].choices
-    assert set(stages) == {"sft", "train-pm", "align", "evaluate", "pipeline", "study", "report"}
+    assert set(stages) == {"sft", "train-pm", "align", "evaluate", "pipeline", "study", "judges", "report",
+                           "compare"}
     for name, sub in stages.items():
         text = sub.format_help()
-        # report: a tool with its own parser (llm.report.main): reads a run, writes --write files
-        if name == "report":
+        # report, compare: tools with their own parsers: read runs, write --write files
+        if name in ("report", "compare"):
             continue
         assert "--out" in text and "(default:" in text, name
     assert "10%" in stages["sft"].format_help()
+    from llm.compare import main as compare_main
     from llm.report import main as report_main
 
-    with pytest.raises(SystemExit) as e:
-        report_main(["--help"])
-    assert e.value.code == 0
+    for tool in (report_main, compare_main):
+        with pytest.raises(SystemExit) as e:
+            tool(["--help"])
+        assert e.value.code == 0
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, "-m", "llm", "sft", "--help"], capture_output=True, text=True,
                           cwd=root, env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"},

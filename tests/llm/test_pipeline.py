@@ -168,3 +168,52 @@ def test_reference_summary_records_where_it_comes_from():
     assert len(p["git_commit"]) == 40 and p["command"].startswith("python -m llm pipeline")
     assert summary["chains"] >= 3 and set(summary["judges_run"]) == {"pm", "gold"}
     assert set(SECTIONS) >= {"winrate", "order", "judges"}
+
+
+def _chain(summary, i):
+    """Chain i's numbers: judge metrics and win rates against SFT."""
+    judges = {who: {k: v["per_chain"][i] for k, v in summary["judges"][who].items()} for who in ("pm", "rm")}
+    if "winrate_vs_sft" not in summary:
+        return judges
+    return judges, {(j, m): w["per_chain"][i]
+                    for j, d in summary["winrate_vs_sft"].items() for m, w in d.items()}
+
+
+def test_seed_shifts_the_chains_chain_i_trains_with_seed_plus_i(tiny_pipeline, tmp_path):
+    """``--seed 1 --seeds 1`` is chain 1 of ``--seed 0 --seeds 2``: the whole chain (SFT, PM/RM,
+    alignment, evaluation streams) derives from the chain's seed, so --seed is not ignored."""
+    _, cfg, summary = tiny_pipeline
+    shifted = run_pipeline(dataclasses.replace(cfg, out=str(tmp_path / "s1"), seed=1, seeds=1),
+                           progress=False)
+    assert _chain(shifted, 0) == _chain(summary, 1)
+    assert _chain(shifted, 0) != _chain(summary, 0)
+
+
+def test_judges_stage_trains_the_pipelines_judges_and_pairs_pm_with_rm(tiny_pipeline, tmp_path):
+    from llm.config import JudgesConfig
+    from llm.judges import run_judges
+
+    _, cfg, summary = tiny_pipeline
+    shape = {k: getattr(cfg, k) for k in ("n_layer", "n_embd", "n_head", "sft_steps", "pm_steps", "pm_pairs")}
+    out = tmp_path / "judges"
+    judges = run_judges(JudgesConfig(out=str(out), seeds=2, **shape), progress=False)
+    assert [_chain(judges, i) for i in (0, 1)] == [_chain(summary, i)[0] for i in (0, 1)]
+    d = judges["pm_minus_rm_accuracy"]
+    diff = np.subtract(judges["judges"]["pm"]["accuracy"]["per_chain"],
+                       judges["judges"]["rm"]["accuracy"]["per_chain"])
+    assert d["per_chain"] == diff.tolist() and d["ci95"] == pytest.approx(t_halfwidth(diff))
+    rows = _csv(out / "judges.csv")
+    assert [(r["seed"], r["judge"]) for r in rows] == [("0", "pm"), ("0", "rm"), ("1", "pm"), ("1", "rm")]
+    assert float(rows[3]["accuracy"]) == judges["judges"]["rm"]["accuracy"]["per_chain"][1]
+    with open(out / "summary.json") as f:
+        assert json.load(f) == json.loads(json.dumps(judges))
+    text = render_report(judges, ("provenance", "judges"))
+    assert "2 chains, seeds 0-1" in text and "PM minus RM accuracy" in text
+
+
+def test_judges_stage_refuses_one_chain(tmp_path, capsys):
+    from llm.cli import main
+
+    assert main(["judges", "--out", str(tmp_path / "j"), "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--seeds" in err and err.count("\n") == 1 and not (tmp_path / "j").exists()

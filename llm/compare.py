@@ -1,0 +1,187 @@
+"""``python -m llm compare REFERENCE RUN``: does RUN reproduce the reference summary?
+
+The README's LLM numbers come from one run on one machine (``llm/reference/summary.json``). Another
+machine rounds differently, so it trains slightly different models and cannot repeat those numbers
+bit for bit; what it can repeat is what the README concludes. This command checks both, in order:
+
+1. **bit for bit**: every number of the two ``summary.json`` files, except clock times and
+   provenance, is equal (what the same command on the same machine must give);
+2. **within the reference's intervals**: each win rate against SFT of RUN (its mean over chains)
+   lies inside the reference's 95 % chain-level interval, and each head-to-head ordering the
+   reference states (its ``separated`` pairs) keeps its direction in RUN (p(winner beats loser) > 1/2).
+   Whether RUN's own intervals separate the pair again is reported beside it, not required: with 3
+   chains a pair that the reference separates by a small margin is separated again only sometimes.
+
+Exit status 0 when RUN reproduces the reference in either sense, 1 when it does not, 2 on bad input
+(unreadable file, or the two runs were made with different settings). ``--write FILE --tag TAG``
+renders the result into the ``<!-- llm-report:TAG.compare -->`` blocks of a markdown file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from tabular.cliargs import Parser
+
+from .config import RESUMABLE_CHANGES
+
+__all__ = ["compare_summaries", "render_comparison", "main"]
+
+# Config fields that choose where and how a run is written, not what it computes.
+_NOT_RESULTS = RESUMABLE_CHANGES | {"log_every", "checkpoint_every"}
+# Summary entries a second run cannot repeat (clock times, where and when it ran).
+_NOT_REPEATABLE = {"provenance", "wall_time_s", "step_time_s"}
+
+
+def _leaves(x, path=()):
+    """(path, number) for every number in a JSON tree."""
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _leaves(v, path + (i,))
+    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+        yield path, float(x)
+
+
+def config_differences(ref: dict, run: dict) -> list[str]:
+    """The result-changing settings in which two summaries' configs differ."""
+    a, b = ref["config"], run["config"]
+    return sorted(k for k in set(a) | set(b) if k not in _NOT_RESULTS and a.get(k) != b.get(k))
+
+
+def compare_summaries(ref: dict, run: dict) -> dict:
+    """The reproduction verdict of ``run`` against ``ref`` (both ``summary.json`` dicts).
+
+    Returns ``{"numbers", "differing", "max_abs_diff", "bit_for_bit", "winrates", "orderings",
+    "judges", "within_intervals", "reproduces"}``; ``winrates``/``judges`` rows hold the reference's
+    interval and RUN's mean, ``orderings`` rows the reference's separated pairs with RUN's p.
+    """
+    stable = {k: v for k, v in ref.items() if k not in _NOT_REPEATABLE}
+    a = dict(_leaves(stable))
+    b = dict(_leaves({k: v for k, v in run.items() if k not in _NOT_REPEATABLE}))
+    shared = a.keys() & b.keys()
+    diffs = [abs(a[p] - b[p]) for p in shared if a[p] != b[p]]
+    bit_for_bit = a.keys() == b.keys() and not diffs
+    winrates = []
+    for j in ref["judges_run"]:
+        for m in ref["methods"]:
+            r, x = ref["winrate_vs_sft"][j][m], run["winrate_vs_sft"][j][m]
+            winrates.append({"judge": j, "method": m, "ref_mean": r["mean"], "lo": r["lo"], "hi": r["hi"],
+                             "run_mean": x["mean"], "inside": r["lo"] <= x["mean"] <= r["hi"]})
+    judges = []
+    for who in ("pm", "rm"):
+        if who in ref["judges"] and who in run["judges"]:
+            r, x = ref["judges"][who]["accuracy"], run["judges"][who]["accuracy"]
+            judges.append({"judge": who, "ref_mean": r["mean"], "lo": r["lo"], "hi": r["hi"],
+                           "run_mean": x["mean"], "inside": r["lo"] <= x["mean"] <= r["hi"]})
+    orderings = []
+    labels, g = run["labels"], run["win_matrix_gold"]
+    for j in ref["judges_run"]:
+        for e in ref["separated"][j]:
+            la, lb = (m if j == "pm" else f"{m}@{j}" for m in (e["winner"], e["loser"]))
+            i, k = labels.index(la), labels.index(lb)
+            p, hw = g["mean"][i][k], g["ci95"][i][k]
+            orderings.append({"judge": j, "winner": e["winner"], "loser": e["loser"], "ref_p": e["p"],
+                              "run_p": p, "run_ci95": hw, "kept": p > 0.5, "separated_again": p - hw > 0.5})
+    within = all(w["inside"] for w in winrates) and all(o["kept"] for o in orderings)
+    return {"numbers": len(a), "differing": len(diffs) + len(a.keys() ^ b.keys()),
+            "max_abs_diff": max(diffs, default=0.0), "bit_for_bit": bit_for_bit, "winrates": winrates,
+            "judges": judges, "orderings": orderings, "within_intervals": within,
+            "reproduces": bit_for_bit or within}
+
+
+def _name(label: str) -> str:
+    from .report import _name as name
+
+    return name(label)
+
+
+def render_comparison(ref: dict, run: dict) -> str:
+    """The verdict of :func:`compare_summaries` as markdown: provenance of both, then the checks."""
+    from .report import _JUDGE_TITLE, _float_path
+
+    c = compare_summaries(ref, run)
+
+    def origin(s):
+        p = s["provenance"]
+        fp = f" ({_float_path(p['float_path'])})" if "float_path" in p else ""
+        return (f"`{p['command']}` at `{(p['git_commit'] or 'unknown')[:10]}`, {p['date_utc']} UTC, on "
+                f"{p['machine']}{fp}, {s['wall_time_s'] / 60:.1f} min")
+
+    n_in = sum(w["inside"] for w in c["winrates"])
+    n_kept = sum(o["kept"] for o in c["orderings"])
+    n_again = sum(o["separated_again"] for o in c["orderings"])
+    if c["bit_for_bit"]:
+        verdict = f"**reproduces bit for bit**: all {c['numbers']} numbers equal"
+    else:
+        verdict = (f"{c['differing']} of {c['numbers']} numbers differ (largest difference "
+                   f"{c['max_abs_diff']:.3g}); **"
+                   + ("reproduces within the reference's intervals" if c["within_intervals"]
+                      else "does not reproduce") + "**")
+    lines = [f"Reference: {origin(ref)}.", f"Run: {origin(run)}.", "",
+             f"Verdict: {verdict}. Win rates against SFT inside the reference's 95 % interval: "
+             f"{n_in} of {len(c['winrates'])}; orderings the reference states that keep their direction: "
+             f"{n_kept} of {len(c['orderings'])} (separated again by the run's own intervals: {n_again}).",
+             "", "| condition | method | reference mean [95 % interval] | run mean | inside |",
+             "|---|---|---|---|---|"]
+    rows = ([(_JUDGE_TITLE[w["judge"]], _name(w["method"]), w) for w in c["winrates"]]
+            + [("held-out accuracy", w["judge"].upper(), w) for w in c["judges"]])
+    for condition, who, w in rows:
+        lines.append(f"| {condition} | {who} | {w['ref_mean']:.3f} [{w['lo']:.3f}, {w['hi']:.3f}] | "
+                     f"{w['run_mean']:.3f} | {'yes' if w['inside'] else 'NO'} |")
+    if c["orderings"]:
+        lines += ["", "| condition | ordering the reference states | reference p | run p ± 95 % | "
+                  "direction kept | separated again |", "|---|---|---|---|---|---|"]
+        for o in c["orderings"]:
+            lines.append(f"| {_JUDGE_TITLE[o['judge']]} | {_name(o['winner'])} beats {_name(o['loser'])} | "
+                         f"{o['ref_p']:.3f} | {o['run_p']:.3f} ± {o['run_ci95']:.3f} | "
+                         f"{'yes' if o['kept'] else 'NO'} | {'yes' if o['separated_again'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def _load(path: str) -> dict:
+    path = path if path.endswith(".json") else os.path.join(path, "summary.json")
+    with open(path) as f:
+        return json.load(f)
+
+
+def main(argv=None) -> int:
+    parser = Parser(prog="python -m llm compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("reference", help="the reference run folder or its summary.json "
+                                          "(e.g. llm/reference/summary.json)")
+    parser.add_argument("run", help="the run to check: a pipeline run folder or its summary.json")
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help="also write the verdict (every check, as numbers) to FILE")
+    parser.add_argument("--write", nargs="+", default=[], metavar="FILE",
+                        help="re-render the <!-- llm-report:TAG.compare --> blocks of these markdown files")
+    parser.add_argument("--tag", default="compare", help="the block tag --write fills")
+    args = parser.parse_args(argv)
+    from .report import replace_blocks
+
+    try:
+        ref, run = _load(args.reference), _load(args.run)
+        differ = config_differences(ref, run)
+        if differ:
+            raise ValueError("the two runs were made with different settings: " + ", ".join(differ))
+        text = render_comparison(ref, run)
+        verdict = compare_summaries(ref, run)
+        docs = {}
+        for name in args.write:  # read every file first: an unreadable one writes nothing
+            with open(name) as f:
+                docs[name] = replace_blocks(f.read(), None, args.tag,
+                                            render=lambda sec: {"compare": text}[sec])
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        print(f"python -m llm compare: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    from tabular.files import atomic_write_json, atomic_write_text
+
+    for name, doc in docs.items():
+        atomic_write_text(name, doc)
+    if args.json:
+        atomic_write_json(args.json, verdict)
+    print(text)
+    return 0 if verdict["reproduces"] else 1

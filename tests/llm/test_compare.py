@@ -1,0 +1,101 @@
+"""``python -m llm compare``: bit-for-bit, within-interval and ordering checks on the committed
+reference summary and perturbed copies of it (each check must be able to fail)."""
+
+import copy
+import json
+import os
+
+import pytest
+
+from llm.cli import main
+from llm.compare import compare_summaries, render_comparison
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REFERENCE = os.path.join(ROOT, "llm", "reference", "summary.json")
+
+
+@pytest.fixture(scope="module")
+def ref():
+    with open(REFERENCE) as f:
+        return json.load(f)
+
+
+def _save(tmp_path, summary, name="run"):
+    path = tmp_path / name / "summary.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(summary))
+    return str(path.parent)
+
+
+def test_a_summary_reproduces_itself_bit_for_bit_even_with_other_clock_and_provenance(ref):
+    run = copy.deepcopy(ref)
+    run["wall_time_s"] += 100.0
+    run["step_time_s"]["rl"] *= 2
+    run["provenance"]["date_utc"] = "2030-01-01 00:00:00"
+    run["config"]["out"] = "elsewhere"
+    c = compare_summaries(ref, run)
+    assert c["bit_for_bit"] and c["reproduces"] and c["differing"] == 0 and c["numbers"] > 1000
+    assert all(w["inside"] for w in c["winrates"]) and all(o["kept"] and o["separated_again"]
+                                                            for o in c["orderings"])
+    assert len(c["orderings"]) == sum(len(v) for v in ref["separated"].values())
+
+
+def test_a_round_off_difference_is_not_bit_for_bit_but_within_the_intervals(ref):
+    run = copy.deepcopy(ref)
+    run["judges"]["pm"]["brier"]["per_chain"][0] += 1e-12
+    c = compare_summaries(ref, run)
+    assert not c["bit_for_bit"] and c["differing"] == 1
+    assert c["max_abs_diff"] == pytest.approx(1e-12, rel=1e-3)
+    assert c["within_intervals"] and c["reproduces"]
+    assert "1 of " in render_comparison(ref, run) and "reproduces within the reference's intervals" in \
+        render_comparison(ref, run)
+
+
+def test_a_win_rate_outside_the_reference_interval_fails(ref):
+    run = copy.deepcopy(ref)
+    w = run["winrate_vs_sft"]["gold"]["rl"]
+    w["mean"] = ref["winrate_vs_sft"]["gold"]["rl"]["hi"] + 1e-6
+    c = compare_summaries(ref, run)
+    bad = [r for r in c["winrates"] if not r["inside"]]
+    assert [(r["judge"], r["method"]) for r in bad] == [("gold", "rl")]
+    assert not c["within_intervals"] and not c["reproduces"]
+    assert "does not reproduce" in render_comparison(ref, run)
+
+
+def test_a_stated_ordering_that_flips_fails(ref):
+    run = copy.deepcopy(ref)
+    e = ref["separated"]["pm"][0]
+    labels, g = run["labels"], run["win_matrix_gold"]
+    i, k = labels.index(e["winner"]), labels.index(e["loser"])
+    g["mean"][i][k], g["mean"][k][i] = 0.45, 0.55
+    c = compare_summaries(ref, run)
+    flipped = [o for o in c["orderings"] if not o["kept"]]
+    assert [(o["winner"], o["loser"]) for o in flipped] == [(e["winner"], e["loser"])]
+    assert not c["reproduces"]
+
+
+def test_cli_exit_status_json_and_rendered_block(ref, tmp_path, capsys):
+    same = _save(tmp_path, ref, "same")
+    doc = tmp_path / "doc.md"
+    doc.write_text("x\n<!-- llm-report:repro.compare -->\nstale\n<!-- /llm-report:repro.compare -->\n")
+    assert main(["compare", REFERENCE, same, "--json", str(tmp_path / "v.json"), "--write", str(doc),
+                 "--tag", "repro"]) == 0
+    assert json.loads((tmp_path / "v.json").read_text())["bit_for_bit"] is True
+    assert "stale" not in doc.read_text() and "reproduces bit for bit" in doc.read_text()
+    worse = copy.deepcopy(ref)
+    worse["winrate_vs_sft"]["pm"]["online_ipo"]["mean"] = 0.0
+    assert main(["compare", REFERENCE, _save(tmp_path, worse, "worse")]) == 1
+    assert "| NO |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["config"].__setitem__("seeds", 5), "different settings: seeds"),
+    (lambda s: s.pop("winrate_vs_sft"), "KeyError"),
+])
+def test_cli_refuses_runs_that_cannot_be_compared_with_one_line(ref, tmp_path, capsys, change, message):
+    other = copy.deepcopy(ref)
+    change(other)
+    assert main(["compare", REFERENCE, _save(tmp_path, other)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["compare", REFERENCE, str(tmp_path / "missing")]) == 2
