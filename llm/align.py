@@ -151,9 +151,11 @@ def run_align(cfg, progress: bool = True) -> dict:
     scorer = None
     if cfg.judge == "pm":
         if m.kind == "rl":
-            scorer, scorer_codec = load_scorer(cfg.rm, "--rm reward model", task.max_prompt_tokens)
+            scorer, scorer_codec = load_scorer(cfg.rm, "--rm reward model", task.max_prompt_tokens,
+                                                   "bradley-terry")
         else:
-            scorer, scorer_codec = load_scorer(cfg.pm, "--pm preference model", task.max_prompt_tokens)
+            scorer, scorer_codec = load_scorer(cfg.pm, "--pm preference model", task.max_prompt_tokens,
+                                                   "preference")
         if scorer_codec.tokenizer.to_str() != codec.tokenizer.to_str():
             raise UsageError("the scoring model's tokenizer differs from the SFT model's")
     max_new = cfg.max_new_tokens or task.max_new_tokens

@@ -158,8 +158,11 @@ def main(argv=None) -> int:
                         help="also write the verdict (every check, as numbers) to FILE")
     parser.add_argument("--write", nargs="+", default=[], metavar="FILE",
                         help="re-render the <!-- llm-report:TAG.compare --> blocks of these markdown files")
-    parser.add_argument("--tag", default="compare", help="the block tag --write fills")
+    parser.add_argument("--tag", default=None,
+                        help="with --write: the tag TAG of the blocks to fill (e.g. rerun, otherfp)")
     args = parser.parse_args(argv)
+    if args.write and not args.tag:
+        parser.error("--write needs --tag (the blocks are <!-- llm-report:TAG.compare -->)")
     from .report import replace_blocks
 
     try:

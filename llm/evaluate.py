@@ -146,7 +146,7 @@ def run_evaluate(cfg, progress: bool = True) -> dict:
         models.setdefault(name, []).append(model)
     pm = None
     if cfg.pm:
-        pm, pm_codec = load_scorer(cfg.pm, "--pm preference model", task.max_prompt_tokens)
+        pm, pm_codec = load_scorer(cfg.pm, "--pm preference model", task.max_prompt_tokens, "preference")
         if pm_codec.tokenizer.to_str() != codec.tokenizer.to_str():
             raise UsageError(f"--pm {cfg.pm} uses another tokenizer than the policies")
         pm.to(device).eval()

@@ -22,6 +22,7 @@ Every check on a user-supplied path raises :class:`UsageError` with one line nam
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -352,8 +353,11 @@ def load_causal_lm(path: str, what: str = "model", max_prompt_tokens: int = 64):
     return _load(path, what, max_prompt_tokens, AutoModelForCausalLM, is_causal_lm, "causal LM")
 
 
-def load_scorer(path: str, what: str = "preference model", max_prompt_tokens: int = 64):
-    """Load a local one-logit sequence classifier (PM or RM) and its tokenizer."""
+def load_scorer(path: str, what: str = "preference model", max_prompt_tokens: int = 64,
+                kind: str | None = None):
+    """Load a local one-logit sequence classifier (PM or RM) and its tokenizer. ``kind``
+    (``preference`` or ``bradley-terry``): refuse a ``train-pm`` model saved as the other kind (its
+    ``info.json``), e.g. the RM passed as ``--pm``, which would read as a pair-input PM."""
     from transformers import AutoModelForSequenceClassification
 
     def is_scorer(config):
@@ -362,6 +366,14 @@ def load_scorer(path: str, what: str = "preference model", max_prompt_tokens: in
 
     model, codec = _load(path, what, max_prompt_tokens, AutoModelForSequenceClassification, is_scorer,
                          "one-logit sequence classifier")
+    info_path = os.path.join(path, "info.json")
+    saved_as = None
+    if kind is not None and os.path.isfile(info_path):
+        with open(info_path) as f:
+            saved_as = json.load(f).get("kind")
+    if saved_as is not None and saved_as != kind:
+        raise UsageError(f"{what} {path} was saved by train-pm as a {saved_as} model, not a {kind} model "
+                         "(the PM is OUT/pm, the RM OUT/rm)")
     form = getattr(model.config, "pm_form", "pairwise")
     if form not in PM_FORMS:  # refused before any stage starts, not at its first PM call
         raise UsageError(f"{what} {path} has pm_form {form!r} in its config.json; known forms: "

@@ -206,7 +206,7 @@ def _evaluate_chain(cfg, chain: int, task, device, sft_path: str, pm_path: str, 
         model, codec = load_causal_lm(path, name, task.max_prompt_tokens)
         responses[name] = sample_responses(model, codec, prompts, stream_seed(chain, name, "test"), device,
                                            max_new)
-    pm, _ = load_scorer(pm_path, "--pm preference model", task.max_prompt_tokens)
+    pm, _ = load_scorer(pm_path, "--pm preference model", task.max_prompt_tokens, "preference")
     pm.to(device).eval()
     ev = chain_matrices(task, codec, prompts, cfg.n_prompts, responses, pm, device, cfg.pm_eval_prompts)
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ev.items()}

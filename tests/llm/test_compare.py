@@ -99,3 +99,9 @@ def test_cli_refuses_runs_that_cannot_be_compared_with_one_line(ref, tmp_path, c
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert main(["compare", REFERENCE, str(tmp_path / "missing")]) == 2
+
+
+def test_write_needs_a_tag(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["compare", REFERENCE, REFERENCE, "--write", str(tmp_path / "doc.md")])
+    assert e.value.code == 2 and "--write needs --tag" in capsys.readouterr().err

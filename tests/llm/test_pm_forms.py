@@ -139,3 +139,21 @@ def test_pm_init_rm_needs_the_reward_model():
     with pytest.raises(UsageError, match="--pm-init rm starts the PM from the reward model"):
         PMConfig(out="x", sft="y", reward_model=False).validate()
     PMConfig(out="x", sft="y", reward_model=False, pm_init="scratch").validate()
+
+
+def test_the_rm_passed_as_pm_is_refused_with_one_line(tiny, tmp_path, capsys):
+    """The RM is a one-logit classifier too: without its info.json kind it would read as a
+    pair-input PM and label pairs with a model never trained on pairs."""
+    from llm.cli import main
+
+    assert load_scorer(tiny["pm"], "--pm preference model", kind="preference")[0] is not None
+    assert load_scorer(tiny["rm"], "--rm reward model", kind="bradley-terry")[0] is not None
+    with pytest.raises(UsageError, match="saved by train-pm as a bradley-terry model"):
+        load_scorer(tiny["rm"], "--pm preference model", kind="preference")
+    with pytest.raises(UsageError, match="saved by train-pm as a preference model"):
+        load_scorer(tiny["pm"], "--rm reward model", kind="bradley-terry")
+    out = tmp_path / "align"
+    assert main(["align", "--out", str(out), "--sft", tiny["sft"], "--pm", tiny["rm"],
+                 "--method", "online_ipo", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "bradley-terry model" in err and err.count("\n") == 1 and not out.exists()
