@@ -443,9 +443,10 @@ class StudyConfig(JudgeTraining, ModelShape, RunConfig):
                      "paper: the flags as given", choices=("quick", "paper"))
     methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
                        "methods to sweep, select and compare")
-    taus: list = _f(["online_ipo=0.01,0.02,0.05,0.1,0.2,0.5,1", "ipo_md=0.01,0.02,0.05,0.1,0.2,0.5,1",
-                     "online_dpo=0.05,0.1,0.2,0.5,1,2", "online_slic=0.05,0.1,0.2,0.5,1,2",
-                     "nash_md_pg=0.005,0.01,0.02,0.05,0.1", "rl=0.005,0.01,0.02,0.05,0.1,0.2"],
+    taus: list = _f(["online_ipo=0.005,0.01,0.02,0.05,0.1,0.2,0.5,1",
+                     "ipo_md=0.005,0.01,0.02,0.05,0.1,0.2,0.5,1",
+                     "online_dpo=0.025,0.05,0.1,0.2,0.5,1,2", "online_slic=0.025,0.05,0.1,0.2,0.5,1,2",
+                     "nash_md_pg=0.0025,0.005,0.01,0.02,0.05,0.1", "rl=0.0025,0.005,0.01,0.02,0.05,0.1,0.2"],
                     "tau grid per method, METHOD=T1,T2,...")
     betas: list = _f(["0.0", "0.125", "0.25", "0.5"], "beta grid of ipo_md and nash_md_pg")
     beta: float = _f(0.125, "beta of the other methods' runs (unused by them; names the run)")

@@ -249,7 +249,15 @@ def _selected(s: dict) -> str:
         beta = f"{r['beta']:g}" if METHODS[m].uses_beta else "—"
         lines.append(f"| {_name(m)} | {r['tau']:g} ({grids.get(m, '?')}) | {beta} | {r['step']} | "
                      f"{r['winrate_vs_sft']:.3f} |")
+    grid_of = {m: sorted(float(t) for t in g.split(",")) for m, g in grids.items()}
+    edge = [f"{_name(m)} ({'lowest' if r['tau'] == grid_of[m][0] else 'highest'})"
+            for m, r in s["selected"].items() if len(grid_of.get(m, [])) > 1 and r["tau"] in
+            (grid_of[m][0], grid_of[m][-1])]
+    last = [_name(m) for m, r in s["selected"].items() if r["step"] == c["align_steps"]]
     n = c.get("valid_prompts")
+    lines += ["", "Selected tau at an end of its grid (the best tau may lie beyond it): "
+              + (", ".join(edge) if edge else "none") + ". Selected at the last checkpoint (longer "
+              "training may do better): " + (", ".join(last) if last else "none") + "."]
     lines += ["", f"Selected on chain 0 by the gold win rate against SFT on {n} `valid` prompts x 2 "
               f"responses, every {c['eval_every']} steps (the highest; ties to the earlier step); the "
               "selection's own noise is not in the chain intervals of the tables that follow."]

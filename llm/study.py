@@ -43,8 +43,10 @@ from .train import run_sft, run_train_pm
 __all__ = ["run_study", "select_settings", "apply_preset", "QUICK"]
 
 # The quick preset: what it sets (printed by the study, so its output says what it reduced).
-QUICK = {"taus": ["online_ipo=0.02,0.1,0.5", "ipo_md=0.02,0.1,0.5", "online_dpo=0.1,0.5,2",
-                  "online_slic=0.1,0.5,2", "nash_md_pg=0.01,0.05", "rl=0.01,0.05,0.2"],
+# Its tau grids start one step below where the first quick study (941dd80) selected every method's
+# smallest tau, so that a selection inside the grid can be told from one at its edge.
+QUICK = {"taus": ["online_ipo=0.005,0.02,0.1", "ipo_md=0.005,0.02,0.1", "online_dpo=0.025,0.1,0.5",
+                  "online_slic=0.025,0.1,0.5", "nash_md_pg=0.0025,0.01,0.05", "rl=0.0025,0.01,0.05"],
          "betas": ["0.125", "0.5"], "chains": 3, "sft_steps": 500, "pm_steps": 1000, "pm_pairs": 8000,
          "align_steps": 150, "eval_every": 50,
          "valid_prompts": 256, "n_prompts": 2048, "samples_per_prompt": 1}

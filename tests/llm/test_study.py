@@ -27,6 +27,21 @@ def test_selection_takes_the_best_validation_point_and_never_step_zero():
     assert best["b"]["beta"] == 0.5
 
 
+def test_selected_section_names_selections_at_a_grid_edge_or_the_last_checkpoint():
+    from llm.report import render_section
+
+    s = {"config": {"taus": ["online_ipo=0.01,0.1,1", "rl=0.5,0.05"], "align_steps": 100, "eval_every": 50,
+                    "valid_prompts": 8},
+         "selected": {"online_ipo": {"tau": 0.1, "beta": 0.1, "step": 50, "winrate_vs_sft": 0.6},
+                      "rl": {"tau": 0.5, "beta": 0.1, "step": 100, "winrate_vs_sft": 0.7}}}
+    text = render_section(s, "selected")
+    assert "end of its grid (the best tau may lie beyond it): RL (highest)." in text
+    assert "last checkpoint (longer training may do better): RL." in text
+    s["selected"]["rl"].update(tau=0.05, step=50)
+    text = render_section(s, "selected")
+    assert "beyond it): RL (lowest)." in text and "do better): none." in text
+
+
 def test_quick_preset_says_what_it_changes():
     cfg, changes = apply_preset(StudyConfig(out="x"))
     assert cfg.chains == QUICK["chains"] and cfg.taus == QUICK["taus"]
