@@ -4,8 +4,8 @@ The README's LLM numbers come from one run on one machine (``llm/reference/summa
 machine rounds differently, so it trains slightly different models and cannot repeat those numbers
 bit for bit; what it can repeat is what the README concludes. This command checks both, in order:
 
-1. **bit for bit**: every number of the two ``summary.json`` files, except clock times and
-   provenance, is equal (what the same command on the same machine must give);
+1. **bit for bit**: every result number of the two ``summary.json`` files (all but clock times,
+   provenance and the config) is equal (what the same command on the same machine must give);
 2. **within the reference's intervals**: each win rate against SFT of RUN (its mean over chains)
    lies inside the reference's 95 % chain-level interval, and each head-to-head ordering the
    reference states (its ``separated`` pairs) keeps its direction in RUN (p(winner beats loser) > 1/2).
@@ -31,8 +31,9 @@ __all__ = ["compare_summaries", "render_comparison", "main"]
 
 # Config fields that choose where and how a run is written, not what it computes.
 _NOT_RESULTS = RESUMABLE_CHANGES | {"log_every", "checkpoint_every"}
-# Summary entries a second run cannot repeat (clock times, where and when it ran).
-_NOT_REPEATABLE = {"provenance", "wall_time_s", "step_time_s"}
+# Summary entries a second run cannot repeat (clock times, where and when it ran), and the config
+# (compared on its own: settings such as --threads may differ between the runs).
+_NOT_REPEATABLE = {"provenance", "wall_time_s", "step_time_s", "config"}
 
 
 def _leaves(x, path=()):

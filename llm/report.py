@@ -12,7 +12,7 @@ chains), ``order`` (the head-to-head orderings the chain-level intervals separat
 (the paper's Table 2 ordering, claim by claim), ``judges`` (PM / RM against the gold judge:
 accuracy, ECE, MAE, Brier, reliability), ``matrix`` (the side-by-side matrices) and ``provenance``
 (date, machine, commit, command, wall time); for a study also ``selected`` (its selection on
-``valid``).
+``valid``). A ``python -m llm judges`` summary has ``provenance`` and ``judges``.
 """
 
 from __future__ import annotations
@@ -302,8 +302,9 @@ def main(argv=None) -> int:
     parser = Parser(prog="python -m llm report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir",
                         help="a pipeline run folder (with summary.json), or the summary file itself")
-    parser.add_argument("--sections", nargs="+", choices=list(_RENDER), default=list(SECTIONS),
-                        help="sections to print (selected: a study's selection)")
+    parser.add_argument("--sections", nargs="+", choices=list(_RENDER), default=None,
+                        help="sections to print (default: " + " ".join(SECTIONS) + "; for a judges run: "
+                             "provenance judges; selected: a study's selection)")
     parser.add_argument("--write", nargs="+", default=[], metavar="FILE",
                         help="re-render the llm-report blocks of these markdown files in place")
     parser.add_argument("--tag", default=None,
@@ -314,7 +315,9 @@ def main(argv=None) -> int:
     try:
         with open(path) as f:
             summary = json.load(f)
-        text = render_report(summary, args.sections)
+        judges_run = summary.get("kind") == "judges"
+        sections = args.sections or (("provenance", "judges") if judges_run else SECTIONS)
+        text = render_report(summary, sections)
         docs = {}
         for name in args.write:  # read every file first: an unreadable one writes nothing
             with open(name) as f:

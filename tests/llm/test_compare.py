@@ -9,6 +9,7 @@ import pytest
 
 from llm.cli import main
 from llm.compare import compare_summaries, render_comparison
+from llm.report import replace_blocks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REFERENCE = os.path.join(ROOT, "llm", "reference", "summary.json")
@@ -33,6 +34,7 @@ def test_a_summary_reproduces_itself_bit_for_bit_even_with_other_clock_and_prove
     run["step_time_s"]["rl"] *= 2
     run["provenance"]["date_utc"] = "2030-01-01 00:00:00"
     run["config"]["out"] = "elsewhere"
+    run["config"]["threads"] = 2  # where and how a run is written is not a result
     c = compare_summaries(ref, run)
     assert c["bit_for_bit"] and c["reproduces"] and c["differing"] == 0 and c["numbers"] > 1000
     assert all(w["inside"] for w in c["winrates"]) and all(o["kept"] and o["separated_again"]
@@ -105,3 +107,29 @@ def test_write_needs_a_tag(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["compare", REFERENCE, REFERENCE, "--write", str(tmp_path / "doc.md")])
     assert e.value.code == 2 and "--write needs --tag" in capsys.readouterr().err
+
+
+# llm/README.md block tag -> the committed summary of the run it compares with the reference
+COMPARISONS = {"rerun": os.path.join(ROOT, "llm", "reference", "rerun", "summary.json"),
+               "otherfp": os.path.join(ROOT, "llm", "reference", "other_fp", "summary.json")}
+
+
+@pytest.mark.parametrize("tag", list(COMPARISONS))
+def test_llm_readme_comparisons_equal_what_compare_renders_from_the_committed_runs(ref, tag):
+    with open(os.path.join(ROOT, "llm", "README.md")) as f:
+        text = f.read()
+    assert f"<!-- llm-report:{tag}.compare -->" in text
+    with open(COMPARISONS[tag]) as f:
+        run = json.load(f)
+    rendered = render_comparison(ref, run)
+    rel = os.path.relpath(COMPARISONS[tag], ROOT)
+    assert replace_blocks(text, None, tag, render={"compare": rendered}.__getitem__) == text, (
+        f"re-render with `python -m llm compare llm/reference/summary.json {rel} --write llm/README.md "
+        f"--tag {tag}`")
+
+
+def test_the_other_float_path_run_records_the_kernels_it_forced():
+    with open(COMPARISONS["otherfp"]) as f:
+        fp = json.load(f)["provenance"]["float_path"]
+    assert fp["cpu_capability"] == "DEFAULT" and fp["env"] == {"ATEN_CPU_CAPABILITY": "default",
+                                                               "MKL_CBWR": "COMPATIBLE"}

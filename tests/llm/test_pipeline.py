@@ -118,20 +118,21 @@ def test_t_halfwidth_by_hand():
     assert np.isnan(t_halfwidth([0.5]))
 
 
-# block tag -> the committed reference summary that renders those blocks
-REFERENCES = {None: REFERENCE, "study": os.path.join(ROOT, "llm", "reference", "study", "summary.json")}
+# block tag -> the committed reference summary that renders those blocks, and the files that hold them
+REFERENCES = {None: (REFERENCE, ["README.md", os.path.join("llm", "README.md")]),
+              "study": (os.path.join(ROOT, "llm", "reference", "study", "summary.json"),
+                        [os.path.join("llm", "README.md")]),
+              "judges": (os.path.join(ROOT, "llm", "reference", "judges", "summary.json"),
+                         [os.path.join("llm", "README.md")])}
 
 
-@pytest.mark.parametrize("tag", list(REFERENCES))
-@pytest.mark.parametrize("readme", ["README.md", os.path.join("llm", "README.md")])
+@pytest.mark.parametrize("tag, readme", [(t, r) for t, (_, files) in REFERENCES.items() for r in files])
 def test_readme_tables_equal_the_report_of_the_committed_reference(readme, tag):
     with open(os.path.join(ROOT, readme)) as f:
         text = f.read()
     marker = "<!-- llm-report:" + (f"{tag}." if tag else "")
-    if tag and marker not in text:
-        pytest.skip(f"{readme} has no block tagged {tag}")
-    assert marker in text, f"{readme} has no llm-report block"
-    path = REFERENCES[tag]
+    assert marker in text, f"{readme} has no {marker} block"
+    path = REFERENCES[tag][0]
     with open(path) as f:
         summary = json.load(f)
     rel, flag = os.path.relpath(path, ROOT), f" --tag {tag}" if tag else ""
