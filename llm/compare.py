@@ -57,7 +57,8 @@ def config_differences(ref: dict, run: dict) -> list[str]:
 def compare_summaries(ref: dict, run: dict) -> dict:
     """The reproduction verdict of ``run`` against ``ref`` (both ``summary.json`` dicts).
 
-    Returns ``{"numbers", "differing", "max_abs_diff", "bit_for_bit", "winrates", "orderings",
+    Returns ``{"numbers", "differing", "max_abs_diff", "max_abs_diff_at" (its path in the summary),
+    "bit_for_bit", "winrates", "orderings",
     "judges", "within_intervals", "reproduces"}``; ``winrates``/``judges`` rows hold the reference's
     interval and RUN's mean, ``orderings`` rows the reference's separated pairs with RUN's p.
     """
@@ -65,7 +66,7 @@ def compare_summaries(ref: dict, run: dict) -> dict:
     a = dict(_leaves(stable))
     b = dict(_leaves({k: v for k, v in run.items() if k not in _NOT_REPEATABLE}))
     shared = a.keys() & b.keys()
-    diffs = [abs(a[p] - b[p]) for p in shared if a[p] != b[p]]
+    diffs = sorted((abs(a[p] - b[p]), ".".join(map(str, p))) for p in shared if a[p] != b[p])
     bit_for_bit = a.keys() == b.keys() and not diffs
     winrates = []
     for j in ref["judges_run"]:
@@ -90,7 +91,9 @@ def compare_summaries(ref: dict, run: dict) -> dict:
                               "run_p": p, "run_ci95": hw, "kept": p > 0.5, "separated_again": p - hw > 0.5})
     within = all(w["inside"] for w in winrates) and all(o["kept"] for o in orderings)
     return {"numbers": len(a), "differing": len(diffs) + len(a.keys() ^ b.keys()),
-            "max_abs_diff": max(diffs, default=0.0), "bit_for_bit": bit_for_bit, "winrates": winrates,
+            "max_abs_diff": diffs[-1][0] if diffs else 0.0,
+            "max_abs_diff_at": diffs[-1][1] if diffs else None,
+            "bit_for_bit": bit_for_bit, "winrates": winrates,
             "judges": judges, "orderings": orderings, "within_intervals": within,
             "reproduces": bit_for_bit or within}
 
@@ -120,7 +123,7 @@ def render_comparison(ref: dict, run: dict) -> str:
         verdict = f"**reproduces bit for bit**: all {c['numbers']} numbers equal"
     else:
         verdict = (f"{c['differing']} of {c['numbers']} numbers differ (largest difference "
-                   f"{c['max_abs_diff']:.3g}); **"
+                   f"{c['max_abs_diff']:.3g}, at {c['max_abs_diff_at']}); **"
                    + ("reproduces within the reference's intervals" if c["within_intervals"]
                       else "does not reproduce") + "**")
     lines = [f"Reference: {origin(ref)}.", f"Run: {origin(run)}.", "",

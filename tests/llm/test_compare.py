@@ -48,6 +48,7 @@ def test_a_round_off_difference_is_not_bit_for_bit_but_within_the_intervals(ref)
     c = compare_summaries(ref, run)
     assert not c["bit_for_bit"] and c["differing"] == 1
     assert c["max_abs_diff"] == pytest.approx(1e-12, rel=1e-3)
+    assert c["max_abs_diff_at"] == "judges.pm.brier.per_chain.0"
     assert c["within_intervals"] and c["reproduces"]
     assert "1 of " in render_comparison(ref, run) and "reproduces within the reference's intervals" in \
         render_comparison(ref, run)
