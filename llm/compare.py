@@ -26,6 +26,7 @@ import sys
 from tabular.cliargs import Parser
 
 from .config import RESUMABLE_CHANGES
+from .report import _JUDGE_TITLE, _float_path, _name, replace_blocks
 
 __all__ = ["compare_summaries", "render_comparison", "main"]
 
@@ -62,9 +63,7 @@ def compare_summaries(ref: dict, run: dict) -> dict:
     "judges", "within_intervals", "reproduces"}``; ``winrates``/``judges`` rows hold the reference's
     interval and RUN's mean, ``orderings`` rows the reference's separated pairs with RUN's p.
     """
-    stable = {k: v for k, v in ref.items() if k not in _NOT_REPEATABLE}
-    a = dict(_leaves(stable))
-    b = dict(_leaves({k: v for k, v in run.items() if k not in _NOT_REPEATABLE}))
+    a, b = (dict(_leaves({k: v for k, v in s.items() if k not in _NOT_REPEATABLE})) for s in (ref, run))
     shared = a.keys() & b.keys()
     diffs = sorted((abs(a[p] - b[p]), ".".join(map(str, p))) for p in shared if a[p] != b[p])
     bit_for_bit = a.keys() == b.keys() and not diffs
@@ -98,17 +97,10 @@ def compare_summaries(ref: dict, run: dict) -> dict:
             "reproduces": bit_for_bit or within}
 
 
-def _name(label: str) -> str:
-    from .report import _name as name
-
-    return name(label)
-
-
-def render_comparison(ref: dict, run: dict) -> str:
-    """The verdict of :func:`compare_summaries` as markdown: provenance of both, then the checks."""
-    from .report import _JUDGE_TITLE, _float_path
-
-    c = compare_summaries(ref, run)
+def render_comparison(ref: dict, run: dict, c: dict | None = None) -> str:
+    """The verdict ``c`` of :func:`compare_summaries` (computed when not given) as markdown:
+    provenance of both runs, then the checks."""
+    c = c or compare_summaries(ref, run)
 
     def origin(s):
         p = s["provenance"]
@@ -167,15 +159,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.write and not args.tag:
         parser.error("--write needs --tag (the blocks are <!-- llm-report:TAG.compare -->)")
-    from .report import replace_blocks
-
     try:
         ref, run = _load(args.reference), _load(args.run)
         differ = config_differences(ref, run)
         if differ:
             raise ValueError("the two runs were made with different settings: " + ", ".join(differ))
-        text = render_comparison(ref, run)
         verdict = compare_summaries(ref, run)
+        text = render_comparison(ref, run, verdict)
         docs = {}
         for name in args.write:  # read every file first: an unreadable one writes nothing
             with open(name) as f:

@@ -10,7 +10,7 @@ Writes into ``OUT``: ``chainI/sft`` and ``chainI/pm`` (run folders), ``judges.cs
 (``seed,judge,accuracy,calibration_error,mean_abs_error,brier``) and ``summary.json``: ``config``,
 ``provenance``, ``chains``, ``judges`` and ``reliability`` (as in the pipeline's summary),
 ``pm_minus_rm_accuracy`` (``per_chain``, ``mean``, ``ci95`` = 95 % paired t half-width, ``lo``,
-``hi``) and ``wall_time_s``; ``python -m llm report OUT --sections judges`` renders it.
+``hi``) and ``wall_time_s``; ``python -m llm report OUT`` renders it.
 """
 
 from __future__ import annotations
@@ -23,15 +23,18 @@ import numpy as np
 
 from tabular.files import atomic_write_json
 
-from .config import PMConfig, SFTConfig
-from .pipeline import _interval, _write_csv, judge_summary, provenance
+from .pipeline import (
+    JUDGE_METRICS,
+    _interval,
+    _write_csv,
+    judge_summary,
+    provenance,
+    stage_flags,
+    train_chain_judges,
+)
 from .runtime import prepare_run_dir, setup_torch, start_run_dir
-from .train import run_sft, run_train_pm
 
 __all__ = ["run_judges"]
-
-_METRICS = ("accuracy", "calibration_error", "mean_abs_error", "brier")
-
 
 def run_judges(cfg, progress: bool = True) -> dict:
     """Train and score the judges of every chain with ``cfg``; returns the ``summary.json`` contents."""
@@ -40,19 +43,13 @@ def run_judges(cfg, progress: bool = True) -> dict:
     setup_torch(cfg)
     start_run_dir(cfg, resuming)
     t0, origin = time.perf_counter(), provenance()
-    common = dict(task=cfg.task, task_seed=cfg.task_seed, device=cfg.device, bf16=cfg.bf16,
-                  threads=cfg.threads, resume=cfg.resume, checkpoint_every=cfg.checkpoint_every,
-                  log_every=cfg.log_every, n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head)
+    common = stage_flags(cfg)
     chains, rows = [], []
     for i in range(cfg.seeds):
         root, seed = os.path.join(cfg.out, f"chain{i}"), cfg.seed + i
-        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=seed, steps=cfg.sft_steps, **common),
-                      progress)
-        pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=seed, sft=sft["model"],
-                                   steps=cfg.pm_steps, n_pairs=cfg.pm_pairs, pm_form=cfg.pm_form,
-                                   pm_init=cfg.pm_init, **common), progress)
+        _, pm = train_chain_judges(cfg, root, seed, common, progress)
         chains.append({"heldout": pm["heldout"]})
-        rows += [[seed, who, *(pm["heldout"][who][k] for k in _METRICS)] for who in ("pm", "rm")]
+        rows += [[seed, who, *(pm["heldout"][who][k] for k in JUDGE_METRICS)] for who in ("pm", "rm")]
         if progress:
             print(f"chain {i} (seed {seed}): PM accuracy {pm['heldout']['pm']['accuracy']:.3f}, "
                   f"RM {pm['heldout']['rm']['accuracy']:.3f}", flush=True)
@@ -61,7 +58,7 @@ def run_judges(cfg, progress: bool = True) -> dict:
     summary = {"schema": 1, "kind": "judges", "config": dataclasses.asdict(cfg), "provenance": origin,
                "chains": cfg.seeds, "judges": judges, "reliability": reliability,
                "pm_minus_rm_accuracy": _interval(diff), "wall_time_s": time.perf_counter() - t0}
-    _write_csv(os.path.join(cfg.out, "judges.csv"), ["seed", "judge", *_METRICS], rows)
+    _write_csv(os.path.join(cfg.out, "judges.csv"), ["seed", "judge", *JUDGE_METRICS], rows)
     atomic_write_json(os.path.join(cfg.out, "summary.json"), summary)
     if progress:
         from .report import render_report

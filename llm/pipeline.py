@@ -53,7 +53,8 @@ from .runtime import prepare_run_dir, setup_torch, start_run_dir
 from .sampling import sample_responses, stream_seed
 from .train import run_sft, run_train_pm
 
-__all__ = ["run_pipeline", "summarise", "judge_summary", "provenance", "label_of"]
+__all__ = ["run_pipeline", "summarise", "judge_summary", "train_chain_judges", "stage_flags", "provenance",
+           "label_of", "JUDGE_METRICS"]
 
 
 def _write_csv(path: str, header: list[str], rows: list[list]) -> None:
@@ -168,12 +169,34 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
     }
 
 
+# What train-pm's held-out scoring reports for each judge, against the exact gold probabilities.
+JUDGE_METRICS = ("accuracy", "calibration_error", "mean_abs_error", "brier")
+
+
+def stage_flags(cfg, resume: bool | None = None) -> dict:
+    """The run flags a chain-running stage (pipeline, study, judges) hands each stage it runs."""
+    return dict(task=cfg.task, task_seed=cfg.task_seed, device=cfg.device, bf16=cfg.bf16,
+                threads=cfg.threads, resume=cfg.resume if resume is None else resume,
+                checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every)
+
+
+def train_chain_judges(cfg, root: str, seed: int, common: dict, progress: bool) -> tuple[dict, dict]:
+    """One chain's SFT model (``ROOT/sft``) and its PM and RM (``ROOT/pm``), trained with ``seed``:
+    what every chain of the pipeline, the study and the judges stage trains before alignment."""
+    shape = dict(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head)
+    sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=seed, steps=cfg.sft_steps, **shape, **common),
+                  progress)
+    pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=seed, sft=sft["model"], steps=cfg.pm_steps,
+                               n_pairs=cfg.pm_pairs, pm_form=cfg.pm_form, pm_init=cfg.pm_init, **shape,
+                               **common), progress)
+    return sft, pm
+
+
 def judge_summary(chains: list[dict]) -> tuple[dict, dict]:
     """``judges`` (PM/RM held-out accuracy, ECE, MAE, Brier against gold, each an interval over
     chains; the always-1/2 MAE; the gold BT fit's accuracy) and ``reliability`` (pooled bins) of
     ``chains``, each ``{"heldout": train-pm's heldout.json, ["bt_fit_accuracy": float]}``."""
-    metrics = ("accuracy", "calibration_error", "mean_abs_error", "brier")
-    judges = {who: {k: _interval([c["heldout"][who][k] for c in chains]) for k in metrics}
+    judges = {who: {k: _interval([c["heldout"][who][k] for c in chains]) for k in JUDGE_METRICS}
               for who in ("pm", "rm") if who in chains[0]["heldout"]}
     judges["always_half"] = {"mean_abs_error": _interval([c["heldout"]["gold_sft_pairs_mean_abs_p_minus_half"]
                                                           for c in chains])}
@@ -221,21 +244,14 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
     device = setup_torch(cfg)
     start_run_dir(cfg, resuming)
     t_start, origin = time.perf_counter(), provenance()  # the code and command as they were at the start
-    common = dict(task=cfg.task, task_seed=cfg.task_seed, device=cfg.device, bf16=cfg.bf16,
-                  threads=cfg.threads, resume=cfg.resume, checkpoint_every=cfg.checkpoint_every,
-                  log_every=cfg.log_every)
-    shape = dict(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head)
+    common = stage_flags(cfg)
     task = make_task(cfg.task, cfg.task_seed)
     curves, chains = [], []
     tau_rows, beta_rows = [], []
     for i in range(cfg.seeds):
         root, c = os.path.join(cfg.out, f"chain{i}"), cfg.seed + i  # chain i's seed: --seed + i
         # 1. SFT (mu) ; 2. preference + reward models: retrained per chain seed
-        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=c, steps=cfg.sft_steps, **shape,
-                                **common), progress)
-        pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=c, sft=sft["model"], steps=cfg.pm_steps,
-                                   n_pairs=cfg.pm_pairs, pm_form=cfg.pm_form, pm_init=cfg.pm_init, **shape,
-                                   **common), progress)
+        sft, pm = train_chain_judges(cfg, root, c, common, progress)
         finished = {}
 
         def align(method, judge, tau, beta, folder):

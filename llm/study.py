@@ -33,12 +33,19 @@ from tabular.files import atomic_write_json
 from tabular.methods import METHODS
 
 from .align import run_align
-from .config import AlignConfig, PMConfig, SFTConfig
+from .config import AlignConfig
 from .models import load_causal_lm
-from .pipeline import _curve_rows, _evaluate_chain, _write_csv, provenance, summarise
+from .pipeline import (
+    _curve_rows,
+    _evaluate_chain,
+    _write_csv,
+    provenance,
+    stage_flags,
+    summarise,
+    train_chain_judges,
+)
 from .runtime import prepare_run_dir, setup_torch, start_run_dir
 from .sampling import sample_responses, stream_seed
-from .train import run_sft, run_train_pm
 
 __all__ = ["run_study", "select_settings", "apply_preset", "QUICK"]
 
@@ -99,20 +106,11 @@ def run_study(cfg, progress: bool = True) -> dict:
     start_run_dir(cfg, resuming)
     t0, origin = time.perf_counter(), provenance()
     task = make_task(cfg.task, cfg.task_seed)
-    common = dict(task=cfg.task, task_seed=cfg.task_seed, device=cfg.device, bf16=cfg.bf16,
-                  threads=cfg.threads, resume=True, checkpoint_every=cfg.checkpoint_every,
-                  log_every=cfg.log_every)
-    shape = dict(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head)
+    common = stage_flags(cfg, resume=True)  # a study always reuses its finished runs
 
     def chain_models(c):  # chain c's seed is --seed + c
         root = os.path.join(cfg.out, f"chain{c}")
-        sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=cfg.seed + c, steps=cfg.sft_steps,
-                                **shape, **common), progress)
-        pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=cfg.seed + c, sft=sft["model"],
-                                   steps=cfg.pm_steps,
-                                   n_pairs=cfg.pm_pairs, pm_form=cfg.pm_form, pm_init=cfg.pm_init, **shape,
-                                   **common), progress)
-        return root, sft, pm
+        return (root, *train_chain_judges(cfg, root, cfg.seed + c, common, progress))
 
     def align(root, sft, pm, c, method, tau, beta, steps, eval_every, folder):
         return run_align(AlignConfig(
