@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Two entry points that work on a fresh machine with only Python 3.11+.
 
-    python3 tasks.py run    # the main job: equivalence check, proposition ledger, LLM pipeline, figures
+    python3 tasks.py run    # the main job: equivalence check, ledger, LLM pipeline, exact LLM task, figures
     python3 tasks.py test   # the test suite (what CI runs)
 
 Both create ``.venv`` on first use and install the project into it (CPU build of torch, via
@@ -97,8 +97,14 @@ def cmd_run(ns) -> None:
                  "--eval-every", "10", "--n-prompts", "256", "--samples-per-prompt", "2"]
         _step("LLM pipeline (CPU)", ["-m", "llm", "pipeline", "--out", str(out / "llm"),
                                      "--overwrite", *(quick if ns.quick else small)], env)
+        # The enumerable task: transformers against their exact tabular targets (the committed
+        # reference is `--preset reference`; the main job runs `small`, --quick `tiny`).
+        _step("LLM against exact targets (enumerable task)",
+              ["-m", "llm", "exact", "--out", str(out / "exact"), "--overwrite",
+               "--preset", "tiny" if ns.quick else "small"], env)
+    exact = ["--exact-results", str(out / "exact")] if not ns.no_llm else []
     _step("figures", ["-m", "figures", "--out", str(out / "figures"),
-                      "--llm-results", str(out / "llm"), *(["--quick"] if ns.quick else [])], env)
+                      "--llm-results", str(out / "llm"), *exact, *(["--quick"] if ns.quick else [])], env)
     print(f"\n[tasks] done: results and figures are in {out}/", flush=True)
 
 

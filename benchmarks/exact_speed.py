@@ -145,7 +145,7 @@ def render(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    ap = benchmark_parser(__doc__, RESULTS, smoke="4 prompts, 1 repeat, 2 prompts per split (CI)")
+    ap = benchmark_parser(__doc__, RESULTS, smoke="4 prompts, 1 repeat, 2 prompts per split (CI)", seed=False)
     ap.add_argument("--prompts", type=positive_int, default=256, help="prompts of the exact-law timing")
     ap.add_argument("--naive-prompts", type=positive_int, default=16,
                     help="prompts of the tree-vs-one-sequence-per-response comparison")

@@ -20,6 +20,10 @@ Writes ``OUT/gpu_check.json`` (atomically, after every phase: a run cut short ke
 Environment: ``GPU_CHECK_DEVICE`` (cuda), ``GPU_CHECK_TINY=1`` (a 1-layer d = 32 model, tiny
 batches, a few steps: proves the script on a CPU; its numbers are not GPU numbers),
 ``GPU_CHECK_OUT`` (runs/gpu_check), ``GPU_CHECK_PEAK_TFLOPS`` (overrides the peak table).
+Flags: ``--smoke`` (CPU, a 1-layer d = 16 model, 1-2 steps per phase, online IPO and Nash-MD-PG
+only: the CI smoke test, seconds),
+``--out`` (overrides ``GPU_CHECK_OUT``). The report holds the measured provenance
+(:func:`tabular.provenance.measured_provenance`) and the load average before and after.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ from llm.runtime import autocast, resolve_device
 from llm.sampling import sample, token_logprobs
 from llm.tasks import make_task
 from llm.train import run_sft
+from tabular.cliargs import Parser
 from tabular.files import atomic_write_json
+from tabular.provenance import LoadWindow, load_average, measured_provenance
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, in FLOP/s. H200 is the
 # H100 SXM chip with more memory: same 989 TFLOPS. Matched in this order against the device name.
@@ -110,9 +116,21 @@ def peak_gib(device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def settings(tiny: bool) -> dict:
-    """Stage sizes: the preset's on a GPU; with ``tiny``, values a CPU runs in minutes (each differs
-    from the field's default, so the preset does not fill it back in)."""
+def settings(tiny: bool, smoke: bool = False) -> dict:
+    """Stage sizes: the preset's on a GPU; with ``tiny``, values a CPU runs in minutes, with
+    ``smoke`` in seconds (each differs from the field's default, so the preset does not fill it
+    back in)."""
+    if smoke:
+        return {
+            "shape": dict(n_layer=1, n_embd=16, n_head=2),
+            "sft_steps": 2,
+            "sft_batch": 4,
+            "align_batch": 2,
+            "method_steps": 2,
+            "winrate_steps": 1,
+            "eval_prompts": 2,
+            "repeat": 1,
+        }
     if tiny:
         return {
             "shape": dict(n_layer=1, n_embd=32, n_head=2),
@@ -136,10 +154,16 @@ def settings(tiny: bool) -> dict:
     }
 
 
-def main() -> int:
-    tiny = os.environ.get("GPU_CHECK_TINY", "0") == "1"
-    device_name = os.environ.get("GPU_CHECK_DEVICE", "cuda")
-    out = os.environ.get("GPU_CHECK_OUT", "runs/gpu_check")
+def main(argv=None) -> int:
+    ap = Parser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true",
+                    help="CPU, a 1-layer d = 16 model, 2 steps per phase: proves the script runs (CI)")
+    ap.add_argument("--out", default=os.environ.get("GPU_CHECK_OUT", "runs/gpu_check"),
+                    help="folder for gpu_check.json and the runs (env GPU_CHECK_OUT)")
+    args = ap.parse_args(argv)
+    tiny = args.smoke or os.environ.get("GPU_CHECK_TINY", "0") == "1"
+    device_name = "cpu" if args.smoke else os.environ.get("GPU_CHECK_DEVICE", "cuda")
+    out = args.out
     if device_name.startswith("cuda") and not torch.cuda.is_available():
         print(
             "gpu_check: error: CUDA is not available "
@@ -149,12 +173,17 @@ def main() -> int:
         return 2
     device = resolve_device(device_name)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    s = settings(tiny)
-    common = dict(task="text", device=device_name, preset="gpu", overwrite=True, checkpoint_every=10**6)
+    s = settings(tiny, args.smoke)
+    # --preset gpu needs CUDA (llm.runtime refuses it on a CPU): the CPU proof gives every size itself
+    preset = "gpu" if device.type == "cuda" else "none"
+    common = dict(task="text", device=device_name, preset=preset, overwrite=True, checkpoint_every=10**6)
     peak, peak_source = bf16_peak(device)
     report = {
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "tiny": tiny,
+        "smoke": args.smoke,
+        "preset": preset,
+        "provenance": measured_provenance(),
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor() or "cpu",
@@ -168,9 +197,12 @@ def main() -> int:
     os.makedirs(out, exist_ok=True)
 
     started = time.perf_counter()
+    load = LoadWindow(before=load_average())  # "after" is read again at every save
 
     def save(phase):
         report["completed"] = phase
+        load.after = load_average()
+        report["load_average"] = load.as_dict()
         report.setdefault("phase_end_s", {})[phase] = (
             time.perf_counter() - started
         )  # wall seconds since start
@@ -265,7 +297,9 @@ def main() -> int:
     # -- 4. step time and peak memory per method --
     taus = PipelineConfig(out="x")
     report["methods"] = {}
-    for method in METHODS:
+    # --smoke times one pairwise and one policy-gradient method: every run_align rebuilds the text
+    # task (seconds on a CPU), and rl's gold Bradley-Terry fit alone takes longer (tests/llm run all)
+    for method in (["online_ipo", "nash_md_pg"] if args.smoke else METHODS):
         reset_peak(device)
         run_out = os.path.join(out, method)
         done = run_align(

@@ -1,8 +1,10 @@
 """Nash-MD policy-gradient bias by exact enumeration: TRL 1.13's KL weighting vs ours and the exact gradient.
 
-Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/nashmd_grad_bias.py`` (TRL column: ``pip install
-'.[bench-trl]' -c constraints-cpu.txt``; without TRL that column is left out). ``--render`` prints the
-README table from ``benchmarks/measured/nashmd_grad_bias.json``.
+Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/nashmd_grad_bias.py --write`` (TRL column: ``pip
+install '.[bench-trl]' -c constraints-cpu.txt``; without TRL that column is skipped with one line, and
+``--write``, which replaces ``benchmarks/measured/nashmd_grad_bias.json``, is refused: the committed
+table keeps its TRL column). ``--out PATH`` writes elsewhere; without either nothing is written.
+``--render`` prints the README table from the results file; ``--smoke``: two-token rows only (CI).
 
 Setting: a tiny GPT-2 from ``llm.models.new_causal_lm`` (1 layer, d = 16, float64), policy pi and
 reference mu from different seeds, one prompt, vocabulary V = 4, every response of up to L = 2 or 3
@@ -31,6 +33,7 @@ relative error of their KL parts alone (the ``p - 1/2`` parts are the same and u
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
@@ -43,7 +46,15 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trl_common import benchmark_parser, render_or_check, versions, write_and_render  # noqa: E402
+from trl_common import (  # noqa: E402
+    benchmark_parser,
+    destination,
+    measure_provenance,
+    peer,
+    provenance_line,
+    render_or_check,
+    write_and_render,
+)
 
 from llm.models import new_causal_lm  # noqa: E402
 from llm.objectives import nash_md_pg_loss  # noqa: E402
@@ -159,10 +170,10 @@ def relative_error(g: torch.Tensor, exact: torch.Tensor) -> float:
     return float((g - exact).norm() / exact.norm())
 
 
-def table(taus=(0.1, 1.0), lengths=(2, 3), seed: int = 0) -> list[dict]:
+def table(taus=(0.1, 1.0), lengths=(2, 3), seed: int = 0, with_trl: bool = True) -> list[dict]:
     rows = []
     for length, eos, tau in itertools.product(lengths, (None, V - 1), taus):
-        g = gradients(length, eos, tau, seed=seed)
+        g = gradients(length, eos, tau, seed=seed, with_trl=with_trl)
         row = {"length": length, "eos": eos is not None, "tau": tau, "responses": g["responses"],
                "ours": relative_error(g["ours"], g["exact"]),
                "ours_kl": relative_error(g["ours_kl"], g["exact_kl"])}
@@ -179,10 +190,11 @@ def table(taus=(0.1, 1.0), lengths=(2, 3), seed: int = 0) -> list[dict]:
 
 def render(path: Path) -> str:
     d = json.loads(path.read_text())
-    lines = [f"Measured {d['date']} "
-             f"({d['versions'].get('trl') and 'TRL ' + d['versions']['trl'] or 'TRL absent'}, "
-             f"torch {d['versions']['torch']}, float64). Relative error ||g - g_exact|| / ||g_exact|| of the "
-             "expected gradient, by exact enumeration over every response (vocabulary 4, one prompt):", "",
+    lines = [provenance_line(d), "",
+             f"{'TRL ' + d['trl'] if d.get('trl') else 'TRL not installed'}, float64"
+             f"{' (`--smoke`)' if d.get('smoke') else ''}. Relative error ||g - g_exact|| / ||g_exact|| of "
+             "the expected gradient, by exact enumeration over every response (vocabulary 4, one prompt):",
+             "",
              "| tokens | `<eos>` | responses | tau | ours: total / KL part | TRL 1.13: total / KL part |",
              "|---|---|---|---|---|---|"]
     for r in d["rows"]:
@@ -193,16 +205,19 @@ def render(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    ap = benchmark_parser(__doc__, RESULTS)
+    ap = benchmark_parser(__doc__, RESULTS, smoke="two-token rows at one tau only (CI)")
     args = ap.parse_args(argv)
-    code = render_or_check(args, render)
+    trl = None if args.render else peer("trl.experimental.nash_md", "TRL column",
+                                         "pip install '.[bench-trl]' -c constraints-cpu.txt")
+    code = render_or_check(args, render, partial=[] if trl is not None or args.render else ["TRL 1.13"])
     if code is not None:
         return code
-    rows = table(seed=args.seed)
-    stamp = versions(("trl",))
-    data = {"rows": rows, "seed": args.seed, "vocabulary": V, "beta": 0.125, "date": stamp["date"],
-            "versions": stamp}
-    return write_and_render(args.out, data, render)
+    data = {"seed": args.seed, "vocabulary": V, "beta": 0.125, "smoke": args.smoke,
+            "trl": getattr(importlib.import_module("trl"), "__version__", None) if trl is not None else None}
+    with measure_provenance(data, extra_packages=("trl",), timing=False):  # exact numbers: load-free
+        data["rows"] = table(taus=(0.1,) if args.smoke else (0.1, 1.0),
+                             lengths=(2,) if args.smoke else (2, 3), seed=args.seed, with_trl=trl is not None)
+    return write_and_render(destination(args), data, render)
 
 
 if __name__ == "__main__":

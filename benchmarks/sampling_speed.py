@@ -1,15 +1,19 @@
 """Tokens/s of ``llm.sampling`` before and after a change, interleaved in one process, with output digests.
 
-Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/sampling_speed.py --baseline OLD_CHECKOUT``
+Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/sampling_speed.py --baseline OLD_CHECKOUT --write``
 (``OLD_CHECKOUT``: a folder holding the earlier ``llm/sampling.py``, e.g. made by
 ``git archive <commit> | tar -x -C OLD_CHECKOUT``). Without ``--baseline`` only the current code is
-measured. ``--render`` prints the table from ``benchmarks/measured/sampling_speed.json``.
+measured. ``--write`` replaces ``benchmarks/measured/sampling_speed.json`` (refused with
+``--smoke``), ``--out PATH`` writes elsewhere, neither writes nothing. ``--render`` prints the table
+from the results file. ``--smoke``: toy sizes, one repeat (CI). The results file records the
+measured provenance and the load average before and after (``load_warning`` on a busy machine).
 
 The two versions run alternately, repeat by repeat, in the same process on the same models, so
 they share the load of the machine (separate processes on these shared cores differed by 15 % in
-either direction from run to run). Each version has its own copies of the models, optimiser and
-random generators, seeded alike, and a SHA-256 ``digest`` of every sampled token, every loss and
-the parameters after its steps: same seed, same outputs means equal digests.
+either direction from run to run); the ratio is taken per repeat and reported as its median and
+range. Each version has its own copies of the models, optimiser and random generators, seeded
+alike, and a SHA-256 ``digest`` of every sampled token, every loss and the parameters after its
+steps: same seed, same outputs means equal digests.
 
 Measurements (synthetic task's tokenizer, the pipeline's default GPT-2: 2 layers, d = 64; policy,
 reference and PM with different seeds):
@@ -36,10 +40,21 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trl_common import benchmark_parser, machine, render_or_check, tiny_models, versions, write_and_render  # noqa: E402
+from trl_common import (  # noqa: E402
+    benchmark_parser,
+    destination,
+    measure_provenance,
+    positive_int,
+    provenance_line,
+    ratio_stats,
+    render_or_check,
+    tiny_models,
+    write_and_render,
+)
 
 import llm.align  # noqa: E402
 import llm.sampling  # noqa: E402
+from llm.config import MethodParams  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
 
@@ -74,7 +89,13 @@ class Version:
         self.tokens[name] = tokens
 
 
-def measure(sampling_modules: dict, repeats: int, seed: int = 0):
+FULL = {"sample_batch": 64, "sample_tokens": 64, "step_batch": 32, "step_tokens": 32}
+SMOKE = {"sample_batch": 4, "sample_tokens": 8, "step_batch": 2, "step_tokens": 4}
+
+
+def measure(sampling_modules: dict, repeats: int, seed: int = 0, sizes: dict = FULL):
+    B, T = sizes["sample_batch"], sizes["sample_tokens"]  # sampler: B prompts x T new tokens
+    B_step, T_step = sizes["step_batch"], sizes["step_tokens"]  # online-IPO step
     task = make_task("synthetic")
     codec = Codec(train_tokenizer(task), task.max_prompt_tokens)
     policy, ref = tiny_models(codec.vocab_size, pad_id=codec.pad_id, sharpen=4.0, seed=seed)
@@ -83,12 +104,13 @@ def measure(sampling_modules: dict, repeats: int, seed: int = 0):
     pm.config.pm_form = "pairwise"  # the PM form the committed timings were measured with
     ref.requires_grad_(False)
     runs = {label: Version(mod, (policy, ref, pm), seed) for label, mod in sampling_modules.items()}
-    ids, mask = codec.encode_prompts(task.prompts("train", 64))
-    p_ids, p_mask = codec.encode_prompts(task.prompts("train", 32))
+    ids, mask = codec.encode_prompts(task.prompts("train", B))
+    p_ids, p_mask = codec.encode_prompts(task.prompts("train", B_step))
+    params = MethodParams("online_ipo", 0.1, 0.0)
 
     def sampler(v, key, beta, eos):
         def fn():
-            resp, _ = v.sampling.sample(v.policy, v.ref if beta > 0 else None, ids, mask, 64, v.gen[key], eos,
+            resp, _ = v.sampling.sample(v.policy, v.ref if beta > 0 else None, ids, mask, T, v.gen[key], eos,
                                         codec.pad_id, beta=beta)
             v.digest.update(resp.numpy().tobytes())
             return int((resp != codec.pad_id).sum()) if eos is not None else resp.numel()
@@ -102,8 +124,9 @@ def measure(sampling_modules: dict, repeats: int, seed: int = 0):
                 setattr(llm.align, n, getattr(v.sampling, n))
             try:
                 loss, s = llm.align.alignment_loss(
-                    "online_ipo", v.policy, v.ref, p_ids, p_mask, tau=0.1, beta=0.0, generator=v.gen["step"],
-                    max_new_tokens=32, eos_id=codec.eos_id, pad_id=codec.pad_id, label_generator=v.label_gen,
+                    params, v.policy, v.ref, p_ids, p_mask, generator=v.gen["step"],
+                    max_new_tokens=T_step, eos_id=codec.eos_id, pad_id=codec.pad_id,
+                    label_generator=v.label_gen,
                     judge=lambda i, m, y, ym, yp, ypm: v.sampling.pm_prob(v.pm, codec, i, m, y, ym, yp, ypm))
             finally:
                 for n, f in saved.items():
@@ -112,18 +135,18 @@ def measure(sampling_modules: dict, repeats: int, seed: int = 0):
             loss.backward()
             v.opt.step()
             v.digest.update(repr(sorted(s.items())).encode())
-            return int(round(2 * 32 * s["charts/response_tokens"]))
+            return int(round(2 * B_step * s["charts/response_tokens"]))
         return fn
 
     cases = [("sample pi", lambda v: sampler(v, "pi", 0.0, None)),
              ("sample mix", lambda v: sampler(v, "mix", 0.5, None)),
              ("sample eos", lambda v: sampler(v, "eos", 0.0, codec.eos_id)),
-             ("online_ipo step (B=32, 32 new tokens)", step)]
+             (f"online_ipo step (B={B_step}, {T_step} new tokens)", step)]
     for name, make in cases:
         for v in runs.values():  # warm-up, outside the timing
             make(v)()
-        for _ in range(repeats):
-            for v in runs.values():
+        for r in range(repeats):  # interleaved, the order reversed every other repeat
+            for v in (list(runs.values()) if r % 2 == 0 else list(runs.values())[::-1]):
                 v.run(name, make(v))
     out = {}
     for label, v in runs.items():
@@ -134,14 +157,18 @@ def measure(sampling_modules: dict, repeats: int, seed: int = 0):
             w, c = v.wall[name], v.cpu[name]
             rows.append({"what": name, "median_s": statistics.median(w), "min_s": min(w), "max_s": max(w),
                          "cpu_median_s": statistics.median(c), "tokens": v.tokens[name],
-                         "tokens_per_s": v.tokens[name] / statistics.median(w)})
+                         "tokens_per_s": v.tokens[name] / statistics.median(w), "all_s": w, "all_cpu_s": c})
         out[label] = {"rows": rows, "digest": v.digest.hexdigest()}
+    if len(runs) > 1:  # per repeat: first version's time / last version's (same repeat, back to back)
+        first, last = out[list(runs)[0]]["rows"], out[list(runs)[-1]]["rows"]
+        out["ratios"] = [{"what": a["what"], "cpu": ratio_stats(a, b, "all_cpu_s"), "wall": ratio_stats(a, b)}
+                         for a, b in zip(first, last)]
     current = runs[list(runs)[-1]]
     out["profile"] = {"step_s": statistics.median(current.wall[cases[-1][0]]),
                       "forward_share_of_sampler": forward_share(current.policy, current.ref, ids, mask, codec,
-                                                                seed),
+                                                                seed, T),
                       "pm_input_rebuild_s": statistics.median(
-                          [_timed(lambda: pm_input_rebuild(codec, p_ids, p_mask, seed))
+                          [_timed(lambda: pm_input_rebuild(codec, p_ids, p_mask, seed, T_step))
                            for _ in range(repeats)])}
     return out
 
@@ -152,7 +179,7 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def forward_share(policy, ref, ids, mask, codec, seed) -> float:
+def forward_share(policy, ref, ids, mask, codec, seed, new_tokens: int) -> float:
     """cProfile of one mixture ``sample`` call: the share of its time inside the model forwards
     (``llm.sampling._forward_cached``, cumulative)."""
     import cProfile
@@ -160,15 +187,17 @@ def forward_share(policy, ref, ids, mask, codec, seed) -> float:
 
     gen = torch.Generator().manual_seed(seed)
     prof = cProfile.Profile()
-    prof.runcall(llm.sampling.sample, policy, ref, ids, mask, 64, gen, None, codec.pad_id, beta=0.5)
+    prof.runcall(llm.sampling.sample, policy, ref, ids, mask, new_tokens, gen, None, codec.pad_id, beta=0.5)
     stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
     cum = {name: v[3] for (f, _, name), v in stats.items() if f == llm.sampling.__file__}
     return cum["_forward_cached"] / cum["sample"]
 
 
-def pm_input_rebuild(codec, p_ids, p_mask, seed):
-    """What ``pm_prob`` does before the PM forward: token rows -> summaries -> PM input batch (B = 32)."""
-    y = torch.randint(codec.vocab_size, (p_ids.shape[0], 32), generator=torch.Generator().manual_seed(seed))
+def pm_input_rebuild(codec, p_ids, p_mask, seed, new_tokens: int):
+    """What ``pm_prob`` does before the PM forward: token rows -> summaries -> PM input batch (the
+    step's prompts, ``new_tokens`` per response)."""
+    y = torch.randint(codec.vocab_size, (p_ids.shape[0], new_tokens),
+                      generator=torch.Generator().manual_seed(seed))
     ones = torch.ones_like(y)
     rows = llm.sampling._rows
     x, a, b = rows(p_ids, p_mask), [codec.summary_ids(r) for r in rows(y, ones)], \
@@ -179,13 +208,16 @@ def pm_input_rebuild(codec, p_ids, p_mask, seed):
 def render(path: Path) -> str:
     data = json.loads(path.read_text())
     labels = data["labels"]
-    lines = [f"Machine: {data['machine']}, Python {data['versions']['python']}, "
-             f"torch {data['versions']['torch']}; "
-             f"{data['date']}; {data['repeats']} interleaved runs per version; tokens/s from the median wall "
-             "time (min-max of the runs in brackets) and from the median CPU time of the process.", "",
+    two = len(labels) > 1
+    lines = [provenance_line(data), "",
+             f"{data['repeats']} interleaved runs per version{' (`--smoke`)' if data.get('smoke') else ''}; "
+             "tokens/s from the median wall time (min-max of the runs in brackets) and from the median CPU "
+             "time of the process"
+             + (f"; {labels[-1]} / {labels[0]}: median (min-max) over the repeats of the ratio of the CPU "
+                "times in the same repeat" if two else "") + ".", "",
              "| measurement | " + " | ".join(f"{lab}: tokens/s wall | {lab}: tokens/s CPU" for lab in labels)
-             + (f" | {labels[-1]} / {labels[0]} (CPU) |" if len(labels) > 1 else " |"),
-             "|---|" + "---|" * (2 * len(labels) + (len(labels) > 1))]
+             + (f" | {labels[-1]} / {labels[0]} (CPU) |" if two else " |"),
+             "|---|" + "---|" * (2 * len(labels) + two)]
     first = data[labels[0]]["rows"]
     for i, row in enumerate(first):
         cells = []
@@ -195,9 +227,9 @@ def render(path: Path) -> str:
                          f"{r['tokens'] / r['min_s']:,.0f})"
                          f" | {r['tokens'] / r['cpu_median_s']:,.0f}")
         ratio = ""
-        if len(labels) > 1:
-            last = data[labels[-1]]["rows"][i]
-            ratio = f" | {row['cpu_median_s'] / last['cpu_median_s']:.2f}x"
+        if two:
+            c = data["ratios"][i]["cpu"]
+            ratio = f" | {c['median']:.2f}x ({c['min']:.2f}-{c['max']:.2f})"
         lines.append(f"| {row['what']} | " + " | ".join(cells) + ratio + " |")
     prof = data["profile"]
     lines += ["", f"Profile ({labels[-1]}): the model forwards are "
@@ -207,7 +239,7 @@ def render(path: Path) -> str:
               f"{prof['pm_input_rebuild_s'] / prof['step_s']:.1%} of the "
               "online-IPO step (wall time)."]
     digests = {lab: data[lab]["digest"][:16] for lab in labels}
-    if len(labels) > 1:
+    if two:
         same = len(set(digests.values())) == 1
         lines += ["", "Output digests (every sampled token, every loss, the parameters after the steps): "
                   + ", ".join(f"{k} `{v}`" for k, v in digests.items())
@@ -216,27 +248,26 @@ def render(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    ap = benchmark_parser(__doc__, RESULTS)
+    ap = benchmark_parser(__doc__, RESULTS, smoke="seconds: toy batch and lengths, 1 repeat (CI)")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="checkout holding the earlier llm/sampling.py")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=positive_int, default=None,
+                    help="runs per version (default 5, --smoke 1)")
     args = ap.parse_args(argv)
     code = render_or_check(args, render)
     if code is not None:
         return code
-    if args.repeats < 1:
-        print("error: --repeats must be >= 1", file=sys.stderr)
-        return 2
     if args.baseline is not None and not (args.baseline / "llm" / "sampling.py").is_file():
-        print(f"error: --baseline {args.baseline} holds no llm/sampling.py", file=sys.stderr)
-        return 2
+        ap.error(f"--baseline {args.baseline} holds no llm/sampling.py")
+    repeats = args.repeats or (1 if args.smoke else 5)
     modules = {"before": load_sampling(args.baseline)} if args.baseline else {}
     modules["after" if args.baseline else "current"] = llm.sampling
-    data = measure(modules, args.repeats, args.seed)
-    data.update(labels=list(modules), repeats=args.repeats, seed=args.seed, machine=machine(),
-                date=versions()["date"], versions=versions(),
+    data = {}
+    with measure_provenance(data, threads=torch.get_num_threads()):
+        data.update(measure(modules, repeats, args.seed, SMOKE if args.smoke else FULL))
+    data.update(labels=list(modules), repeats=repeats, seed=args.seed, smoke=args.smoke,
                 baseline=str(args.baseline) if args.baseline else None)
-    return write_and_render(args.out, data, render)
+    return write_and_render(destination(args), data, render)
 
 
 if __name__ == "__main__":

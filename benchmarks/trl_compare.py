@@ -1,8 +1,16 @@
 """Ours against TRL 1.13, side by side in one process: mixture sampler speed and correctness, online-IPO step.
 
-Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/trl_compare.py [--quick]`` (peer:
+Run: ``OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/trl_compare.py --write`` (peer:
 ``pip install '.[bench-trl]' -c constraints-cpu.txt``: TRL 1.13.0, the last release with Nash-MD;
-1.16 deleted it). ``--render`` prints the README tables from ``benchmarks/measured/trl_compare.json``.
+1.16 deleted it). ``--write`` replaces ``benchmarks/measured/trl_compare.json`` (refused without TRL
+or with ``--quick``/``--smoke``); ``--out PATH`` writes elsewhere; without either nothing is written.
+Without TRL its columns are skipped with one line. ``--render`` prints the README tables from the
+results file. ``--smoke``: a seconds-long run of every section (CI).
+
+Timing: ours and TRL alternate within each repeat (order reversed every other repeat), so a change
+in the shared machine's load hits both; the ratio TRL / ours is taken per repeat and reported as its
+median and range. The results file records the measured provenance and the load average before and
+after (``load_warning`` when other jobs held the cores the benchmark needed).
 
 Sections (the project's GPT-2 from ``llm.models.new_causal_lm``, 2 layers, d = 64, policy and
 reference from different seeds with the embeddings scaled x8 so the next-token laws are peaked):
@@ -52,15 +60,20 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trl_common import (  # noqa: E402
     benchmark_parser,
-    machine,
+    destination,
+    interleaved,
+    measure_provenance,
+    peer,
+    positive_int,
+    provenance_line,
+    ratio_stats,
     render_or_check,
-    timed,
     tiny_models,
-    versions,
     write_and_render,
 )
 
 from llm.align import alignment_loss  # noqa: E402
+from llm.config import MethodParams  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
 from llm.sampling import pm_prob, sample  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
@@ -69,16 +82,17 @@ RESULTS = Path(__file__).resolve().parent / "measured" / "trl_compare.json"
 GOALS = {64: 3.0, 128: 5.0}  # issue 11: ours >= 3x TRL's wrapper at 64 new tokens, >= 5x at 128
 
 
+INSTALL = "pip install '.[bench-trl]' -c constraints-cpu.txt"
+
+
 def _trl():
-    """TRL's pieces, or a one-line exit if the extra is not installed."""
+    """TRL's pieces, or None if the extra is not installed."""
     try:
         from transformers import GenerationConfig
         from trl.experimental.nash_md.nash_md_trainer import GeometricMixtureWrapper
         from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
-    except ImportError as e:
-        print(f"error: TRL 1.13 is needed ({e}); pip install '.[bench-trl]' -c constraints-cpu.txt",
-              file=sys.stderr)
-        sys.exit(2)
+    except ImportError:
+        return None
     return GenerationConfig, GeometricMixtureWrapper, OnlineDPOConfig, OnlineDPOTrainer
 
 
@@ -101,7 +115,7 @@ def _crash(fn):
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-def sampler_speed(lengths, batch: int, repeats: int, seed: int) -> list[dict]:
+def sampler_speed(lengths, batch: int, repeats: int, seed: int, with_trl: bool) -> list[dict]:
     V = 64
     policy, ref = tiny_models(V, seed=seed)
     ids = torch.randint(1, V, (batch, 8), generator=torch.Generator().manual_seed(seed))
@@ -120,23 +134,29 @@ def sampler_speed(lengths, batch: int, repeats: int, seed: int) -> list[dict]:
                 raise RuntimeError(f"returned {out.shape[1]} tokens, asked for {n}")
 
         row = {"new_tokens": n, "batch": batch}
-        for name, fn in (("ours", ours), ("trl", theirs)):
-            err = _crash(fn)  # also the warm-up run
-            row[name] = {"crash": err} if err else {"crash": None, **timed(fn, repeats, warmup=0)}
-        if row["ours"]["crash"] is None and row["trl"]["crash"] is None:
-            row["speedup"] = row["trl"]["median_s"] / row["ours"]["median_s"]
-            row["speedup_cpu"] = row["trl"]["cpu_median_s"] / row["ours"]["cpu_median_s"]
-        if n in GOALS:
+        contenders = {"ours": ours, "trl": theirs} if with_trl else {"ours": ours}
+        crashed = {name: _crash(fn) for name, fn in contenders.items()}  # also the warm-up run
+        timings = interleaved({k: f for k, f in contenders.items() if crashed[k] is None}, repeats, warmup=0)
+        for name in contenders:
+            row[name] = {"crash": crashed[name]} if crashed[name] else {"crash": None, **timings[name]}
+        if not with_trl:
+            row["trl"] = {"crash": None, "absent": True}
+        elif crashed["ours"] is None and crashed["trl"] is None:
+            row["speedup"] = ratio_stats(row["trl"], row["ours"])
+            row["speedup_cpu"] = ratio_stats(row["trl"], row["ours"], "all_cpu_s")
+        if n in GOALS and with_trl:
             row["goal"] = GOALS[n]
-            row["goal_met"] = (bool(row.get("speedup") and row["speedup"] >= GOALS[n])
+            row["goal_met"] = (bool(row.get("speedup") and row["speedup"]["median"] >= GOALS[n])
                                if row["trl"]["crash"] is None else None)
         rows.append(row)
         print(f"sampler {n:4d} new tokens: ours {_fmt(row['ours'])}, TRL {_fmt(row['trl'])}"
-              + (f", {row['speedup']:.1f}x" if "speedup" in row else ""), flush=True)
+              + (f", {row['speedup']['median']:.2f}x" if "speedup" in row else ""), flush=True)
     return rows
 
 
 def _fmt(cell) -> str:
+    if cell.get("absent"):
+        return "not installed"
     return f"crash ({cell['crash']})" if cell["crash"] else f"{cell['median_s'] * 1e3:.0f} ms"
 
 
@@ -173,7 +193,7 @@ def distribution_error(pairs: np.ndarray, exact: np.ndarray, rng: np.random.Gene
             "tv_noise_floor": floor, "samples": N}
 
 
-def sampler_correctness(betas, n_samples: int, seed: int) -> list[dict]:
+def sampler_correctness(betas, n_samples: int, seed: int, with_trl: bool) -> list[dict]:
     V = 8
     policy, ref = tiny_models(V, seed=seed, sharpen=2.0)  # x2: pair entropy 3.3 nats of log 64 = 4.2
     prompt = torch.tensor([1, 5, 2, 7, 3])
@@ -185,22 +205,21 @@ def sampler_correctness(betas, n_samples: int, seed: int) -> list[dict]:
         exact = exact_two_token_law(policy, ref, prompt, beta)
         ours, _ = sample(policy, ref if beta > 0 else None, ids, mask, 2, torch.Generator().manual_seed(seed),
                          None, 0, beta=beta)
-        torch.manual_seed(seed)
-        theirs = trl_mixture_generate(policy, ref, ids, mask, 2, beta, 0)
-        row = {"beta": beta, "ours": distribution_error(ours.numpy(), exact, rng),
-               "trl": distribution_error(theirs.numpy(), exact, rng)}
+        row = {"beta": beta, "ours": distribution_error(ours.numpy(), exact, rng), "trl": None}
+        if with_trl:
+            torch.manual_seed(seed)
+            theirs = trl_mixture_generate(policy, ref, ids, mask, 2, beta, 0)
+            row["trl"] = distribution_error(theirs.numpy(), exact, rng)
         rows.append(row)
         print(f"law beta={beta}: TV two tokens ours {row['ours']['tv_two_tokens']:.3f}, "
-              f"TRL {row['trl']['tv_two_tokens']:.3f} (noise floor {row['ours']['tv_noise_floor']:.3f})",
-              flush=True)
+              + (f"TRL {row['trl']['tv_two_tokens']:.3f}" if row["trl"] else "TRL not installed")
+              + f" (noise floor {row['ours']['tv_noise_floor']:.3f})", flush=True)
     return rows
 
 
-def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, tau: float = 0.1) -> dict:
-    """One online-IPO step of ours and of TRL's ``OnlineDPOTrainer(loss_type="ipo")``, same setting."""
-    _, _, OnlineDPOConfig, OnlineDPOTrainer = _trl()
-    from datasets import Dataset
-    from transformers import PreTrainedTokenizerFast
+def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, with_trl: bool, tau: float = 0.1) -> dict:
+    """One online-IPO step of ours and of TRL's ``OnlineDPOTrainer(loss_type="ipo")``, same setting;
+    the two alternate within each repeat, each on its own copies of the models and optimiser."""
 
     task = make_task("synthetic")
     codec = Codec(train_tokenizer(task), task.max_prompt_tokens)
@@ -220,8 +239,10 @@ def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, tau: float = 
     gen, label_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     ids, mask = codec.encode_prompts(prompts)
 
+    params = MethodParams("online_ipo", tau, 0.0)
+
     def ours():
-        loss, _ = alignment_loss("online_ipo", policy, ref, ids, mask, tau=tau, beta=0.0, generator=gen,
+        loss, _ = alignment_loss(params, policy, ref, ids, mask, generator=gen,
                                  max_new_tokens=new_tokens, eos_id=codec.eos_id, pad_id=codec.pad_id,
                                  judge=lambda i, m, y, ym, yp, ypm: pm_prob(pm, codec, i, m, y, ym, yp, ypm),
                                  label_generator=label_gen)
@@ -229,10 +250,20 @@ def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, tau: float = 
         loss.backward()
         opt.step()
 
-    out["ours"] = timed(ours, repeats)
+    ours()  # warm-up, untimed
+    if not with_trl:
+        out["ours"] = {"crash": None, **interleaved({"ours": ours}, repeats, warmup=0)["ours"]}
+        out["trl"] = {"crash": None, "absent": True}
+        print(f"online-IPO step B={batch}, {new_tokens} new tokens: ours {_fmt(out['ours'])}, "
+              "TRL not installed", flush=True)
+        return out
 
     # -- TRL --
-    policy, ref, rm = models()
+    _, _, OnlineDPOConfig, OnlineDPOTrainer = _trl()
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerFast
+
+    trl_policy, trl_ref, rm = models()
     tok = PreTrainedTokenizerFast(tokenizer_object=codec.tokenizer, pad_token="<pad>", eos_token="<eos>",
                                   bos_token="<bos>", unk_token="<unk>")
     data = Dataset.from_dict({"prompt": [f"<bos> {x} <sep>" for x in prompts]})  # our prompt template
@@ -242,7 +273,7 @@ def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, tau: float = 
                                loss_type="ipo", beta=tau, learning_rate=1e-3, weight_decay=0.0,
                                temperature=1.0, top_k=0, top_p=1.0, use_cpu=True, bf16=False,
                                report_to="none", disable_dropout=True, seed=seed, dataloader_num_workers=0)
-        trainer = OnlineDPOTrainer(model=policy, ref_model=ref, reward_funcs=rm, args=args,
+        trainer = OnlineDPOTrainer(model=trl_policy, ref_model=trl_ref, reward_funcs=rm, args=args,
                                    train_dataset=data, processing_class=tok, reward_processing_classes=tok)
         trainer.create_optimizer()
         inputs = {"prompt": list(data["prompt"])}
@@ -252,32 +283,44 @@ def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, tau: float = 
             trainer.optimizer.step()
             trainer.optimizer.zero_grad(set_to_none=True)
 
-        err = _crash(theirs)
-        out["trl"] = {"crash": err} if err else {"crash": None, **timed(theirs, repeats, warmup=0)}
-    out["ours"]["crash"] = None
-    if out["trl"]["crash"] is None:
-        out["speedup"] = out["trl"]["median_s"] / out["ours"]["median_s"]
-        out["speedup_cpu"] = out["trl"]["cpu_median_s"] / out["ours"]["cpu_median_s"]
+        err = _crash(theirs)  # also TRL's warm-up
+        timings = interleaved({"ours": ours, "trl": theirs} if err is None else {"ours": ours}, repeats,
+                              warmup=0)
+    out["ours"] = {"crash": None, **timings["ours"]}
+    out["trl"] = {"crash": err} if err else {"crash": None, **timings["trl"]}
+    if err is None:
+        out["speedup"] = ratio_stats(out["trl"], out["ours"])
+        out["speedup_cpu"] = ratio_stats(out["trl"], out["ours"], "all_cpu_s")
     print(f"online-IPO step B={batch}, {new_tokens} new tokens: ours {_fmt(out['ours'])}, "
           f"TRL {_fmt(out['trl'])}"
-          + (f", {out['speedup']:.2f}x" if "speedup" in out else ""), flush=True)
+          + (f", {out['speedup']['median']:.2f}x" if "speedup" in out else ""), flush=True)
     return out
 
 
 def _ms(cell) -> str:
+    if cell.get("absent"):
+        return "not installed"
     if cell["crash"]:
         return f"crash: `{cell['crash'][:60]}`"
     return f"{cell['median_s'] * 1e3:,.0f} ({cell['min_s'] * 1e3:,.0f}-{cell['max_s'] * 1e3:,.0f})"
 
 
+def _ratio(cell, digits: int) -> str:
+    """Median (min-max) of the per-repeat ratio TRL / ours, and the median CPU-time ratio."""
+    if "speedup" not in cell:
+        return "-"
+    w, c = cell["speedup"], cell["speedup_cpu"]
+    return (f"{w['median']:.{digits}f}x ({w['min']:.{digits}f}-{w['max']:.{digits}f}; "
+            f"CPU time {c['median']:.{digits}f}x)")
+
+
 def render(path: Path) -> str:
     d = json.loads(path.read_text())
     c = d["config"]
-    lines = [f"Measured {d['versions']['date']} on {d['machine']}; TRL {d['versions'].get('trl')}, "
-             f"transformers {d['versions']['transformers']}, torch {d['versions']['torch']}, "
-             f"Python {d['versions']['python']}"
-             + (" (`--quick`)" if c["quick"] else "") + ". Times: median (min-max) of "
-             f"{c['repeats']} runs, ms.", "",
+    mode = " (`--smoke`)" if c.get("smoke") else " (`--quick`)" if c["quick"] else ""
+    lines = [provenance_line(d), "",
+             f"Times: median (min-max) of {c['repeats']} interleaved runs, ms{mode}; ratios: median "
+             "(min-max) over the repeats of TRL's time / ours in the same repeat.", "",
              f"**Mixture sampler**, beta = 0.5, {c['speed_batch']} prompts, vocabulary 64, no `<eos>`:", "",
              "| new tokens | ours (KV cache) | TRL `GeometricMixtureWrapper.generate` | TRL / ours | goal |",
              "|---|---|---|---|---|"]
@@ -286,17 +329,19 @@ def render(path: Path) -> str:
         if "goal" in r:
             goal = f">= {r['goal']:.0f}x: " + {True: "met", False: "not met",
                                                 None: "TRL crashed"}[r["goal_met"]]
-        ratio = f"{r['speedup']:.1f}x (CPU time {r['speedup_cpu']:.1f}x)" if "speedup" in r else "-"
-        lines.append(f"| {r['new_tokens']} | {_ms(r['ours'])} | {_ms(r['trl'])} | {ratio} | {goal} |")
+        lines.append(f"| {r['new_tokens']} | {_ms(r['ours'])} | {_ms(r['trl'])} | {_ratio(r, 1)} | {goal} |")
     lines += ["", f"**Sampled law against the exact per-token mixture** (vocabulary 8, one prompt, "
               f"{c['law_samples']:,} samples of two tokens; TV = total-variation distance):", "",
               "| beta | TV first token: ours / TRL | TV two tokens: ours / TRL | chi-square p: ours / TRL "
               "| TV of an exact sampler (noise floor) |", "|---|---|---|---|---|"]
     for r in d["sampler_correctness"]:
         o, t = r["ours"], r["trl"]
-        lines.append(f"| {r['beta']} | {o['tv_first_token']:.3f} / {t['tv_first_token']:.3f} | "
-                     f"{o['tv_two_tokens']:.3f} / {t['tv_two_tokens']:.3f} | {o['chi2_pvalue']:.2g} / "
-                     f"{t['chi2_pvalue']:.2g} | {o['tv_noise_floor']:.3f} |")
+        if t is None:
+            t = {k: None for k in o}
+        f3, g2 = (lambda x: "-" if x is None else f"{x:.3f}"), (lambda x: "-" if x is None else f"{x:.2g}")
+        lines.append(f"| {r['beta']} | {f3(o['tv_first_token'])} / {f3(t['tv_first_token'])} | "
+                     f"{f3(o['tv_two_tokens'])} / {f3(t['tv_two_tokens'])} | {g2(o['chi2_pvalue'])} / "
+                     f"{g2(t['chi2_pvalue'])} | {f3(o['tv_noise_floor'])} |")
     s = d["ipo_step"]
     lines += ["", f"**One online-IPO step** ({s['batch']} prompts x 2 samples, "
               f"up to {s['new_tokens']} new tokens, "
@@ -304,9 +349,7 @@ def render(path: Path) -> str:
               "| ours: `alignment_loss` + AdamW | TRL `OnlineDPOTrainer(loss_type=\"ipo\")` step "
               "| TRL / ours |",
               "|---|---|---|",
-              f"| {_ms(s['ours'])} | {_ms(s['trl'])} | "
-              + (f"{s['speedup']:.2f}x (CPU time {s['speedup_cpu']:.2f}x)" if "speedup" in s else "-")
-              + " |", "",
+              f"| {_ms(s['ours'])} | {_ms(s['trl'])} | {_ratio(s, 2)} |", "",
               "TRL labels each pair hard (chosen = the higher reward of a reward model); ours uses the soft "
               "label P(y > y') of a pairwise preference model evaluated in both orders (twice the scorer "
               "rows, each about twice as long)."]
@@ -314,27 +357,34 @@ def render(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    ap = benchmark_parser(__doc__, RESULTS)
+    ap = benchmark_parser(__doc__, RESULTS, smoke="seconds: every section at toy sizes, 1 repeat (CI)")
     ap.add_argument("--quick", action="store_true", help="small version: fewer repeats and samples, B = 8")
-    ap.add_argument("--repeats", type=int, default=None, help="timed runs per cell (default 3, --quick 2)")
+    ap.add_argument("--repeats", type=positive_int, default=None,
+                    help="timed runs per cell (default 5, --quick 3, --smoke 1)")
     args = ap.parse_args(argv)
-    code = render_or_check(args, render)
+    with_trl = _trl() is not None
+    code = render_or_check(args, render, partial=[] if with_trl else ["TRL 1.13 (bench-trl extra)"])
     if code is not None:
         return code
-    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
-    if repeats < 1:
-        print("error: --repeats must be >= 1", file=sys.stderr)
-        return 2
-    _trl()
-    config = {"quick": args.quick, "repeats": repeats, "seed": args.seed,
-              "speed_batch": 8 if args.quick else 32, "lengths": [32, 64, 128, 256],
-              "law_samples": 4000 if args.quick else 20000, "law_betas": [0.0, 0.5],
-              "ipo_batch": 8 if args.quick else 32, "ipo_new_tokens": 32, "threads": torch.get_num_threads()}
-    data = {"config": config, "machine": machine(), "versions": versions(("trl", "accelerate", "datasets"))}
-    data["sampler_speed"] = sampler_speed(config["lengths"], config["speed_batch"], repeats, args.seed)
-    data["sampler_correctness"] = sampler_correctness(config["law_betas"], config["law_samples"], args.seed)
-    data["ipo_step"] = ipo_step(config["ipo_batch"], config["ipo_new_tokens"], repeats, args.seed)
-    return write_and_render(args.out, data, render)
+    if not with_trl:
+        peer("trl.experimental.nash_md", "TRL columns", INSTALL)  # prints the one line
+    repeats = args.repeats or (1 if args.smoke else 3 if args.quick else 5)
+    size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    config = {"quick": args.quick, "smoke": args.smoke, "repeats": repeats, "seed": args.seed,
+              "speed_batch": {"smoke": 2, "quick": 8, "full": 32}[size],
+              "lengths": [4] if args.smoke else [32, 64, 128, 256],
+              "law_samples": {"smoke": 200, "quick": 4000, "full": 20000}[size], "law_betas": [0.0, 0.5],
+              "ipo_batch": {"smoke": 2, "quick": 8, "full": 32}[size],
+              "ipo_new_tokens": 4 if args.smoke else 32, "threads": torch.get_num_threads()}
+    data, seed = {"config": config}, args.seed
+    peers = ("trl", "accelerate", "datasets")
+    with measure_provenance(data, threads=config["threads"], extra_packages=peers):
+        data["sampler_speed"] = sampler_speed(config["lengths"], config["speed_batch"], repeats, seed,
+                                              with_trl)
+        data["sampler_correctness"] = sampler_correctness(config["law_betas"], config["law_samples"], seed,
+                                                          with_trl)
+        data["ipo_step"] = ipo_step(config["ipo_batch"], config["ipo_new_tokens"], repeats, seed, with_trl)
+    return write_and_render(destination(args), data, render)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ versions). Every file is written atomically (temp file + ``os.replace``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 import sys
 import time
@@ -22,8 +23,9 @@ from tabular.game import MAX_SEED, validate_seed
 from .common import DEFAULT_SIZES, QUICK_SIZES
 
 TABULAR_FIGURES = ("simplex", "convergence", "equivalence", "dpo", "bias")
-ALL_NAMES = TABULAR_FIGURES + ("llm",)
+ALL_NAMES = TABULAR_FIGURES + ("llm", "exact")
 DEFAULT_LLM_RESULTS = Path("runs/pipeline")
+DEFAULT_EXACT_RESULTS = Path("llm/reference/exact")  # the committed reference of `python -m llm exact`
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class FiguresConfig:
     only: str = flag(f"comma-separated subset of: {', '.join(ALL_NAMES)}", ",".join(ALL_NAMES))
     llm_results: Path | None = flag(f"results folder of `python -m llm pipeline --out DIR` (default: "
                                     f"{DEFAULT_LLM_RESULTS} if it exists)", None)
+    exact_results: Path | None = flag(f"run folder of `python -m llm exact --out DIR` (default: the "
+                                      f"committed reference {DEFAULT_EXACT_RESULTS} if it exists)", None)
     no_progress: bool = flag("hide the progress bar", False)
 
 
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if args.llm_results is not None and not args.llm_results.is_dir():
         parser.error(f"--llm-results {args.llm_results} is not a folder")
+    if args.exact_results is not None and not (args.exact_results / "summary.json").is_file():
+        parser.error(f"--exact-results {args.exact_results} holds no summary.json")
     args.out.mkdir(parents=True, exist_ok=True)
 
     import torch
@@ -104,6 +110,23 @@ def main(argv: list[str] | None = None) -> int:
         captions += [(n, c) for n, c in written]
         for n, reason in skipped:
             print(f"figures: skipped {n}: {reason}", file=sys.stderr)
+
+    if "exact" in only:
+        from .exact_figures import EXACT_FIGURES, exact_figures
+
+        results = args.exact_results
+        if results is None and (DEFAULT_EXACT_RESULTS / "summary.json").is_file():
+            results = DEFAULT_EXACT_RESULTS
+        if results is None:
+            reason = f"no --exact-results given and {DEFAULT_EXACT_RESULTS}/summary.json does not exist"
+            skipped += [(n, reason) for n in EXACT_FIGURES]
+            print(f"figures: skipped exact: {reason}", file=sys.stderr)
+        else:
+            try:
+                captions += exact_figures(results, args.out, command)
+            except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
+                skipped += [(n, f"{results}/summary.json is malformed: {e}") for n in EXACT_FIGURES]
+                print(f"figures: skipped exact: {results}/summary.json is malformed: {e}", file=sys.stderr)
 
     lines = ["# Figures", "", f"Produced by `{command}` (sizes: {'quick' if args.quick else 'default'}, "
              f"seed {args.seed}); each figure has a PNG, a PDF and a CSV of the numbers plotted.", ""]

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .tasks import SPLITS, _partition, _split_name
+from .tasks import SPLITS, partition, split_name
 
 __all__ = ["ResponseSpace", "EnumerableTask", "mask_response_vocab", "exact_law", "law_from_conditionals",
            "conditionals_from_law", "per_token_mixture", "intransitive_share", "bt_agreement",
@@ -123,13 +123,13 @@ class EnumerableTask:
         rng = np.random.default_rng([self.seed, 17])
         self.value = rng.normal(0.0, 0.5, self.K)  # hidden per-token value
         self.documents = np.array(list(itertools.product(range(self.K), repeat=self.prompt_len)))
-        self._split_docs = _partition(len(self.documents), np.random.default_rng([self.seed, 5]))
+        self._split_docs = partition(len(self.documents), np.random.default_rng([self.seed, 5]))
         self._tokens, self._lengths = self.space.tokens()  # (n, L), (n,)
 
     # -- prompts ------------------------------------------------------------------------------
     def prompt_indices(self, split: str) -> np.ndarray:
         """Indices into :attr:`documents` of every document of ``split``, in a fixed order."""
-        return self._split_docs[_split_name(split)]
+        return self._split_docs[split_name(split)]
 
     def prompt_tokens(self, doc_index) -> np.ndarray:
         return self.documents[np.asarray(doc_index)]  # (..., prompt_len) content indices

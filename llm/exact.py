@@ -39,6 +39,7 @@ import torch
 from tabular.cliargs import Parser, UsageError, add_dataclass_flags, config_from_args, run_command
 from tabular.files import atomic_write_bytes, atomic_write_json, check_output_dir, package_versions
 from tabular.progress import progress
+from tabular.provenance import measured_provenance
 from tabular.runlock import LOCK_NAME, RunLock
 
 from .align import alignment_loss
@@ -423,8 +424,23 @@ def _run_locked(cfg: ExactConfig, progress_bar: bool) -> dict:
     from .exact_report import summarise
 
     summary = summarise(cfg.out, cfg)
-    summary["seconds"] = time.time() - t_start
+    # wall time over every invocation that trained or summarised this run (timing.json; a run
+    # summarised before timing.json existed counts its summary's seconds as its first invocation)
+    timing_path = os.path.join(cfg.out, "timing.json")
+    if os.path.exists(timing_path):
+        with open(timing_path) as f:
+            timing = json.load(f)
+    else:
+        timing = []
+        old_summary = os.path.join(cfg.out, "summary.json")
+        if os.path.exists(old_summary):
+            with open(old_summary) as f:
+                timing.append({"seconds": json.load(f).get("seconds", 0.0), "note": "first invocation"})
+    timing.append({"seconds": time.time() - t_start, "argv": sys.argv[1:], "chains": cfg.chains})
+    atomic_write_json(timing_path, timing)
+    summary["seconds"] = float(sum(t["seconds"] for t in timing))
     summary["versions"] = package_versions()
+    summary["provenance"] = measured_provenance()
     atomic_write_json(os.path.join(cfg.out, "summary.json"), summary)
     return summary
 

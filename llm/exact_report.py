@@ -153,6 +153,29 @@ def families(summary: dict, rhos) -> dict:
                         d = np.subtract(methods[name][split]["kl_to/nash"]["values"], base)
                         fam["dpo_slic_vs_ipo"].append({"rho": rho, "split": split, "method": name,
                                                        "diff": stat(d), "p": t_pvalue(d)})
+    # does the Nash methods' win rate against RL move with rho, as tabular predicts? (paired per chain:
+    # the change from the smallest to the largest rho, against the change of the targets' win rate)
+    fam["win_vs_rl_change"] = []
+    if len(rhos) > 1:
+        lo, hi = f"{min(rhos):g}", f"{max(rhos):g}"
+        for split in ("train", "test"):
+            cl, ch = (summary["cross"].get(k, {}).get(split) for k in (lo, hi))
+            if not (cl and ch and "rl" in cl["win"] and "rl" in ch["win"]):
+                continue
+            for name in NASH_METHODS:
+                if name not in cl["win"] or name not in ch["win"]:
+                    continue
+                a, b = cl["win"][name]["rl"]["values"], ch["win"][name]["rl"]["values"]
+                target = summary["methods"][hi][name]["target"]
+                pa = summary["targets"][lo][split][f"win/{target}_vs_rlhf"]["values"]
+                pb = summary["targets"][hi][split][f"win/{target}_vs_rlhf"]["values"]
+                if not len(a) == len(b) == len(pa) == len(pb):
+                    continue  # unequal chains at the two rhos: no pairing
+                d = np.subtract(b, a)
+                fam["win_vs_rl_change"].append({"from_rho": min(rhos), "to_rho": max(rhos), "split": split,
+                                                "method": name, "change": stat(d),
+                                                "predicted_change": stat(np.subtract(pb, pa)),
+                                                "p": t_pvalue(d)})
     return {k: _family(v) for k, v in fam.items()}
 
 
@@ -172,15 +195,27 @@ def _sci(s) -> str:
     return f"{s['mean']:.2g} ± {s['halfwidth']:.1g}"
 
 
+def _made(summary: dict) -> str:
+    p = summary.get("provenance")
+    if not p or "seconds" not in summary:
+        return ""
+    git = p["git"]
+    commit = (f"{git['commit'][:10]}{' + local changes' if git['dirty'] else ''}" if git.get("commit")
+              else "no git")
+    cpu, v = p["cpu"], p["versions"]
+    return (f" Wall time {summary['seconds'] / 60:.0f} min on {cpu['model']} ({cpu['logical_cores']} logical "
+            f"cores; 15-min load average at the end {p['load_average']['15min']:.1f}), torch {v['torch']}, "
+            f"transformers {v['transformers']}; summarised at commit {commit} on {p['date_utc'][:10]}.")
+
+
 def render(summary: dict, split: str = "test") -> str:
     """The markdown tables of a summary (``split`` prompts; the train-split numbers are in the JSON)."""
     cfg = summary["config"]
     chains = max(e["chains"] for m in summary["methods"].values() for e in m.values())
     lines = [f"{chains} chains; tau = {cfg['tau']:g}, beta = {cfg['beta']:g}; K = {cfg['K']} content tokens, "
              f"L = {cfg['L']} (n = {sum(cfg['K'] ** k for k in range(cfg['L'] + 1))} responses per prompt); "
-             f"{cfg['steps']} alignment steps of {cfg['batch_size']} prompts; {split}-split prompts "
-             f"({summary['targets'][next(iter(summary['targets']))][split]['intransitive_share']['n']} "
-             f"chains of targets). Mean ± 95 % t-interval over chains.", "",
+             f"{cfg['steps']} alignment steps of {cfg['batch_size']} prompts; {cfg['eval_prompts']} "
+             f"{split}-split prompts per chain. Mean ± 95 % t-interval over chains." + _made(summary), "",
              "**The judge and the exact targets** (tabular, per prompt; certificates are the largest over "
              "prompts and chains):", "",
              "| rho | non-transitive share | BT agreement | KL(pi* ‖ SFT) | KL(tok-mix ‖ pi*) | "
@@ -216,6 +251,16 @@ def render(summary: dict, split: str = "test") -> str:
             target = summary["methods"][f"{r['rho']:g}"][r["method"]]["target"]
             pred = summary["targets"][f"{r['rho']:g}"][split][f"win/{target}_vs_rlhf"]
             lines.append(f"| {r['rho']:g} | {r['method']} | {_ci(r['win'])} | {_ci(pred)} | "
+                         f"{r['p_holm']:.2g} | {'yes' if r['separated'] else 'no'} |")
+    rows = [r for r in fam.get("win_vs_rl_change", []) if r["split"] == split]
+    if rows:
+        lines += ["", f"Change of that win rate from rho = {rows[0]['from_rho']:g} to "
+                  f"rho = {rows[0]['to_rho']:g} (paired per chain; Holm over the "
+                  f"{len(fam['win_vs_rl_change'])} tests of this family):", "",
+                  "| method | transformer | tabular prediction | p (Holm) | separated from 0 |",
+                  "|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['method']} | {_ci(r['change'])} | {_ci(r['predicted_change'])} | "
                          f"{r['p_holm']:.2g} | {'yes' if r['separated'] else 'no'} |")
     rows = [r for r in fam.get("dpo_slic_vs_ipo", []) if r["split"] == split]
     if rows:

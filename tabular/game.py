@@ -85,14 +85,34 @@ def validate_preference(P) -> np.ndarray:
         raise ValueError(f"P must be a square matrix (..., n, n), got shape {P.shape}")
     if P.shape[-1] < 2:
         raise ValueError(f"P must have at least 2 actions, got n = {P.shape[-1]}")
-    if not np.all(np.isfinite(P)):
+    low, high, asym = _range_and_asymmetry(P)
+    if not (math.isfinite(low) and math.isfinite(high)):  # min and max propagate nan and inf
         raise ValueError("P has non-finite entries (nan or inf)")
-    if P.min() < 0.0 or P.max() > 1.0:
-        raise ValueError(f"P entries must lie in [0, 1], got range [{P.min():.6g}, {P.max():.6g}]")
-    asym = np.abs(P + np.swapaxes(P, -1, -2) - 1.0).max()
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"P entries must lie in [0, 1], got range [{low:.6g}, {high:.6g}]")
     if asym > SYMMETRY_TOL:
         raise ValueError(f"P + P.T must equal 1 (within {SYMMETRY_TOL:g}); max deviation {asym:.3g}")
     return P
+
+
+def _range_and_asymmetry(P, tile: int = 128) -> tuple[float, float, float]:
+    """``(min P, max P, max |P + P^T - 1|)`` in one pass over ``P`` (..., n, n), tile pair by tile
+    pair: ``P + swapaxes(P)`` over the whole matrix reads P transposed, which measured 109 ms
+    at n = 3000 (40 products ``P @ pi``); cache-sized tiles read it once (12-19 ms)."""
+    n = P.shape[-1]
+    if n <= 2 * tile:  # one tile: fewer calls (measured 2x faster at n = 200)
+        tile = n
+    lows, highs, asym = [], [], 0.0
+    for i in range(0, n, tile):
+        for j in range(i, n, tile):
+            A, B = P[..., i:i + tile, j:j + tile], P[..., j:j + tile, i:i + tile]
+            with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported as non-finite
+                D = A + np.swapaxes(B, -1, -2)
+            lows += [A.min(), B.min()]
+            highs += [A.max(), B.max()]
+            asym = max(asym, float(D.max()) - 1.0, 1.0 - float(D.min()))
+    # np.min / np.max (not Python's min) so that a nan anywhere comes out as nan
+    return float(np.min(lows)), float(np.max(highs)), asym
 
 
 def validate_reference(mu, n: int | None = None) -> np.ndarray:

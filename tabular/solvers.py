@@ -15,7 +15,12 @@ Certificates (both public, both used by every solver, algorithm, test and proofs
   (Below tau ~ 1e-13 it is dominated by the round-off of ``P @ pi`` divided by tau: there the gap
   is the certificate.)
 
-Method (:func:`solve_equilibrium`, tau > 0): Newton's method on
+Method (:func:`solve_equilibrium`, tau > 0): first the contraction-aware fixed-point stage of
+:mod:`tabular.fixed_point` (one product with P per iteration, plain then Anderson-accelerated,
+the contraction rate estimated from the residuals; ``method="fixed-point"`` when it reaches the
+round-off floor by itself, its certificates then computed from the product it already made). A
+game it hands over goes to Newton, started from the stage's best iterate where that cut the
+residual by ``FP_WARM_GAIN`` (else from mu, as without the stage): Newton's method on
 ``G(z) = tau (z - log mu) - A softmax(z)`` in logit space ``z`` (``A = P - 1/2`` is skew), whose
 Jacobian ``tau I - A D`` (``D = diag(pi) - pi pi^T``) is never singular because ``A D`` has
 spectrum on the imaginary axis in the ``D``-inner product. (G is tau times the residual of the
@@ -42,13 +47,20 @@ Other closed-form limits, each with its own result type: :func:`mixture_fixed_po
 :func:`rlhf_optimum` -> :class:`RLHFOptimum` (``mu exp(s / tau)``, the limit of RL on
 Bradley-Terry scores).
 
-Batches: ``solve_equilibrium`` takes ``P`` of shape (B, n, n) (``tau`` a scalar or (B,)) and
-returns an :class:`EquilibriumBatch` (per-game certificates), solved by one vectorised dense
-Newton iteration over the batch, with the single-game solver for games that it leaves unsolved.
+Batches: ``solve_equilibrium`` takes ``P`` of shape (B, n, n), or one (n, n) ``P`` shared by B
+games with ``mu`` of shape (B, n) (a stride-0 broadcast stack is read as shared), ``tau`` a
+scalar or (B,), and returns an :class:`EquilibriumBatch` (per-game certificates). Games are
+solved in chunks that bound the working memory (``chunk``, default ``BATCH_MEMORY`` bytes): the
+fixed-point stage on the whole chunk (one matrix product per iteration for a shared P), one
+vectorised dense Newton for the games it hands over (n <= ``DENSE_MAX_N``; above, Newton-Krylov
+one game at a time), and the full single-game solver for what is left (tau = 0, tiny tau, a
+stalled Newton). A stack is validated chunk by chunk, naming the first bad game; results whose
+size alone exceeds ``MEMORY_LIMIT`` are refused in one line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -59,7 +71,23 @@ from scipy.optimize import linprog
 from scipy.sparse.linalg import LinearOperator, gmres
 from scipy.special import log_softmax, logsumexp
 
-from .game import kl_log, validate_beta, validate_game, validate_tau
+from .fixed_point import (
+    FP_DEPTH,
+    P_times_batch,
+    anderson_fixed_point,
+    log_normalise,
+    logsumexp_last,
+)
+from .game import (
+    check_allocation,
+    kl_log,
+    uniform,
+    validate_beta,
+    validate_game,
+    validate_preference,
+    validate_reference,
+    validate_tau,
+)
 
 __all__ = [
     "Equilibrium",
@@ -84,6 +112,11 @@ TAU_FROM_ZERO = 1e-6  # below: start Newton from the tau = 0 solution, not a pat
 MAX_PATH_STAGES = 1000  # bound on the continuation path (tau_start -> tau) length
 SIMPLEX_TOL = 1e-9  # |sum(pi) - 1| accepted by duality_gap (policies normalised in float64)
 NEWTON_TOL = 1e-14  # on the spread of F = G / tau: well below what gap_tol needs (gap ~ tau F^2)
+# Newton starts from the fixed-point stage's best iterate only where that stage cut the residual
+# by this factor; else from mu, as without the stage (measured: from an iterate the stage barely
+# moved, direct Newton at tau = 1e-3 missed where it succeeds from mu, and the tau = 0 start
+# cost 8x more, majority-of-5, n = 200).
+FP_WARM_GAIN = 1e-2
 
 
 @dataclass(frozen=True)
@@ -93,11 +126,14 @@ class Equilibrium:
     pi: the equilibrium policy (n,). log_pi: its log (exact also where pi underflows to 0).
     gap: duality gap (closed form; at tau == 0 it is 2 x the exploitability ``max (P pi) - 1/2``).
     residual: fixed-point residual ``max |log pi - log T(pi)|``; nan at tau == 0, where ``T`` is
-    not defined and the gap is the certificate. iterations: Newton steps (or LP iterations, or
-    support corrections). converged: whether gap <= gap_tol. method: ``"newton"``,
-    ``"newton-krylov"`` (GMRES linear solves), ``"newton-continuation"``, ``"newton-from-tau0"``
-    (tiny tau, Newton started at the tau = 0 solution), ``"support"`` (tau = 0, exact solve on the
-    identified support) or ``"lp"`` (tau = 0, HiGHS).
+    not defined and the gap is the certificate. iterations: fixed-point iterations plus Newton
+    steps (or LP iterations, or support corrections). converged: whether gap <= gap_tol. method:
+    ``"fixed-point"`` (the contraction-aware fixed-point stage reached round-off, no Newton),
+    ``"newton"``, ``"newton-krylov"`` (GMRES linear solves), ``"newton-continuation"``,
+    ``"newton-from-tau0"`` (tiny tau, Newton started at the tau = 0 solution), ``"support"``
+    (tau = 0, exact solve on the identified support) or ``"lp"`` (tau = 0, HiGHS); in a batch
+    also ``"newton-batch"`` (vectorised dense Newton). fixed_point_iterations: the part of
+    ``iterations`` spent in the fixed-point stage (products with ``P``) before Newton took over.
     """
 
     pi: np.ndarray
@@ -109,15 +145,18 @@ class Equilibrium:
     converged: bool
     method: str
     message: str = field(default="")
+    fixed_point_iterations: int = field(default=0)
 
 
 @dataclass(frozen=True)
 class EquilibriumBatch:
-    """Result of :func:`solve_equilibrium` on a stack of games ``P`` (B, n, n).
+    """Result of :func:`solve_equilibrium` on a batch: a stack ``P`` (B, n, n), or one ``P`` shared
+    by B games with ``mu`` (B, n) or ``tau`` (B,).
 
     The fields of :class:`Equilibrium`, one entry per game: pi, log_pi (B, n); tau, gap, residual
-    (B,) float; iterations (B,) int; converged (B,) bool; method: tuple of B strings. ``batch[b]``
-    is game b's :class:`Equilibrium`.
+    (B,) float; iterations, fixed_point_iterations (B,) int; converged (B,) bool; method: tuple
+    of B strings; message: a summary (games within gap_tol, how many each method solved).
+    ``batch[b]`` is game b's :class:`Equilibrium`.
     """
 
     pi: np.ndarray
@@ -129,6 +168,7 @@ class EquilibriumBatch:
     converged: np.ndarray
     method: tuple
     message: str = field(default="")
+    fixed_point_iterations: np.ndarray | None = field(default=None)
 
     def __len__(self) -> int:
         return self.pi.shape[0]
@@ -136,7 +176,9 @@ class EquilibriumBatch:
     def __getitem__(self, b: int) -> Equilibrium:
         return Equilibrium(self.pi[b], self.log_pi[b], float(self.tau[b]), float(self.gap[b]),
                            float(self.residual[b]), int(self.iterations[b]),
-                           bool(self.converged[b]), self.method[b], self.message)
+                           bool(self.converged[b]), self.method[b], self.message,
+                           0 if self.fixed_point_iterations is None else
+                           int(self.fixed_point_iterations[b]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,7 +200,10 @@ def _validate_policy(pi, n: int, name: str = "pi") -> np.ndarray:
 
 
 def _P_times(P, pi) -> np.ndarray:
-    """``P @ pi`` over leading batch axes (matmul: BLAS, unlike einsum, for one game too)."""
+    """``P @ pi`` over leading batch axes (matmul: BLAS, unlike einsum, for one game too); one
+    shared P (n, n) with policies (B, n) is one matrix product."""
+    if P.ndim == 2 and pi.ndim == 2:
+        return pi @ P.T
     return np.matmul(P, pi[..., None])[..., 0]
 
 
@@ -187,9 +232,11 @@ def duality_gap(P, mu, tau: float, pi) -> np.ndarray:
     reference, tau >= 0, pi on the simplex); :func:`duality_gap_unchecked` is the same number for
     callers that already validated (the algorithms' per-step metrics).
     """
+    P = _real_array(P, "P")
+    mu = None if mu is None else _real_array(mu, "mu")
     P, mu = validate_game(P, mu)
     tau = validate_tau(tau, allow_zero=True)
-    pi = _validate_policy(pi, P.shape[-1])
+    pi = _validate_policy(_real_array(pi, "pi"), P.shape[-1])
     return duality_gap_unchecked(P, mu, tau, pi)
 
 
@@ -200,6 +247,13 @@ def duality_gap_unchecked(P, mu, tau: float, pi) -> np.ndarray:
     Ppi = _P_times(np.asarray(P, np.float64), np.asarray(pi, np.float64))
     if tau == 0:
         return 2.0 * Ppi.max(-1) - 1.0
+    return _gap_and_log_T(Ppi, mu, tau, pi)[0]
+
+
+def _gap_and_log_T(Ppi, mu, tau: float, pi):
+    """The gap of ``pi`` (tau > 0) from its product ``Ppi = P @ pi``, and ``log T(pi)`` on the way
+    (the fixed-point residual is ``max |log pi - log T|``): the certificates without a second
+    product with P."""
     # Evaluated as the identical 2 tau KL(pi || T(pi)) (expand log T = log mu + P pi/tau - lse and
     # use pi P pi = 1/2), which avoids cancelling the O(1) terms of "2 (tau lse + tau KL) - 1".
     # KL itself is summed as sum_{pi>0} pi (d + expm1(-d)) + T(pi = 0), d = log pi - log T: the
@@ -214,14 +268,14 @@ def duality_gap_unchecked(P, mu, tau: float, pi) -> np.ndarray:
     shift = Ppi - Ppi.max(-1, keepdims=True)  # <= 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         scaled = log_mu + shift / tau
-        lse = logsumexp(scaled, axis=-1, keepdims=True)
+        lse = logsumexp_last(scaled)
         T = np.exp(scaled - lse)
         tau_d = tau * (np.log(pi) - log_mu + lse) - shift  # tau (log pi - log T)
         d = tau_d / tau
         near = pi * (tau_d + tau * np.expm1(-d))
         far = pi * tau_d - tau * (pi - T)
         terms = np.where(pi > 0, np.where(np.abs(d) <= 1.0, near, far), tau * T)
-    return 2.0 * terms.sum(-1)
+    return 2.0 * terms.sum(-1), scaled - lse
 
 
 def exploitability(P, pi) -> np.ndarray:
@@ -235,7 +289,7 @@ def fixed_point_map(P, mu, tau: float, pi, log: bool = False) -> np.ndarray:
     Ppi = _P_times(np.asarray(P, np.float64), np.asarray(pi, np.float64))
     # Shifting P pi by its max changes nothing (softmax) but cannot overflow at tiny tau.
     with np.errstate(divide="ignore", over="ignore"):
-        out = log_softmax(np.log(mu) + (Ppi - Ppi.max(-1, keepdims=True)) / tau, axis=-1)
+        out = log_normalise(np.log(mu) + (Ppi - Ppi.max(-1, keepdims=True)) / tau)
     return out if log else np.exp(out)
 
 
@@ -398,73 +452,126 @@ def solve_equilibrium(
     tau_start: float = 1.0,
     init=None,
     linear: str = "auto",
+    fixed_point: bool = True,
+    chunk: int | None = None,
 ):
     """The Nash equilibrium ``pi* ∝ mu exp(P @ pi* / tau)`` with its certificate.
 
     Args:
-      P: (n, n) preference matrix, or a stack (B, n, n) of games. mu: (n,) or (B, n) reference
-        (default uniform). tau: >= 0 (a scalar, or (B,) for a stack).
+      P: (n, n) preference matrix, or a stack (B, n, n) of games (a broadcast view of one matrix,
+        stride 0 on the game axis, is read as that one matrix: no (B, n, n) copy is made).
+      mu: (n,) reference (default uniform), or (B, n), one per game: with an (n, n) ``P`` this is
+        a batch of B games sharing ``P`` (the per-prompt games of a task). tau: >= 0, a scalar
+        or (B,) (a (B,) tau with one (n, n) ``P`` is a batch too).
       gap_tol: target duality gap; ``converged`` reports whether it was met (a warning names the
         achieved gap and the remedy otherwise). max_iter: Newton steps per tau stage.
       tau_path_ratio in (0, 1), tau_start > 0: the continuation path ``tau_start * ratio^k`` down
         to ``tau``, used when direct Newton stalls (at most ``MAX_PATH_STAGES`` stages).
       init: optional warm start (a policy with full support; one game only).
       linear: ``"auto"`` (dense LU for small n, GMRES above), ``"dense"`` or ``"krylov"``.
+      fixed_point: start with the contraction-aware fixed-point stage
+        (:mod:`tabular.fixed_point`), handing over to Newton where it contracts slowly; False:
+        Newton from the start.
+      chunk: games solved together in a batch (default: as many as fit in ``BATCH_MEMORY``
+        bytes of working memory, and for a stack as many whose P fits in ``STACK_CACHE``
+        bytes). The batch's working memory is bounded by the chunk; the inputs and the (B, n)
+        outputs come on top, and outputs above ``MEMORY_LIMIT`` are refused with a one-line
+        ValueError.
 
     Returns: :class:`Equilibrium` for one game; :class:`EquilibriumBatch` (per-game fields) for a
-    stack. For ``tau == 0`` see :func:`solve_zero_sum`. Every result carries its duality gap.
+    batch. For ``tau == 0`` see :func:`solve_zero_sum`. Every result carries its duality gap.
     """
-    P, mu = validate_game(P, mu)
     _validate_solver_options(gap_tol, max_iter, tau_path_ratio, tau_start)
     if linear not in ("auto", "dense", "krylov"):
         raise ValueError(f"linear must be 'auto', 'dense' or 'krylov', got {linear!r}")
-    if P.ndim == 3:
+    if not isinstance(fixed_point, (bool, np.bool_)):
+        raise ValueError(f"fixed_point must be True or False, got {fixed_point!r}")
+    P = _real_array(P, "P")
+    mu = None if mu is None else _real_array(mu, "mu")
+    games = None  # number of games when P is one matrix shared by a batch
+    if P.ndim == 3 and P.shape[0] > 0 and P.strides[0] == 0:
+        games, P = P.shape[0], P[0]  # np.broadcast_to(P, (B, n, n)): one shared matrix
+    if games or P.ndim == 3 or (mu is not None and mu.ndim == 2) or np.ndim(tau) == 1:
         if init is not None:
-            raise ValueError("init is for one game; a stack (B, n, n) starts from mu")
-        return _solve_batch(P, mu, tau, gap_tol=gap_tol, max_iter=max_iter,
-                            tau_path_ratio=tau_path_ratio, tau_start=tau_start, linear=linear)
+            raise ValueError("init is for one game; a batch starts from mu")
+        return _solve_batch(P, mu, tau, games, gap_tol=gap_tol, max_iter=max_iter,
+                            tau_path_ratio=tau_path_ratio, tau_start=tau_start, linear=linear,
+                            fixed_point=bool(fixed_point), chunk=chunk)
     if P.ndim != 2:
         raise ValueError(f"solve_equilibrium takes one game (n, n) or a stack (B, n, n), got "
                          f"shape {P.shape}")
+    P, mu = validate_game(P, mu)
     if mu.ndim != 1:
-        raise ValueError(f"mu must be one vector (n,) for one game, got shape {mu.shape}")
+        raise ValueError(f"mu must be (n,) or (B, n), got shape {mu.shape}")
     tau = validate_tau(tau, allow_zero=True)
     if tau == 0:
         return solve_zero_sum(P, mu)
+    _check_path_length(tau, tau_start, tau_path_ratio)
+    if init is not None:
+        init = _validate_policy(init, P.shape[0], "init")
+        if init.min() <= 0:
+            raise ValueError("init must have full support (all entries > 0)")
+        init = log_softmax(np.log(init))
+    return _solve_one(P, mu, tau, gap_tol, max_iter, float(tau_path_ratio), float(tau_start),
+                      init, linear, bool(fixed_point))
+
+
+def _real_array(x, name: str) -> np.ndarray:
+    """``x`` as an array (no copy of a float64 array); complex input refused in one line instead
+    of numpy's ComplexWarning and a silently dropped imaginary part."""
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        raise ValueError(f"{name} must be real; got complex entries ({x.dtype})")
+    return x
+
+
+def _check_path_length(tau, tau_start, tau_path_ratio):
     stages = _path_stages(max(tau, TAU_FROM_ZERO), float(tau_start), float(tau_path_ratio))
     if stages > MAX_PATH_STAGES:
         target = max(tau, TAU_FROM_ZERO)
         raise ValueError(f"tau_path_ratio={tau_path_ratio!r} needs {stages} continuation stages "
                          f"from tau_start={tau_start!r} to tau={target:g} (at most "
                          f"{MAX_PATH_STAGES}): use a smaller ratio")
-    return _solve_one(P, mu, tau, gap_tol, max_iter, float(tau_path_ratio), float(tau_start),
-                      init, linear)
 
 
-def _solve_one(P, mu, tau, gap_tol, max_iter, ratio, tau_start, init, linear):
-    """Direct Newton; if it misses gap_tol: for tau < 1e-2 Newton from the tau = 0 solution
-    (pi*_tau = pi0 + O(tau)); then the continuation path. The smallest gap wins."""
+def _dense(linear: str, n: int) -> bool:
+    """Whether Newton's linear solves are dense LU (cheap enough at small n that the fixed-point
+    stage does not try Anderson on a game whose plain iteration made no progress)."""
+    return linear == "dense" or (linear == "auto" and n <= DENSE_MAX_N)
+
+
+def _solve_one(P, mu, tau, gap_tol, max_iter, ratio, tau_start, z_start, linear, fixed_point):
+    """Fixed-point stage (if ``fixed_point``), then direct Newton from where it stopped; if that
+    misses gap_tol: for tau < 1e-2 Newton from the tau = 0 solution (pi*_tau = pi0 + O(tau));
+    then the continuation path. The smallest gap wins. ``z_start``: normalised logits or None."""
     log_mu = np.log(mu)
     candidates = []  # (gap, z, method, iterations)
-    total = 0
+    total = fp_iters = 0
+    fp_residual = None  # the fixed-point stage's answer comes with its residual
 
     def best_gap():
         return min((c[0] for c in candidates), default=np.inf)
 
     if tau >= TAU_FROM_ZERO:
-        if init is None:
-            z0 = log_mu.copy()
-        else:
-            init = _validate_policy(init, P.shape[0], "init")
-            if init.min() <= 0:
-                raise ValueError("init must have full support (all entries > 0)")
-            z0 = log_softmax(np.log(init))
-        # Below tau = 1e-2 a start from tau = 0 follows, so a stalling direct attempt is cut short.
-        direct_iter = max_iter if tau >= 1e-2 else min(max_iter, 30)
-        z, _, iters, _, _, krylov = _newton(P, log_mu, tau, z0, direct_iter, linear=linear)
-        total += iters
-        _, gap, _ = _certify(P, mu, tau, z, gap_tol)
-        candidates.append((gap, z, "newton-krylov" if krylov else "newton", total))
+        z0 = log_mu.copy() if z_start is None else z_start
+        if fixed_point:
+            run = anderson_fixed_point(P, log_mu[None], np.array([tau]), z0[None],
+                                       rescue=not _dense(linear, P.shape[0]))
+            fp_iters = total = int(run.iterations[0])
+            if run.converged[0]:
+                gap, log_T = _gap_and_log_T(run.P_pi[0], mu, tau, np.exp(run.z[0]))
+                fp_residual = float(np.abs(run.z[0] - log_T).max())
+                candidates.append((float(gap), run.z[0], "fixed-point", total))
+            elif run.residual[0] <= FP_WARM_GAIN * run.start_residual[0]:
+                z0 = run.z[0]  # the stage gained: Newton starts from its best iterate
+        if best_gap() > gap_tol:
+            # Below tau = 1e-2 a start from tau = 0 follows, so a stalling direct attempt is cut
+            # short.
+            direct_iter = max_iter if tau >= 1e-2 else min(max_iter, 30)
+            z, _, iters, _, _, krylov = _newton(P, log_mu, tau, z0, direct_iter, linear=linear)
+            total += iters
+            _, gap, _ = _certify(P, mu, tau, z, gap_tol)
+            candidates.append((gap, z, "newton-krylov" if krylov else "newton", total))
     if best_gap() > gap_tol and tau < 1e-2:
         # Small tau: pi*_tau = pi0 + O(tau) around the tau = 0 equilibrium pi0; Newton from there.
         pi0 = solve_zero_sum(P, mu).pi
@@ -485,27 +592,53 @@ def _solve_one(P, mu, tau, gap_tol, max_iter, ratio, tau_start, init, linear):
         candidates.append((gap, z, "newton-continuation", total))
     gap, z, method, _ = min(candidates, key=lambda c: (not np.isfinite(c[0]), c[0]))
     pi = np.exp(z)
-    residual = float(fixed_point_residual(P, mu, tau, pi, log_pi=z))
+    if method == "fixed-point":
+        residual = fp_residual
+    else:
+        residual = float(fixed_point_residual(P, mu, tau, pi, log_pi=z))
     converged = bool(gap <= gap_tol)
     message = "gap within tolerance" if converged else (
         f"duality gap {gap:.3g} > {gap_tol:g}; increase max_iter or lower tau_path_ratio")
     if not converged:
         warnings.warn(f"solve_equilibrium: {message}", RuntimeWarning, stacklevel=3)
-    return Equilibrium(pi, z, tau, gap, residual, total, converged, method, message)
+    return Equilibrium(pi, z, tau, gap, residual, total, converged, method, message, fp_iters)
 
 
 # --------------------------------------------------------------------------------------------
-# Batches of games: one vectorised dense Newton iteration.
+# Batches of games: the fixed-point stage on the whole chunk, one vectorised dense Newton
+# iteration (n <= DENSE_MAX_N) or the single-game Newton-Krylov (above) for the games it hands
+# over, the full single-game solver for what is left.
 # --------------------------------------------------------------------------------------------
+BATCH_MEMORY = 2**28  # bytes of working memory a batch chunk may use (256 MiB), inputs aside
+# Bytes of a stack's P solved together: measured at n = 585 (256 games, tau = 0.1), chunks of 47
+# games (128 MB of P streamed from memory every iteration) took 1.3x a one-by-one loop, whose
+# 2.7 MB game stays in cache; chunks within the cache are no slower than the loop.
+STACK_CACHE = 2**22
+
+
+def _game_bytes(n: int, stack: bool) -> int:
+    """Working memory of one game in a chunk: the fixed-point stage's Anderson history and
+    vectors (~(2 FP_DEPTH + 12) n floats); for n <= DENSE_MAX_N the batched Newton's Jacobian, its
+    LU copy and a temporary (3 n^2 floats); for a stack also the float64 chunk of P and the
+    validation's P + P^T (2 n^2)."""
+    floats = (2 * FP_DEPTH + 12) * n
+    if n <= DENSE_MAX_N:
+        floats += 3 * n * n
+    if stack:
+        floats += 2 * n * n
+    return 8 * floats
+
+
 def _newton_batch(P, log_mu, tau, z, max_iter, tol=NEWTON_TOL):
-    """Damped Newton on a stack: P (B, n, n), log_mu, z (B, n), tau (B,). Each game stops at its
-    own tolerance or stall; returns ``(z, iterations (B,), reached_tol (B,))``."""
+    """Damped Newton on a batch: P (B, n, n) or one shared (n, n); log_mu, z (B, n), tau (B,).
+    Each game stops at its own tolerance or stall; returns ``(z, iterations (B,), reached (B,))``."""
     B, n = z.shape
     tau_col = tau[:, None]
+    shared = P.ndim == 2
 
     def residual(P, log_mu, tau_col, z):
         pi = np.exp(z)
-        A_pi = np.einsum("bij,bj->bi", P, pi) - 0.5 * pi.sum(-1, keepdims=True)
+        A_pi = P_times_batch(P, pi) - 0.5 * pi.sum(-1, keepdims=True)
         G = tau_col * (z - log_mu) - A_pi
         G = G - G.max(-1, keepdims=True)
         return G, pi, A_pi, G.max(-1) - G.min(-1)
@@ -519,7 +652,7 @@ def _newton_batch(P, log_mu, tau, z, max_iter, tol=NEWTON_TOL):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        Pi, pii, Ai, ti = P[idx], pi[idx], A_pi[idx], tau[idx]
+        Pi, pii, Ai, ti = (P if shared else P[idx]), pi[idx], A_pi[idx], tau[idx]
         J = (0.5 * pii[:, None, :] + Ai[:, :, None] * pii[:, None, :]) - Pi * pii[:, None, :]
         J += ti[:, None, None] * eye
         try:
@@ -535,7 +668,8 @@ def _newton_batch(P, log_mu, tau, z, max_iter, tol=NEWTON_TOL):
         for _ in range(34):  # halve down to 2^-33 ~ 1e-10, as the single-game search
             todo = ~accepted
             zt = log_softmax(z[idx][todo] + step[todo, None] * dz[todo], axis=-1)
-            Gt, pit, At, rt = residual(Pi[todo], log_mu[idx][todo], ti[todo, None], zt)
+            Gt, pit, At, rt = residual(Pi if shared else Pi[todo], log_mu[idx][todo],
+                                       ti[todo, None], zt)
             better = rt < r[idx][todo]
             sel = np.flatnonzero(todo)[better]
             z_new[sel], G_new[sel], pi_new[sel], A_new[sel], r_new[sel] = (
@@ -552,64 +686,176 @@ def _newton_batch(P, log_mu, tau, z, max_iter, tol=NEWTON_TOL):
     return z, iters, reached
 
 
-def _solve_batch(P, mu, tau, *, gap_tol, max_iter, tau_path_ratio, tau_start, linear):
-    B, n = P.shape[0], P.shape[-1]
-    if mu.shape not in ((n,), (B, n)):
+def _batch_shape(P, mu, tau, games):
+    """B and n of a batch, with one-line errors for inconsistent shapes."""
+    n = P.shape[-1]
+    if games is not None:
+        B = games
+    elif P.ndim == 3:
+        B = P.shape[0]
+    elif mu is not None and mu.ndim == 2:
+        B = mu.shape[0]
+    else:
+        B = int(np.shape(tau)[0])
+    if P.ndim not in (2, 3) or P.shape[-2] != n:
+        raise ValueError(f"P must be a square matrix (n, n) or a stack (B, n, n), got shape "
+                         f"{P.shape}")
+    if mu is not None and mu.shape not in ((n,), (B, n)):
         raise ValueError(f"mu must have shape ({n},) or ({B}, {n}) for {B} games, got {mu.shape}")
-    mu = np.broadcast_to(mu, (B, n))
-    tau_arr = np.broadcast_to(np.asarray(tau, dtype=object), (B,)) if np.ndim(tau) == 0 else \
-        np.asarray(tau, dtype=object)
-    if tau_arr.shape != (B,):
+    if np.ndim(tau) != 0 and np.shape(tau) != (B,):
         raise ValueError(f"tau must be a scalar or have one entry per game ({B},), got shape "
-                         f"{tau_arr.shape}")
-    tau_arr = np.array([validate_tau(t, allow_zero=True) for t in tau_arr], dtype=np.float64)
+                         f"{np.shape(tau)}")
+    return B, n
+
+
+def _validate_batch(P, mu, B, n, size):
+    """Validate a batch chunk by chunk (bounded memory); a bad game is named by its index."""
+    def named(check, start, stop, *arrays):
+        try:
+            check(*(a[start:stop] for a in arrays))
+        except ValueError:
+            for b in range(start, stop):  # find the first bad game of the chunk
+                try:
+                    check(*(a[b:b + 1] for a in arrays))
+                except ValueError as e:
+                    raise ValueError(f"game {b} of {B}: {e}") from None
+            raise
+
+    if P.ndim == 2:
+        validate_preference(P)
+    if mu is not None and mu.ndim == 1:
+        validate_reference(mu, n)
+    for start in range(0, B, size):
+        stop = min(B, start + size)
+        if P.ndim == 3:
+            named(validate_preference, start, stop, P)
+        if mu is not None and mu.ndim == 2:
+            named(lambda m: validate_reference(m, n), start, stop, mu)
+
+
+def _solve_batch(P, mu, tau, games, *, gap_tol, max_iter, tau_path_ratio, tau_start, linear,
+                 fixed_point, chunk):
+    B, n = _batch_shape(P, mu, tau, games)
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
+                              or chunk < 1):
+        raise ValueError(f"chunk must be an integer >= 1 (games per chunk), got {chunk!r}")
+    if chunk is not None:
+        size = int(chunk)
+    else:
+        size = max(1, BATCH_MEMORY // _game_bytes(n, P.ndim == 3))
+        if P.ndim == 3:  # a stack's games in lockstep stream the chunk's P from memory each
+            size = min(size, max(1, STACK_CACHE // (8 * n * n)))  # iteration: keep it cached
+    # The outputs (pi and log_pi, B x n each, and the per-game fields) are not chunked.
+    check_allocation(8.0 * B * (2 * n + 8), f"solve_equilibrium on {B} games of {n} actions "
+                     f"(the (B, n) results)")
+    _validate_batch(P, mu, B, n, size)
+    tau_list = np.broadcast_to(np.asarray(tau, dtype=object), (B,))
+    tau_arr = np.array([validate_tau(t, allow_zero=True) for t in tau_list], dtype=np.float64)
+    for t in np.unique(tau_arr[tau_arr > 0]):
+        _check_path_length(t, tau_start, tau_path_ratio)
+    mu = uniform(n) if mu is None else mu
+    out = EquilibriumBatch(np.empty((B, n)), np.empty((B, n)), tau_arr, np.empty(B), np.empty(B),
+                           np.zeros(B, np.int64), np.zeros(B, bool), [""] * B, "",
+                           np.zeros(B, np.int64))
+    for start in range(0, B, size):
+        sl = slice(start, min(B, start + size))
+        Pc = P if P.ndim == 2 else np.asarray(P[sl], dtype=np.float64)
+        mu_c = np.array(np.broadcast_to(mu, (B, n))[sl], dtype=np.float64)
+        _solve_chunk(Pc, mu_c, tau_arr[sl], out, sl, gap_tol=gap_tol, max_iter=max_iter,
+                     tau_path_ratio=tau_path_ratio, tau_start=tau_start, linear=linear,
+                     fixed_point=fixed_point)
+    converged = out.gap <= gap_tol
+    out.converged[:] = converged
+    counts = {m: out.method.count(m) for m in sorted(set(out.method))}
+    message = (f"{int(converged.sum())}/{B} games within gap_tol {gap_tol:g}; methods: "
+               + ", ".join(f"{m} {c}" for m, c in counts.items()))
+    if not converged.all():
+        warnings.warn(f"solve_equilibrium: worst duality gap {out.gap.max():.3g} > {gap_tol:g} in "
+                      f"{int((~converged).sum())} of {B} games", RuntimeWarning, stacklevel=3)
+    return dataclasses.replace(out, method=tuple(out.method), message=message)
+
+
+def _solve_chunk(P, mu, tau, out, sl, *, gap_tol, max_iter, tau_path_ratio, tau_start, linear,
+                 fixed_point):
+    """Solve games ``sl`` of the batch into ``out``: P (n, n) shared or (b, n, n), mu (b, n)."""
+    b, n = mu.shape
+    shared = P.ndim == 2
     log_mu = np.log(mu)
     z = log_mu.copy()
-    iters = np.zeros(B, dtype=np.int64)
-    methods = ["newton-batch"] * B
-    fast = np.flatnonzero(tau_arr >= TAU_FROM_ZERO)
-    if fast.size:
-        z[fast], iters[fast], _ = _newton_batch(P[fast], log_mu[fast], tau_arr[fast],
-                                                z[fast].copy(), max_iter)
+    iters = np.zeros(b, np.int64)
+    fp_iters = np.zeros(b, np.int64)
+    methods = [""] * b
+    fast = np.flatnonzero(tau >= TAU_FROM_ZERO)
+    newton = fast
+    if fixed_point and fast.size:
+        whole = shared or fast.size == b  # a stack is indexed (copied) only for a subset
+        run = anderson_fixed_point(P if whole else P[fast], log_mu[fast], tau[fast],
+                                   z[fast].copy(), rescue=not _dense(linear, n))
+        gained = run.converged | (run.residual <= FP_WARM_GAIN * run.start_residual)
+        z[fast[gained]] = run.z[gained]
+        fp_iters[fast] = iters[fast] = run.iterations
+        for i in fast[run.converged]:
+            methods[i] = "fixed-point"
+        newton = fast[~run.converged]
+    dense = _dense(linear, n)
+    if newton.size and dense:
+        z[newton], steps, _ = _newton_batch(P if shared else P[newton], log_mu[newton],
+                                            tau[newton], z[newton].copy(), max_iter)
+        iters[newton] += steps
+        for i in newton:
+            methods[i] = "newton-batch"
     pi = np.exp(z)
-    safe_tau = np.where(tau_arr > 0, tau_arr, 1.0)
-    gap = _batch_gap(P, mu, safe_tau, pi)
-    residual = _batch_residual(P, mu, safe_tau, pi, z)
-    ok = (gap <= gap_tol) & (tau_arr >= TAU_FROM_ZERO)
+    safe_tau = np.where(tau > 0, tau, 1.0)
+    gap, residual = np.full(b, np.inf), np.full(b, np.inf)
+    if fixed_point and fast.size and run.converged.any():
+        # The stage's answers come with P @ pi: certificates without another product.
+        idx = fast[run.converged]
+        for t in np.unique(tau[idx]):
+            sel = tau[idx] == t
+            g, log_T = _gap_and_log_T(run.P_pi[run.converged][sel], mu[idx[sel]], float(t),
+                                      pi[idx[sel]])
+            gap[idx[sel]] = g
+            residual[idx[sel]] = np.abs(z[idx[sel]] - log_T).max(-1)
+    if dense and newton.size:  # the batched Newton's games (the others go to the loop below)
+        Pn = P if shared else P[newton]
+        gap[newton] = _batch_gap(Pn, mu[newton], safe_tau[newton], pi[newton])
+        residual[newton] = _batch_residual(Pn, mu[newton], safe_tau[newton], pi[newton],
+                                           z[newton])
+    ok = (gap <= gap_tol) & (tau >= TAU_FROM_ZERO)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # one summary warning below
-        for b in np.flatnonzero(~ok):  # tau = 0, tiny tau, or Newton left it: the full solver
-            eq = solve_equilibrium(P[b], mu[b], tau_arr[b], gap_tol=gap_tol, max_iter=max_iter,
-                                   tau_path_ratio=tau_path_ratio, tau_start=tau_start,
-                                   linear=linear)
-            pi[b], z[b], gap[b], residual[b] = eq.pi, eq.log_pi, eq.gap, eq.residual
-            iters[b] += eq.iterations
-            methods[b] = eq.method
-    converged = gap <= gap_tol
-    fell_back = int((~ok).sum())
-    message = (f"{int(converged.sum())}/{B} games within gap_tol {gap_tol:g}; {fell_back} solved "
-               f"one by one (tau = 0, tiny tau, or batched Newton stalled)")
-    if not converged.all():
-        warnings.warn(f"solve_equilibrium: worst duality gap {gap.max():.3g} > {gap_tol:g} in "
-                      f"{int((~converged).sum())} of {B} games", RuntimeWarning, stacklevel=3)
-    return EquilibriumBatch(pi, z, tau_arr, gap, residual, iters, converged, tuple(methods),
-                            message)
+        warnings.simplefilter("ignore", RuntimeWarning)  # one summary warning for the batch
+        for i in np.flatnonzero(~ok):  # tau = 0, tiny tau, Newton's games above DENSE_MAX_N,
+            # or games the batched stages left: the full single-game solver
+            Pi = P if shared else P[i]
+            if tau[i] == 0:
+                eq = solve_zero_sum(Pi, mu[i])
+            else:
+                warm = z[i] if tau[i] >= TAU_FROM_ZERO else None
+                eq = _solve_one(Pi, mu[i], tau[i], gap_tol, max_iter, float(tau_path_ratio),
+                                float(tau_start), warm, linear, False)
+            pi[i], z[i], gap[i], residual[i] = eq.pi, eq.log_pi, eq.gap, eq.residual
+            iters[i] += eq.iterations
+            methods[i] = eq.method
+    out.pi[sl], out.log_pi[sl], out.gap[sl], out.residual[sl] = pi, z, gap, residual
+    out.iterations[sl], out.fixed_point_iterations[sl] = iters, fp_iters
+    out.method[sl] = methods
 
 
 def _batch_gap(P, mu, tau, pi):
-    """duality_gap_unchecked with a per-game tau (B,)."""
-    out = np.empty(P.shape[0])
+    """duality_gap_unchecked with a per-game tau (B,); P shared (n, n) or (B, n, n)."""
+    out = np.empty(pi.shape[0])
     for t in np.unique(tau):
         sel = tau == t
-        out[sel] = duality_gap_unchecked(P[sel], mu[sel], float(t), pi[sel])
+        out[sel] = duality_gap_unchecked(P if P.ndim == 2 else P[sel], mu[sel], float(t), pi[sel])
     return out
 
 
 def _batch_residual(P, mu, tau, pi, z):
-    out = np.empty(P.shape[0])
+    out = np.empty(pi.shape[0])
     for t in np.unique(tau):
         sel = tau == t
-        out[sel] = fixed_point_residual(P[sel], mu[sel], float(t), pi[sel], log_pi=z[sel])
+        out[sel] = fixed_point_residual(P if P.ndim == 2 else P[sel], mu[sel], float(t), pi[sel],
+                                        log_pi=z[sel])
     return out
 
 

@@ -39,8 +39,8 @@ def games(draw, n_min=2, n_max=40):
 @given(games())
 def test_newton_krylov_matches_dense_newton(game):
     P, mu, tau = game
-    dense = solve_equilibrium(P, mu, tau, linear="dense")
-    krylov = solve_equilibrium(P, mu, tau, linear="krylov")
+    dense = solve_equilibrium(P, mu, tau, linear="dense", fixed_point=False)
+    krylov = solve_equilibrium(P, mu, tau, linear="krylov", fixed_point=False)
     assert dense.converged and krylov.converged
     assert krylov.gap <= 1e-12 and float(duality_gap(P, mu, tau, krylov.pi)) <= 1e-12
     np.testing.assert_allclose(krylov.log_pi, dense.log_pi, rtol=0, atol=1e-9)
@@ -59,7 +59,7 @@ def test_batch_matches_one_by_one(n, B, seed):
     # Per-game certificates recomputed here, one game at a time.
     for b in range(B):
         assert float(duality_gap(P[b], mu[b], tau[b], batch.pi[b])) <= 1e-12
-        one = solve_equilibrium(P[b], mu[b], tau[b], linear="dense")
+        one = solve_equilibrium(P[b], mu[b], tau[b], linear="dense", fixed_point=False)
         np.testing.assert_allclose(batch.log_pi[b], one.log_pi, rtol=0, atol=1e-9)
         assert batch[b].gap == batch.gap[b]
 
@@ -213,7 +213,7 @@ def test_mixture_fixed_point_rejects_beta_outside_unit_interval(beta):
 @pytest.mark.parametrize("tau", [0.1, 1.0])
 def test_n_2000_krylov(tau):
     P = make_game("random:2000:0").P
-    eq = solve_equilibrium(P, None, tau)
+    eq = solve_equilibrium(P, None, tau, fixed_point=False)  # the Krylov path itself
     assert eq.converged and eq.method == "newton-krylov"
     assert float(duality_gap(P, None, tau, eq.pi)) <= 1e-12
 
@@ -222,8 +222,12 @@ def test_batch_rejects_mu_of_the_wrong_shape(rng):
     P = np.stack([random_preference(3, rng) for _ in range(2)])
     with pytest.raises(ValueError, match="mu must have shape"):
         solve_equilibrium(P, np.full((3, 3), 1 / 3), 0.1)
-    with pytest.raises(ValueError, match="one vector"):
-        solve_equilibrium(P[0], np.full((2, 3), 1 / 3), 0.1)
+    # One (n, n) P with a (B, n) mu is a batch of B games sharing P (issue 22: per-prompt games);
+    # its tau must then be a scalar or (B,).
+    with pytest.raises(ValueError, match="one entry per game"):
+        solve_equilibrium(P[0], np.full((2, 3), 1 / 3), np.array([0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match="mu must have shape"):
+        solve_equilibrium(P[0], np.full((2, 4), 1 / 4), 0.1)
 
 
 def test_cli_solves_tau_1e_300(tmp_path, capsys):
