@@ -1,4 +1,5 @@
-"""Entry point of ``python -m llm``: sets the OpenMP wait policy before torch is imported."""
+"""Entry point of ``python -m llm``: sets the OpenMP wait policy before torch is imported, and
+leaves torchrun's process group when the command ends (:func:`llm.distributed.shutdown`)."""
 
 import os
 import sys
@@ -22,4 +23,12 @@ if _requested_threads(sys.argv[1:]) > 1:
 
 from llm.cli import main  # noqa: E402  (torch is imported only now)
 
-sys.exit(main())
+code = 1
+try:
+    code = main()
+finally:
+    if "torch.distributed" in sys.modules:  # a stage ran: leave its process group, if any, now
+        from llm.distributed import shutdown
+
+        shutdown(completed=code == 0)
+sys.exit(code)

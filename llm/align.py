@@ -31,7 +31,7 @@ from . import distributed
 from .config import MethodParams
 from .models import check_context, load_causal_lm, load_scorer, save_model
 from .objectives import nash_md_pg_loss, pairwise_method_loss, rl_loss
-from .runtime import autocast, open_stage, save_checkpoint
+from .runtime import autocast, open_stage, save_checkpoint, stage_function
 from .sampling import (
     pm_prob,
     rm_reward,
@@ -136,6 +136,7 @@ def read_prompt_file(path: str) -> list[str]:
     return prompts
 
 
+@stage_function
 def run_align(cfg, progress: bool = True) -> dict:
     """Align the SFT policy with ``cfg.method``; returns the ``done.json`` contents."""
     # -- config, inputs (all checks before anything is written) --

@@ -45,7 +45,9 @@ def build_parser() -> Parser:
 
 # Subcommands that are not stages (no run folder): ``python -m llm NAME --help``.
 _TOOLS = {"report": "render the README's LLM tables from RUN_DIR/summary.json",
-          "compare": "check that a run reproduces a reference summary (bit for bit, or within its intervals)"}
+          "compare": "check that a run reproduces a reference summary (bit for bit, or within its intervals)",
+          "exact": "the enumerable task: transformers against their exact tabular targets (own flags)",
+          "exact-report": "render the tables of an `exact` run (RUN_DIR/summary.json) into a README block"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,13 +56,24 @@ def main(argv: list[str] | None = None) -> int:
         from .report import main as report_main
 
         return report_main(argv[1:])
+    if argv and argv[0] == "exact":
+        from .exact import main as exact_main
+
+        return exact_main(argv[1:])
+    if argv and argv[0] == "exact-report":
+        from .exact_report import main as exact_report_main
+
+        return exact_report_main(argv[1:])
     if argv and argv[0] == "compare":
         from .compare import main as compare_main
 
         return compare_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    return run_command(f"{parser.prog} {args.stage}", lambda: _run_stage(args))
+    # Ctrl-C: a stage notes where it stopped (llm.runtime.stage_function); before one opens its
+    # folder nothing has been written
+    return run_command(f"{parser.prog} {args.stage}", lambda: _run_stage(args),
+                       interrupted="interrupted before anything was written: rerun the command")
 
 
 def _run_stage(args) -> int:

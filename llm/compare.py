@@ -13,7 +13,8 @@ bit for bit; what it can repeat is what the README concludes. This command check
    chains a pair that the reference separates by a small margin is separated again only sometimes.
 
 Exit status 0 when RUN reproduces the reference in either sense, 1 when it does not, 2 on bad input
-(unreadable file, or the two runs were made with different settings). ``--write FILE --tag TAG``
+(unreadable or malformed file, an output that cannot be written or is one of the summaries, or the
+two runs were made with different settings), before anything is written. ``--write FILE --tag TAG``
 renders the result into the ``<!-- llm-report:TAG.compare -->`` blocks of a markdown file.
 """
 
@@ -23,10 +24,20 @@ import json
 import os
 import sys
 
-from tabular.cliargs import Parser
+from tabular.cliargs import Parser, one_line
+from tabular.files import check_output_file
 
 from .config import RESUMABLE_CHANGES
-from .report import _JUDGE_TITLE, _float_path, _name, replace_blocks
+from .report import (
+    _JUDGE_TITLE,
+    MALFORMED,
+    _float_path,
+    _name,
+    check_documents,
+    read_summary,
+    replace_blocks,
+    write_outputs,
+)
 
 __all__ = ["compare_summaries", "render_comparison", "main"]
 
@@ -139,10 +150,8 @@ def render_comparison(ref: dict, run: dict, c: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def _load(path: str) -> dict:
-    path = path if path.endswith(".json") else os.path.join(path, "summary.json")
-    with open(path) as f:
-        return json.load(f)
+def _summary_path(path: str) -> str:
+    return path if path.endswith(".json") else os.path.join(path, "summary.json")
 
 
 def main(argv=None) -> int:
@@ -151,7 +160,8 @@ def main(argv=None) -> int:
                                           "(e.g. llm/reference/summary.json)")
     parser.add_argument("run", help="the run to check: a pipeline run folder or its summary.json")
     parser.add_argument("--json", default=None, metavar="FILE",
-                        help="also write the verdict (every check, as numbers) to FILE")
+                        help="also write the verdict (every check, as numbers) to FILE (not one of the "
+                             "summaries compared)")
     parser.add_argument("--write", nargs="+", default=[], metavar="FILE",
                         help="re-render the <!-- llm-report:TAG.compare --> blocks of these markdown files")
     parser.add_argument("--tag", default=None,
@@ -159,26 +169,31 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.write and not args.tag:
         parser.error("--write needs --tag (the blocks are <!-- llm-report:TAG.compare -->)")
+    inputs = {"REFERENCE": _summary_path(args.reference), "RUN": _summary_path(args.run)}
     try:
-        ref, run = _load(args.reference), _load(args.run)
+        # every output checked before anything is read or written: --json and --write must be
+        # writable files that are not the summaries compared (nor each other)
+        docs = check_documents(args.write, inputs)
+        if args.json is not None:
+            check_output_file(args.json, "--json")
+            for flag, path in {**inputs, **{f"--write {n}": n for n in args.write}}.items():
+                if os.path.realpath(args.json) == os.path.realpath(path):
+                    raise ValueError(f"--json {args.json} is the input {flag}; choose another file")
+        ref, run = read_summary(inputs["REFERENCE"]), read_summary(inputs["RUN"])
         differ = config_differences(ref, run)
         if differ:
             raise ValueError("the two runs were made with different settings: " + ", ".join(differ))
         verdict = compare_summaries(ref, run)
         text = render_comparison(ref, run, verdict)
-        docs = {}
-        for name in args.write:  # read every file first: an unreadable one writes nothing
-            with open(name) as f:
-                docs[name] = replace_blocks(f.read(), None, args.tag,
-                                            render=lambda sec: {"compare": text}[sec])
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
-        print(f"python -m llm compare: error: {type(e).__name__}: {e}", file=sys.stderr)
+        outputs = {name: replace_blocks(doc, None, args.tag, render=lambda sec: {"compare": text}[sec])
+                   for name, doc in docs.items()}
+        if args.json is not None:
+            outputs[args.json] = json.dumps(verdict, indent=2, default=str) + "\n"
+    except (OSError, *MALFORMED) as e:
+        print(f"python -m llm compare: error: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
         return 2
-    from tabular.files import atomic_write_json, atomic_write_text
-
-    for name, doc in docs.items():
-        atomic_write_text(name, doc)
-    if args.json:
-        atomic_write_json(args.json, verdict)
+    code = write_outputs("python -m llm compare", outputs)
+    if code:
+        return code
     print(text)
     return 0 if verdict["reproduces"] else 1

@@ -42,6 +42,9 @@ RESUMABLE_CHANGES = {"resume", "overwrite", "device", "threads", "out"}
 # Seeds are limited to 32 bits: the stages derive further streams from them (seed + 2,
 # 10_000 + seed, 1000 seed + 10 i + s in evaluate), which must stay inside torch's 64-bit range.
 MAX_SEED = 2**32 - 1
+# Chains of the pipeline, study and judges stages: each retrains SFT, PM and RM (minutes at least on
+# a CPU), so this is far above any run that could finish, and a typo such as 10**12 is refused.
+MAX_CHAINS = 1000
 # How a response's token log-probs become its sequence log-prob (llm.sampling.sequence_logprob).
 LOGP_REDUCTIONS = ("sum", "mean")
 # How a preference model turns its logits into P(y > y' | x) (llm.sampling.pm_prob_rows; saved in the
@@ -83,15 +86,28 @@ def _known_method(name, where: str = "") -> None:
         raise UsageError(f"{where}unknown method {name!r}; choose from {', '.join(sampled_methods())}")
 
 
+def _distinct(values: tuple, flag: str) -> tuple:
+    """``values`` unless one number appears twice (``0.1,1e-1`` too): a grid point run twice
+    would be written twice."""
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise UsageError(f"{flag} gives {v:g} twice")
+        seen.add(v)
+    return values
+
+
 def numbers(values, flag: str, check) -> tuple[float, ...]:
-    """A list flag's entries as numbers, each through ``check`` (``validate_tau``/``validate_beta``)."""
-    return tuple(_checked(f"{flag} {v}", check, v) for v in values)
+    """A list flag's entries as distinct numbers, each through ``check`` (``validate_tau`` /
+    ``validate_beta``)."""
+    return _distinct(tuple(_checked(f"{flag} {v}", check, v) for v in values), flag)
 
 
 def method_values(entries, flag: str, check) -> dict[str, tuple[float, ...]]:
     """``METHOD=V1,V2,...`` entries as ``{method: (v1, v2, ...)}``, each value through ``check``.
 
-    One-line UsageError for an entry without ``=``, an unknown method, a repeated method or a bad value.
+    One-line UsageError for an entry without ``=``, an unknown method, a repeated method or value,
+    or a bad value.
     """
     table = {}
     for entry in entries:
@@ -101,7 +117,8 @@ def method_values(entries, flag: str, check) -> dict[str, tuple[float, ...]]:
         _known_method(method, f"{flag} {entry}: ")
         if method in table:
             raise UsageError(f"{flag} gives {method} twice")
-        table[method] = tuple(_checked(f"{flag} {entry}", check, v) for v in values.split(","))
+        table[method] = _distinct(tuple(_checked(f"{flag} {entry}", check, v) for v in values.split(",")),
+                                  f"{flag} {entry}")
     return table
 
 
@@ -176,6 +193,11 @@ class RunConfig:
     preset: str = _f("none", "gpu: 12-layer d=768 GPT-2, bf16, batches for one H100/H200, --task text; fills "
                      "the flags left at their defaults (llm/presets.py)", choices=("none", "gpu"))
 
+    def inputs(self) -> dict[str, str]:
+        """``{flag: path}`` of the files and folders this stage reads: ``--out`` may not be,
+        contain or lie inside any of them (:func:`tabular.files.check_apart`)."""
+        return {}
+
     def validate(self) -> None:
         if self.preset == "gpu":  # resolved here, so config.json records the values used
             from .presets import apply_preset
@@ -231,6 +253,9 @@ class SFTConfig(DataParallel, ModelShape, RunConfig):
     batch_size: int = _f(64, "(prompt, reference summary) pairs per step")
     lr: float = _f(3e-3, "AdamW learning rate (linear warm-down to 10%)")
 
+    def inputs(self) -> dict[str, str]:
+        return {"--init": self.init}
+
     def validate(self) -> None:
         super().validate()
         _at_least(self, 1, "steps", "batch_size")
@@ -256,6 +281,9 @@ class PMConfig(DataParallel, ModelShape, RunConfig):
     pm_init: str = _f("rm", "rm: train the RM for --steps first, then start the PM from the RM's weights "
                       "(its score term begins at the RM's Bradley-Terry fit) and train it --steps more; "
                       "scratch: PM and RM side by side from fresh weights", choices=("rm", "scratch"))
+
+    def inputs(self) -> dict[str, str]:
+        return {"--sft": self.sft}
 
     def validate(self) -> None:
         super().validate()
@@ -290,6 +318,9 @@ class AlignConfig(DataParallel, RunConfig):
     eval_every: int = _f(25, "gold win rate vs SFT on held-out prompts every K steps (0: never)")
     eval_prompts: int = _f(64, "held-out prompts for the periodic win rate")
 
+    def inputs(self) -> dict[str, str]:
+        return {"--sft": self.sft, "--pm": self.pm, "--rm": self.rm, "--prompts": self.prompts}
+
     def method_params(self) -> MethodParams:
         """The method and its hyperparameters as the loss reads them (validated on construction)."""
         return MethodParams(self.method, self.tau, self.beta, self.label_type, self.logp_reduction,
@@ -321,6 +352,10 @@ class EvalConfig(RunConfig):
     temperature: float = _f(1.0, "sampling temperature")
     prompts: str = _f("", "file of prompts, one per line (default: the task's held-out split)")
 
+    def inputs(self) -> dict[str, str]:
+        models = {f"--models {entry}": entry.partition("=")[2] for entry in self.models}
+        return {**models, "--pm": self.pm, "--prompts": self.prompts}
+
     def validate(self) -> None:
         super().validate()
         if not self.models:
@@ -333,10 +368,24 @@ class EvalConfig(RunConfig):
         _positive_finite("--temperature", self.temperature)
 
 
+def _validate_chain_count(cfg, name: str) -> None:
+    """``cfg.<name>`` chains, chain i seeded ``--seed`` + i: at most :data:`MAX_CHAINS`, and every
+    chain's seed within :data:`MAX_SEED`, checked before the first chain starts."""
+    count = getattr(cfg, name)
+    if count > MAX_CHAINS:
+        raise UsageError(f"{_flag(name)} {count}: at most {MAX_CHAINS} chains (each retrains SFT, PM and RM)")
+    if cfg.seed + count - 1 > MAX_SEED:
+        raise UsageError(f"{_flag(name)} {count} with --seed {cfg.seed}: chain i uses seed --seed + i, and "
+                         f"the last, {cfg.seed + count - 1}, exceeds {MAX_SEED}; lower --seed to at most "
+                         f"{MAX_SEED - count + 1}")
+
+
 def _validate_chains(cfg) -> None:
     """The checks of what the pipeline and the study share: methods and the sizes of each chain's stages."""
     for method in cfg.methods:
         _known_method(method)
+    if len(set(cfg.methods)) < len(cfg.methods):
+        raise UsageError(f"--methods lists a method twice: {' '.join(cfg.methods)}")
     _at_least(cfg, 1, "align_steps", "align_batch_size", "n_prompts", "samples_per_prompt")
     _positive_finite("--align-lr", cfg.align_lr)
     _checked("--beta", validate_beta, cfg.beta)
@@ -365,8 +414,12 @@ class JudgesConfig(JudgeTraining, ModelShape, RunConfig):
     sft_steps: int = _f(500, "SFT steps (per chain)")
 
     def validate(self) -> None:
+        if self.preset != "none":
+            raise UsageError(f"--preset {self.preset} applies to sft, train-pm, align, evaluate and "
+                             "pipeline; judges takes its model shape and sizes from its own flags")
         super().validate()
         _at_least(self, 2, "seeds")  # a paired interval needs two chains
+        _validate_chain_count(self, "seeds")
 
 
 @dataclass
@@ -430,6 +483,7 @@ class PipelineConfig(JudgeTraining, ModelShape, RunConfig):
             raise UsageError("--sweep-taus and --sweep-betas need at least one value each")
         _at_least(self, 1, "seeds", "sweep_seeds", "eval_prompts", "pm_eval_prompts")
         _at_least(self, 0, "eval_every")
+        _validate_chain_count(self, "seeds")
         if (not self.judges or any(j not in ("pm", "gold") for j in self.judges)
                 or len(set(self.judges)) < len(self.judges)):
             raise UsageError(f"--judges must be distinct entries of pm, gold; got {' '.join(self.judges)}")
@@ -480,6 +534,7 @@ class StudyConfig(JudgeTraining, ModelShape, RunConfig):
         if not self.beta_grid:  # parsing it checks every entry
             raise UsageError("--betas needs at least one value")
         _at_least(self, 1, "chains", "eval_every", "valid_prompts", "pm_eval_prompts")
+        _validate_chain_count(self, "chains")
 
 
 STAGE_CONFIGS = {"sft": SFTConfig, "train-pm": PMConfig, "align": AlignConfig, "evaluate": EvalConfig,

@@ -23,11 +23,19 @@ Why not the ``DistributedDataParallel`` wrapper: the sampler calls the policy ma
 without gradient (KV-cached generation) and a process may own several shards; an explicit all-reduce
 after the shard loop is what DDP's reducer does for one bucket, with one code path for 1 and N
 processes. Models that do not fit one GPU need sharded parameters (FSDP), see llm/README.md.
+
+Teardown is explicit: the command's entry point (``llm/__main__.py``) calls :func:`shutdown` when
+the command ends, before interpreter shutdown: a barrier (no process closes its connections while
+another still talks to it), then ``destroy_process_group``, after which no gloo thread is left
+(:func:`init` makes sure nothing else keeps the group alive). A group torn down during interpreter
+shutdown instead could abort the process with SIGABRT after its work was done. The group lives
+for the whole process: torchrun's rendezvous store cannot host a second group after the first is
+destroyed, so several commands in one process share one group and :func:`shutdown` comes last.
 """
 
 from __future__ import annotations
 
-import atexit
+import importlib
 import os
 
 import torch
@@ -35,7 +43,7 @@ import torch.distributed as dist
 
 from tabular.cliargs import UsageError
 
-__all__ = ["launched_world_size", "init", "world_size", "rank", "is_writer", "on_rank_zero",
+__all__ = ["launched_world_size", "init", "shutdown", "world_size", "rank", "is_writer", "on_rank_zero",
            "broadcast_object", "gather_dicts", "all_reduce_grads", "all_sum", "local_shards", "shard_seed"]
 
 
@@ -67,9 +75,27 @@ def init(device: torch.device) -> torch.device:
                              "pass --device cuda or auto")
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    # torch.distributed.nn.functional binds ``group.WORLD`` as the default argument of its
+    # functions when it is imported (transformers' model code imports it). Imported after the group
+    # exists, it holds the group, and gloo's threads, past destroy_process_group until interpreter
+    # shutdown, where tearing them down aborted the process (SIGABRT). Imported first, it binds None.
+    importlib.import_module("torch.distributed.nn.functional")
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    atexit.register(dist.destroy_process_group)
     return device
+
+
+def shutdown(completed: bool = True) -> None:
+    """Leave the process group (idempotent; nothing to do outside torchrun): a barrier when the
+    command ``completed`` on this process (every process finished its work: wait for the others),
+    then ``destroy_process_group``. Without ``completed`` (an error, Ctrl-C) there is no barrier:
+    the peers may be stuck in a collective, and torchrun stops them when this process exits."""
+    if not dist.is_initialized():
+        return
+    try:
+        if completed:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def broadcast_object(obj):

@@ -24,7 +24,7 @@ from tabular.stats import t_halfwidth
 
 from .align import read_prompt_file
 from .models import check_context, load_causal_lm, load_scorer
-from .runtime import open_stage
+from .runtime import open_stage, stage_function
 from .sampling import pm_prob_rows, sample_responses, stream_seed
 
 __all__ = ["run_evaluate", "win_matrices", "format_matrix", "chain_matrices", "across_chains", "t_halfwidth"]
@@ -128,6 +128,7 @@ def format_matrix(labels, mean, std) -> str:
     return "\n".join(lines)
 
 
+@stage_function
 def run_evaluate(cfg, progress: bool = True) -> dict:
     """Evaluate ``cfg.models`` side by side on held-out prompts; returns the matrices."""
     stage = open_stage(cfg)  # evaluate writes no done.json: never "finished"

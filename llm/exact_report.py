@@ -303,7 +303,7 @@ def _leaves(obj, path=""):
     """Every number of a summary, by its path (the config, clock time and versions left out)."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if path == "" and k in ("config", "seconds", "versions"):
+            if path == "" and k in ("config", "seconds", "versions", "provenance"):
                 continue
             yield from _leaves(v, f"{path}/{k}")
     elif isinstance(obj, list):

@@ -32,15 +32,17 @@ from .pipeline import (
     stage_flags,
     train_chain_judges,
 )
-from .runtime import prepare_run_dir, setup_torch, start_run_dir
+from .runtime import claim_run_dir, setup_torch, stage_function, start_run_dir
 
 __all__ = ["run_judges"]
 
+
+@stage_function
 def run_judges(cfg, progress: bool = True) -> dict:
     """Train and score the judges of every chain with ``cfg``; returns the ``summary.json`` contents."""
     cfg.validate()
-    resuming = prepare_run_dir(cfg)
     setup_torch(cfg)
+    resuming = claim_run_dir(cfg)
     start_run_dir(cfg, resuming)
     t0, origin = time.perf_counter(), provenance()
     common = stage_flags(cfg)

@@ -221,8 +221,10 @@ def new_scorer(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int 
 def _check_dir(path: str, what: str) -> None:
     if not path:
         raise UsageError(f"missing path to the {what}")
+    if os.path.isfile(path):
+        raise UsageError(f"{what} path is a file, not a model folder or a .gguf file: {path}")
     if not os.path.isdir(path):
-        raise UsageError(f"{what} path does not exist or is not a directory: {path}")
+        raise UsageError(f"{what} path does not exist: {path}")
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise UsageError(f"{what} path holds no config.json (not a transformers model): {path}")
 
@@ -342,7 +344,7 @@ def load_causal_lm(path: str, what: str = "model", max_prompt_tokens: int = 64):
     ``.gguf`` file."""
     from transformers import AutoModelForCausalLM
 
-    if path.endswith(".gguf") and os.path.isfile(path):
+    if path.lower().endswith(".gguf") and os.path.isfile(path):  # m.GGUF too
         return _load_gguf(path, what, max_prompt_tokens)
 
     def is_causal_lm(config):

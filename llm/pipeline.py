@@ -49,7 +49,7 @@ from .align import run_align
 from .config import AlignConfig, PMConfig, SFTConfig
 from .evaluate import across_chains, chain_matrices, t_halfwidth
 from .models import load_causal_lm, load_scorer
-from .runtime import prepare_run_dir, setup_torch, start_run_dir
+from .runtime import claim_run_dir, setup_torch, stage_function, start_run_dir
 from .sampling import sample_responses, stream_seed
 from .train import run_sft, run_train_pm
 
@@ -235,13 +235,14 @@ def _evaluate_chain(cfg, chain: int, task, device, sft_path: str, pm_path: str, 
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ev.items()}
 
 
+@stage_function
 def run_pipeline(cfg, progress: bool = True) -> dict:
     """Run every chain with ``cfg``; returns the ``summary.json`` contents."""
     from .tasks import make_task
 
     cfg.validate()
-    resuming = prepare_run_dir(cfg)
     device = setup_torch(cfg)
+    resuming = claim_run_dir(cfg)
     start_run_dir(cfg, resuming)
     t_start, origin = time.perf_counter(), provenance()  # the code and command as they were at the start
     common = stage_flags(cfg)

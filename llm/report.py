@@ -13,22 +13,29 @@ chains), ``order`` (the head-to-head orderings the chain-level intervals separat
 accuracy, ECE, MAE, Brier, reliability), ``matrix`` (the side-by-side matrices) and ``provenance``
 (date, machine, commit, command, wall time); for a study also ``selected`` (its selection on
 ``valid``). A ``python -m llm judges`` summary has ``provenance`` and ``judges``.
+
+A run of one chain (``pipeline --seeds 1``, ``study --chains 1``) has no interval over chains: its
+tables give the chain's numbers without intervals and say so, and no ordering or claim is stated.
+A summary that is not what a pipeline, study or judges run writes is refused in one line (exit 2).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
 
 import numpy as np
 
-from tabular.cliargs import Parser
+from tabular.cliargs import Parser, one_line
+from tabular.files import check_output_file
 from tabular.methods import METHODS
 from tabular.stats import t_halfwidth
 
-__all__ = ["render_report", "render_section", "replace_blocks", "SECTIONS", "main"]
+__all__ = ["render_report", "render_section", "replace_blocks", "read_summary", "check_documents",
+           "SECTIONS", "MALFORMED", "main"]
 
 SECTIONS = ("provenance", "winrate", "order", "paper", "judges", "matrix")
 
@@ -51,9 +58,28 @@ def _name(label: str) -> str:
     return _NAMES.get(method, method) + (f" @{judge}" if judge else "")
 
 
+def _has_interval(hw) -> bool:
+    """A half-width over chains exists (one chain gives nan: no interval)."""
+    return isinstance(hw, (int, float)) and math.isfinite(hw)
+
+
+def _pm(mean, hw, digits: int = 3) -> str:
+    """``mean ± half-width``, or the mean alone when there is no interval (one chain)."""
+    return f"{mean:.{digits}f} ± {hw:.{digits}f}" if _has_interval(hw) else f"{mean:.{digits}f}"
+
+
 def _ci(d: dict, digits: int = 3) -> str:
-    """``mean ± half-width`` (the 95 % interval over chains)."""
-    return f"{d['mean']:.{digits}f} ± {d['ci95']:.{digits}f}"
+    """``mean ± half-width`` (the 95 % interval over chains); the mean alone for one chain."""
+    return _pm(d["mean"], d["ci95"], digits)
+
+
+def _one_chain(s: dict) -> bool:
+    return s["chains"] < 2
+
+
+# Said wherever an interval or an ordering would stand, when the run has one chain.
+ONE_CHAIN = ("One chain: the numbers are that chain's, without an interval over chains, and no "
+             "ordering is stated (the retraining variance needs two chains or more: --seeds / --chains).")
 
 
 def _float_path(fp: dict) -> str:
@@ -87,7 +113,8 @@ def _provenance(s: dict) -> str:
     taus = {m: r["tau"] for m, r in s["selected"].items()} if "selected" in s else tau_table(c["taus"])
     return "\n".join([
         _origin(s),
-        f"{s['chains']} chains (each retrains SFT, PM, RM and every alignment run with its seed); "
+        ("1 chain (it trains" if s["chains"] == 1 else f"{s['chains']} chains (each retrains")
+        + " SFT, PM, RM and every alignment run with its seed); "
         f"{s['n_eval_prompts']} test prompts x {s['samples_per_prompt']} "
         + ("sample" if s["samples_per_prompt"] == 1 else "samples") + " per policy"
         + (f" (the PM judges the first {s['n_pm_eval_prompts']})" if "n_pm_eval_prompts" in s else "") + "; "
@@ -103,16 +130,21 @@ def _winrate(s: dict) -> str:
     for m in s["methods"]:
         lines.append(f"| {_name(m)} | " + " | ".join(_ci(s["winrate_vs_sft"][j][m]) for j in judges) + " |")
     eval_hw = max(s["winrate_vs_sft"][j][m]["eval_ci95"] for j in judges for m in s["methods"])
-    chain_hw = max(s["winrate_vs_sft"][j][m]["ci95"] for j in judges for m in s["methods"])
-    sd = max(float(np.std(s["winrate_vs_sft"][j][m]["per_chain"], ddof=1))
-             for j in judges for m in s["methods"])
-    lines += ["", f"Gold-judge win rate against the SFT policy of the same chain (the mean of the exact gold "
-              f"probabilities over test prompts and samples), mean ± 95 % t half-width over "
-              f"{s['chains']} chains (ddof = 1). The evaluation's own 95 % half-width within a chain is at "
-              f"most {eval_hw:.4f}; the chain-level half-widths (at most {chain_hw:.3f}) are the "
-              f"retraining variance of SFT, PM/RM and alignment: with the largest chain-to-chain standard "
-              f"deviation measured here ({sd:.3f}), a ± 0.01 interval would need about "
-              f"{int(np.ceil((1.96 * sd / 0.01) ** 2))} chains."]
+    if _one_chain(s):
+        lines += ["", f"Gold-judge win rate against the SFT policy of the same chain (the mean of the exact "
+                  f"gold probabilities over test prompts and samples). The evaluation's own 95 % half-width "
+                  f"is at most {eval_hw:.4f}. {ONE_CHAIN}"]
+    else:
+        chain_hw = max(s["winrate_vs_sft"][j][m]["ci95"] for j in judges for m in s["methods"])
+        sd = max(float(np.std(s["winrate_vs_sft"][j][m]["per_chain"], ddof=1))
+                 for j in judges for m in s["methods"])
+        lines += ["", "Gold-judge win rate against the SFT policy of the same chain (the mean of the exact "
+                  "gold probabilities over test prompts and samples), mean ± 95 % t half-width over "
+                  f"{s['chains']} chains (ddof = 1). The evaluation's own 95 % half-width within a chain "
+                  f"is at most {eval_hw:.4f}; the chain-level half-widths (at most {chain_hw:.3f}) are "
+                  "the retraining variance of SFT, PM/RM and alignment: with the largest chain-to-chain "
+                  f"standard deviation measured here ({sd:.3f}), a ± 0.01 interval would need about "
+                  f"{int(np.ceil((1.96 * sd / 0.01) ** 2))} chains."]
     pmj = s.get("winrate_vs_sft_pm_judge")
     if pmj:
         lines += ["", "The same policies judged by the chain's learned PM (what the pm-condition policies "
@@ -136,6 +168,8 @@ def _twins(s: dict) -> str:
 
 
 def _order(s: dict) -> str:
+    if _one_chain(s):
+        return f"- {ONE_CHAIN}"
     lines = [_twins(s)] if {"pm", "gold"} <= set(s["judges_run"]) else []
     for j in s["judges_run"]:
         sep = s["separated"][j]
@@ -157,6 +191,8 @@ def _verdict(s: dict, judge: str, a: str, b: str, claim: str) -> str:
     la, lb = (m if judge == "pm" else f"{m}@{judge}" for m in (a, b))
     i, k = labels.index(la), labels.index(lb)
     p, hw = g["mean"][i][k], g["ci95"][i][k]
+    if not _has_interval(hw):
+        return f"{p:.3f}: no interval (one chain)"
     if p - hw > 0.5:
         here = "a > b"
     elif p + hw < 0.5:
@@ -176,6 +212,8 @@ def _paper(s: dict) -> str:
     for a, b, claim in claims:
         lines.append(f"| {_name(a)} vs {_name(b)} | {'a > b' if claim == '>' else 'a ≈ b'} | "
                      + " | ".join(_verdict(s, j, a, b, claim) for j in judges) + " |")
+    if _one_chain(s):
+        return "\n".join(lines + ["", "No claim is checked: " + ONE_CHAIN])
     n = {j: sum("(agrees)" in _verdict(s, j, *c) for c in claims) for j in judges}
     lines += ["", "Claims that agree: "
               + ", ".join(f"{n[j]} of {len(claims)} ({_JUDGE_TITLE[j]})" for j in judges)
@@ -227,12 +265,12 @@ def _matrix(s: dict) -> str:
         rows = [lab for lab in labels if lab == "sft" or (("@" in lab) == (j != "pm") and
                                                            (j == "pm" or lab.endswith("@" + j)))]
         idx = [labels.index(r) for r in rows]
-        lines += [f"p(row beats column), gold judge, {_JUDGE_TITLE[j]} condition "
-                  "(mean ± 95 % half-width over chains):",
+        spread = "one chain: no intervals" if _one_chain(s) else "mean ± 95 % half-width over chains"
+        lines += [f"p(row beats column), gold judge, {_JUDGE_TITLE[j]} condition ({spread}):",
                   "", "| | " + " | ".join(_name(r) for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
         for r, i in zip(rows, idx):
             lines.append(f"| {_name(r)} | " + " | ".join(
-                "—" if i == k else f"{g['mean'][i][k]:.3f} ± {g['ci95'][i][k]:.3f}" for k in idx) + " |")
+                "—" if i == k else _pm(g["mean"][i][k], g["ci95"][i][k]) for k in idx) + " |")
         lines.append("")
     return "\n".join(lines).rstrip()
 
@@ -288,14 +326,66 @@ def replace_blocks(text: str, summary: dict | None, tag: str | None = None, rend
     if len(blocks) != len(re.findall(r"^<!-- llm-report:", text, re.M)):  # unclosed, misnamed or nested
         raise ValueError("an <!-- llm-report:NAME --> block has no matching <!-- /llm-report:NAME --> "
                          "(or holds another block)")
-    if tag is not None and not any(b[2] == tag for b in blocks):
-        raise ValueError(f"no <!-- llm-report:{tag}.SECTION --> block")
+    if not any(b[2] == (tag or "") for b in blocks):  # nothing to render: refused, not rewritten unchanged
+        raise ValueError(f"no <!-- llm-report:{tag}.SECTION --> block" if tag is not None
+                         else "no <!-- llm-report:SECTION --> block")
 
     def sub(m):
         if m.group(3) != tag:
             return m.group(0)
         return m.group(1) + render_block(m.group(4)) + "\n" + m.group(6)
     return _BLOCK.sub(sub, text)
+
+
+# What rendering or comparing a summary of the wrong shape raises (a list where an object belongs,
+# a 1 x 1 matrix, a missing key, nesting deeper than Python recurses): refused in one line.
+MALFORMED = (KeyError, TypeError, IndexError, AttributeError, ValueError, RecursionError, ZeroDivisionError)
+
+
+def read_summary(path: str) -> dict:
+    """The JSON object in ``path`` (a ``summary.json``); a one-line ``ValueError`` for anything else:
+    JSON that is not an object, nesting too deep to read, a ``config`` that is not an object."""
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to be a summary") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path} holds a JSON {type(summary).__name__}, not a summary object")
+    if not isinstance(summary.get("config", {}), dict):
+        raise ValueError(f"{path}: its config is not an object")
+    return summary
+
+
+def check_documents(names, inputs: dict) -> dict:
+    """``{name: text}`` of the ``--write`` files, each checked before anything is written (one-line
+    ``ValueError`` / ``OSError``): an existing regular file, in a folder that takes the temporary
+    file of an atomic write, and not one of ``inputs`` (``{flag: path}``)."""
+    docs = {}
+    for name in names:
+        check_output_file(name, "--write")
+        if not os.path.isfile(name):
+            raise ValueError(f"--write {name} does not exist (it must hold llm-report blocks)")
+        for flag, path in inputs.items():
+            if os.path.realpath(name) == os.path.realpath(path):
+                raise ValueError(f"--write {name} is the input {flag}; choose another file")
+        with open(name) as f:
+            docs[name] = f.read()
+    return docs
+
+
+def write_outputs(prog: str, outputs: dict) -> int:
+    """Write ``{path: text}`` atomically (every output was checked first); 0, or 2 after one line
+    when the system still refuses (a full disk)."""
+    from tabular.files import atomic_write_text
+
+    for name, text in outputs.items():
+        try:
+            atomic_write_text(name, text)
+        except OSError as e:
+            print(f"{prog}: error: cannot write {name}: {one_line(e.strerror or e)}", file=sys.stderr)
+            return 2
+    return 0
 
 
 def main(argv=None) -> int:
@@ -313,21 +403,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     path = args.run_dir if args.run_dir.endswith(".json") else os.path.join(args.run_dir, "summary.json")
     try:
-        with open(path) as f:
-            summary = json.load(f)
+        docs = check_documents(args.write, {"RUN_DIR": path})  # every output checked before any work
+        summary = read_summary(path)
         judges_run = summary.get("kind") == "judges"
         sections = args.sections or (("provenance", "judges") if judges_run else SECTIONS)
         text = render_report(summary, sections)
-        docs = {}
-        for name in args.write:  # read every file first: an unreadable one writes nothing
-            with open(name) as f:
-                docs[name] = replace_blocks(f.read(), summary, args.tag)
-    except (OSError, ValueError, KeyError, TypeError) as e:  # ValueError: JSONDecodeError, a bad --taus
-        print(f"python -m llm report: error: cannot render {path}: {type(e).__name__}: {e}", file=sys.stderr)
+        docs = {name: replace_blocks(doc, summary, args.tag) for name, doc in docs.items()}
+    except (OSError, *MALFORMED) as e:  # ValueError: JSONDecodeError, a bad --taus, no block
+        print(f"python -m llm report: error: cannot render {path}: {type(e).__name__}: {one_line(e)}",
+              file=sys.stderr)
         return 2
-    from tabular.files import atomic_write_text
-
-    for name, doc in docs.items():
-        atomic_write_text(name, doc)
-    print(text)
-    return 0
+    code = write_outputs("python -m llm report", docs)
+    if code == 0:
+        print(text)
+    return code

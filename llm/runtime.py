@@ -14,6 +14,14 @@ torchrun's processes, check the folder, writing nothing) -> load inputs -> :meth
 :meth:`Stage.steps` with :meth:`Stage.log` and :func:`save_checkpoint` -> :meth:`Stage.finish`
 (``done.json``). Under torchrun (:mod:`llm.distributed`) rank 0 alone reads and writes the folder
 and tells the other processes what it found.
+
+Safety of the folder (:func:`claim_run_dir`, used by every stage and by pipeline/study/judges):
+``--out`` may not be, contain or lie inside one of the stage's inputs (``--overwrite`` would delete
+it); the folder is locked for the whole run (:class:`tabular.runlock.RunLock`: a second process on
+the same ``--out`` stops with one line naming the first; a lock left by a killed run is taken
+over with a note). Every ``run_*`` stage function is wrapped by :func:`stage_function`, which
+releases the folders the call opened however it ends and, on Ctrl-C, notes on the
+``KeyboardInterrupt`` where the run stopped (the CLI prints that one line and exits 130).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -29,15 +38,23 @@ import shutil
 import torch
 
 from tabular.cliargs import UsageError
-from tabular.files import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output_dir
+from tabular.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    check_apart,
+    check_output_dir,
+)
 from tabular.progress import progress as progress_bar
+from tabular.runlock import LOCK_NAME, RunLock
 
 from . import distributed
 from .config import RESUMABLE_CHANGES
 from .tasks import make_task
 
 __all__ = ["resolve_device", "autocast", "setup_torch", "open_stage", "Stage", "prepare_run_dir",
-           "start_run_dir", "write_config", "save_checkpoint", "load_checkpoint", "MetricLog", "CHECKPOINT"]
+           "claim_run_dir", "stage_function", "start_run_dir", "write_config", "save_checkpoint",
+           "load_checkpoint", "MetricLog", "CHECKPOINT"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -67,12 +84,18 @@ def autocast(device: torch.device, bf16: bool):
 
 def setup_torch(config) -> torch.device:
     """Set the CPU threads and resolve ``--device``; refuse a torchrun launch of a stage that does
-    not split its batch (only configs with ``shards`` run data-parallel)."""
+    not split its batch (only configs with ``shards`` run data-parallel), and ``--preset gpu``
+    without a GPU (it would silently become a days-long CPU run without bf16)."""
     if distributed.launched_world_size() > 1 and not hasattr(config, "shards"):
         raise UsageError(f"{type(config).__name__} runs in one process; "
                          "torchrun runs sft, train-pm and align")
     torch.set_num_threads(config.threads)
-    return resolve_device(config.device)
+    device = resolve_device(config.device)
+    if getattr(config, "preset", "none") == "gpu" and device.type != "cuda":
+        raise UsageError("--preset gpu is sized for one H100/H200 (a 12-layer d=768 GPT-2, 86 M parameters, "
+                         "with bf16 autocast, which needs CUDA) and this run would be on the CPU: run it on "
+                         "a GPU machine, or leave --preset out for the CPU sizes")
+    return device
 
 
 def read_done(out: str) -> dict | None:
@@ -91,8 +114,75 @@ def read_done(out: str) -> dict | None:
     return done
 
 
+class _OpenFolder:
+    """A run folder this process runs in: its lock (rank 0) and how far the run has got."""
+
+    def __init__(self, out: str, lock: RunLock | None):
+        self.out, self.lock = out, lock
+        self.step = self.total = self.checkpoint = self.bar = None
+        self.begun = False  # start_run_dir has created or emptied the folder
+
+    def where(self) -> str:
+        """Where a run interrupted now stopped, and how to continue it (one line)."""
+        if not self.begun:
+            return f"interrupted before anything was written to {self.out}: rerun the same command"
+        if not self.total:
+            return f"interrupted in {self.out}; rerun the same command with --resume to continue"
+        saved = (f"its last checkpoint is step {self.checkpoint}" if self.checkpoint
+                 else "no checkpoint was written yet")
+        done = max(self.step or 0, self.checkpoint or 0)  # a step ends with its checkpoint
+        return (f"interrupted after {done} of {self.total} steps in {self.out} ({saved}); "
+                "rerun the same command with --resume to continue from the checkpoint")
+
+
+_OPEN: list[_OpenFolder] = []  # the run folders open in this process, outermost (a pipeline) first
+
+
+def stage_function(run):
+    """Decorator of the ``run_*`` stage functions: whatever way the call ends, release the run
+    folders it opened (their locks); on Ctrl-C, note on the ``KeyboardInterrupt`` where the
+    innermost run stopped (:func:`tabular.cliargs.run_command` prints the note)."""
+    @functools.wraps(run)
+    def wrapper(cfg, *args, **kwargs):
+        depth = len(_OPEN)
+        try:
+            return run(cfg, *args, **kwargs)
+        except KeyboardInterrupt as e:
+            if len(_OPEN) > depth and not getattr(e, "__notes__", None):
+                e.add_note(_OPEN[-1].where())
+            for folder in _OPEN[depth:]:  # end a terminal's bar line before the one-line message
+                if folder.bar is not None:
+                    getattr(folder.bar, "interrupt", folder.bar.close)()
+            raise
+        finally:
+            while len(_OPEN) > depth:
+                folder = _OPEN.pop()
+                if folder.lock is not None:
+                    folder.lock.release()
+    return wrapper
+
+
+def claim_run_dir(cfg) -> bool:
+    """Check ``cfg.out`` (:func:`prepare_run_dir`) with the folder locked; returns True when
+    resuming. The lock is held until the :func:`stage_function` that called this returns; a refused
+    folder is released at once (the lock file, and the folder when the lock created it, removed)."""
+    try:
+        check_output_dir(cfg.out)  # before the lock creates anything
+        check_apart(cfg.out, cfg.inputs())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    lock = RunLock(cfg.out).acquire()
+    try:
+        resuming = prepare_run_dir(cfg)
+    except BaseException:
+        lock.release()
+        raise
+    _OPEN.append(_OpenFolder(cfg.out, lock))
+    return resuming
+
+
 def _check_run_dir(cfg) -> tuple[bool, dict | None]:
-    resuming = prepare_run_dir(cfg)
+    resuming = claim_run_dir(cfg)
     return resuming, read_done(cfg.out) if resuming else None
 
 
@@ -117,6 +207,8 @@ def open_stage(cfg) -> "Stage":
     device = distributed.init(setup_torch(cfg))
     shards = _shards(cfg) if hasattr(cfg, "shards") else 1
     resuming, finished = distributed.on_rank_zero(_check_run_dir, cfg)
+    if not distributed.is_writer():  # rank 0 holds the lock; the others only track their step
+        _OPEN.append(_OpenFolder(cfg.out, None))
     task = None if finished else make_task(cfg.task, cfg.task_seed)
     return Stage(cfg, resuming, finished, device, task, shards)
 
@@ -132,6 +224,7 @@ class Stage:
         self.cfg, self.resuming, self.finished, self.device, self.task = cfg, resuming, finished, device, task
         self.shards, self.writer = shards, distributed.is_writer()
         self.start, self._log, self.rows, self.bar = 0, None, [], None
+        self.folder = _OPEN[-1] if _OPEN and _OPEN[-1].out == cfg.out else None  # for a Ctrl-C line
         self.total_steps = getattr(cfg, "steps", 0)  # a stage of phases (train-pm --pm-init rm) sets more
 
     def begin(self) -> None:
@@ -145,6 +238,8 @@ class Stage:
             os.path.isfile, os.path.join(self.cfg.out, CHECKPOINT))
         if has_checkpoint:
             self.start, _ = load_checkpoint(self.cfg.out, self.cfg, model, optimizer, generators)
+            if self.folder is not None:
+                self.folder.checkpoint = self.start
         if self.writer:
             self._log = MetricLog(self.cfg.out, resume_step=self.start if self.resuming else None)
             self.rows = self._log.rows
@@ -154,7 +249,11 @@ class Stage:
         """``range(start, total_steps)`` with a progress bar (rank 0)."""
         self.bar = progress_bar(self.total_steps, desc=desc, unit="step", initial=self.start,
                                 disable=not (progress and self.writer))
+        if self.folder is not None:
+            self.folder.bar = self.bar
         for step in range(self.start, self.total_steps):
+            if self.folder is not None:
+                self.folder.step, self.folder.total = step, self.total_steps
             yield step
             self.bar.update(1)
         self.bar.close()
@@ -191,7 +290,10 @@ def prepare_run_dir(config) -> bool:
         raise UsageError(str(e)) from None
     existing = os.path.join(out, "config.json")
     has_run = os.path.isfile(existing)
-    if not has_run and os.path.isdir(out) and os.listdir(out):
+    if has_run and _is_model_config(existing):  # a model folder is not a run: never replaced
+        raise UsageError(f"--out {out} holds a model (its config.json is a transformers config), not a "
+                         "run; it is never overwritten: choose another --out")
+    if not has_run and os.path.isdir(out) and set(os.listdir(out)) - {LOCK_NAME}:
         raise UsageError(f"--out is a non-empty folder that holds no run: {out}"
                          + ("; --resume continues only a run of this stage" if config.resume else ""))
     if has_run and not (config.resume or config.overwrite):
@@ -216,10 +318,30 @@ def prepare_run_dir(config) -> bool:
     return has_run and config.resume
 
 
+def _is_model_config(path: str) -> bool:
+    """Whether ``path`` is the ``config.json`` of a saved model (``model_type``), not of a run."""
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return False  # a damaged run config: the checks of --resume name it
+    return isinstance(config, dict) and "model_type" in config
+
+
 def start_run_dir(config, resuming: bool) -> None:
-    """Create (or, with --overwrite, empty) the run folder and write ``config.json``."""
+    """Create (or, with --overwrite, empty) the run folder and write ``config.json``. Emptying
+    keeps the folder's lock (:func:`claim_run_dir`)."""
+    for folder in _OPEN:
+        if folder.out == config.out:
+            folder.begun = True
     if config.overwrite and os.path.isdir(config.out):
-        shutil.rmtree(config.out)
+        for entry in os.scandir(config.out):
+            if entry.name == LOCK_NAME:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
     os.makedirs(config.out, exist_ok=True)
     if not resuming:
         write_config(config, os.path.join(config.out, "config.json"))
@@ -259,6 +381,9 @@ def save_checkpoint(out: str, step: int, config, model, optimizer, generators: d
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(os.path.join(out, CHECKPOINT), buf.getvalue())
+    for folder in _OPEN:
+        if folder.out == out:
+            folder.checkpoint = step
 
 
 def load_checkpoint(out: str, config, model, optimizer, generators: dict) -> tuple[int, dict]:

@@ -44,7 +44,7 @@ from .pipeline import (
     summarise,
     train_chain_judges,
 )
-from .runtime import prepare_run_dir, setup_torch, start_run_dir
+from .runtime import claim_run_dir, setup_torch, stage_function, start_run_dir
 from .sampling import sample_responses, stream_seed
 
 __all__ = ["run_study", "select_settings", "apply_preset", "QUICK"]
@@ -93,16 +93,18 @@ def _gold_vs(task, codec, prompts, n, a, b) -> tuple[float, float]:
     return float(g.mean()), float(1.96 * g.std(ddof=1) / np.sqrt(n))
 
 
+@stage_function
 def run_study(cfg, progress: bool = True) -> dict:
     """Run the study protocol; returns its ``summary.json`` contents."""
     from .tasks import make_task
 
     cfg.validate()
     cfg, reduced = apply_preset(cfg)
+    cfg.validate()  # the preset's chains and grids pass the same checks (seed range, duplicates)
     if progress and reduced:
         print("study --preset quick reduces: " + "; ".join(reduced), flush=True)
-    resuming = prepare_run_dir(cfg)
     device = setup_torch(cfg)
+    resuming = claim_run_dir(cfg)
     start_run_dir(cfg, resuming)
     t0, origin = time.perf_counter(), provenance()
     task = make_task(cfg.task, cfg.task_seed)

@@ -33,11 +33,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["Task", "SyntheticTask", "TextTask", "make_task", "TASKS", "majority_prob", "SPLITS",
+           "split_name", "partition",
            "fit_bradley_terry"]
 
 # Fraction of the document space in each split (in this order); "heldout" is an alias of "test".
 SPLITS = {"train": 0.5, "pm": 0.2, "valid": 0.15, "test": 0.15}
 _ALIASES = {"heldout": "test"}
+
+
+def split_name(split: str) -> str:
+    """The canonical name of ``split`` (``heldout`` -> ``test``); a one-line ValueError if unknown."""
+    return _split_name(split)
+
+
+def partition(n: int, rng: np.random.Generator) -> dict:
+    """A random partition of ``range(n)`` into the :data:`SPLITS` (every task's document space)."""
+    return _partition(n, rng)
 
 
 def _split_name(split: str) -> str:

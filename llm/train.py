@@ -30,12 +30,13 @@ from .models import (
     save_model,
     train_tokenizer,
 )
-from .runtime import autocast, open_stage, save_checkpoint
+from .runtime import autocast, open_stage, save_checkpoint, stage_function
 from .sampling import pm_prob_rows, rm_prob_rows, sample, token_logprobs
 
 __all__ = ["run_sft", "run_train_pm", "pm_metrics"]
 
 
+@stage_function
 def run_sft(cfg, progress: bool = True) -> dict:
     """Supervised fine-tuning on reference summaries. Returns ``{"model": path, ...}``."""
     stage = open_stage(cfg)
@@ -45,6 +46,8 @@ def run_sft(cfg, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.init:
         model, codec = load_causal_lm(cfg.init, "--init model", task.max_prompt_tokens)
+        # <bos> x <sep> then the summary and <eos>: refused here, not as an IndexError mid-run
+        check_context(model, "--init model", task.max_prompt_tokens + 2 + task.max_new_tokens)
     else:
         codec = Codec(train_tokenizer(task), task.max_prompt_tokens)
         n_positions = task.max_prompt_tokens + task.max_new_tokens + 8
@@ -132,6 +135,7 @@ def pm_metrics(q: torch.Tensor, p: torch.Tensor, bins: int = 10) -> dict:
             "brier": ((q - p) ** 2).mean().item(), "reliability": reliability}
 
 
+@stage_function
 def run_train_pm(cfg, progress: bool = True) -> dict:
     """Train the preference model (``cfg.pm_form``) and the Bradley-Terry reward model on gold comparisons."""
     stage = open_stage(cfg)

@@ -2,7 +2,8 @@
 
 - ``solve``: the exact equilibrium of a game read from a file, with its certificate.
 - ``run``: several algorithms on one game family, seeds as a batch axis (one vectorised run per
-  algorithm); writes ``DIR/metrics.csv`` and ``DIR/config.json`` and prints a summary table.
+  algorithm); writes ``DIR/metrics.csv`` and ``DIR/config.json`` and prints a summary table. It
+  holds ``DIR``'s lock while it runs (:mod:`tabular.runlock`): a second run on ``DIR`` exits 2.
 - ``equivalence``: checks SPEC §5.1 / §5.5 numerically on a suite of games x tau and exits 1 when
   a check fails.
 
@@ -50,6 +51,7 @@ from .game import (
 )
 from .losses import LABEL_TYPES
 from .methods import METHODS
+from .runlock import RunLock
 from .solvers import solve_equilibrium
 
 __all__ = ["SolveConfig", "RunConfig", "EquivalenceConfig", "build_parser", "main",
@@ -146,7 +148,17 @@ def main(argv=None) -> int:
     command = {"solve": cmd_solve, "run": cmd_run, "equivalence": cmd_equivalence}[args.command]
     config = config_from_args(CONFIGS[args.command], args)
     # the input checks of tabular.game raise ValueError (numpy's LinAlgError is one too)
-    return run_command(f"{parser.prog} {args.command}", lambda: command(config), errors=(ValueError,))
+    return run_command(f"{parser.prog} {args.command}", lambda: command(config), errors=(ValueError,),
+                       interrupted=INTERRUPTED[args.command])
+
+
+# What Ctrl-C prints (one line, exit 130): none of the commands writes before it has finished.
+INTERRUPTED = {
+    "solve": "interrupted; solve writes nothing: rerun the command",
+    "run": "interrupted before the results were written (run writes metrics.csv and config.json "
+           "when every algorithm has finished; it does not resume): rerun the command",
+    "equivalence": "interrupted; equivalence writes nothing: rerun the command",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,11 +232,15 @@ def _validate_run(cfg: RunConfig):
                      f"--seeds {cfg.seeds} x --steps {cfg.steps} / --record-every {cfg.record_every} "
                      f"on {n} actions")
     check_output_dir(cfg.out)
+    _check_held(cfg)
+    return algos, P, mu, scores
+
+
+def _check_held(cfg: RunConfig) -> None:
     held = [name for name in ("metrics.csv", "config.json") if (Path(cfg.out) / name).exists()]
     if held and not cfg.overwrite:
         raise ValueError(f"--out {cfg.out} already holds {' and '.join(held)}; pass --overwrite to "
                          "replace them")
-    return algos, P, mu, scores
 
 
 def _metrics_csv(results, game: str) -> str:
@@ -258,10 +274,18 @@ def _summary_table(results) -> str:
 
 
 def cmd_run(cfg: RunConfig) -> int:
+    algos, P, mu, scores = _validate_run(cfg)
+    # one writer per folder: a second run on this --out (even with --overwrite) stops here, naming
+    # the first; the folder is checked again under the lock
+    with RunLock(cfg.out):
+        _check_held(cfg)
+        return _run_locked(cfg, algos, P, mu, scores)
+
+
+def _run_locked(cfg: RunConfig, algos, P, mu, scores) -> int:
     from .algorithms import limit_point
     from .progress import progress
 
-    algos, P, mu, scores = _validate_run(cfg)
     n = P.shape[0]
     mu_vec = np.full(n, 1.0 / n) if mu is None else mu
     eq = solve_equilibrium(P, mu_vec, cfg.tau)  # one pi* for every seed: the game is the same

@@ -8,7 +8,8 @@
 - :func:`config_from_args`: the dataclass back from the parsed flags.
 - :func:`run_command`: runs a command and turns a bad-input exception (:class:`UsageError`; in
   ``tabular`` also the ``ValueError`` of its input checks) into that same one line and exit 2,
-  without a traceback.
+  without a traceback; Ctrl-C into one line saying where the command stopped and how to go on,
+  and exit 130 (128 + SIGINT, as a shell reports it).
 - :func:`fields_from`: a config that takes some fields of another dataclass (type and default
   declared once, there, the CLI help here), e.g. ``tabular run`` takes ``AlgorithmConfig``'s
   hyperparameters.
@@ -53,18 +54,26 @@ class Parser(argparse.ArgumentParser):
 
 
 def run_command(prog: str, command: Callable[[], int],
-                errors: tuple[type[BaseException], ...] = (UsageError,)) -> int:
-    """``command()``, or 2 after printing ``PROG: error: MESSAGE`` when it raises one of ``errors``.
+                errors: tuple[type[BaseException], ...] = (UsageError,),
+                interrupted: str = "interrupted: rerun the command") -> int:
+    """``command()``, or 2 after printing ``PROG: error: MESSAGE`` when it raises one of ``errors``,
+    or 130 after printing ``PROG: MESSAGE`` on Ctrl-C (``KeyboardInterrupt``).
 
     ``errors`` names what counts as bad input: :class:`UsageError` everywhere; ``tabular`` adds
     ``ValueError`` because its input checks (``tabular.game.validate_*``) are library functions
-    that raise the standard exception.
+    that raise the standard exception. On Ctrl-C the message is the interrupt's first note (a
+    stage that knows where it stopped adds one, e.g. ``llm.runtime.stage_function``), else
+    ``interrupted``: one line, no traceback.
     """
     try:
         return command()
     except errors as e:
         print(f"{prog}: error: {one_line(e) or type(e).__name__}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        notes = getattr(e, "__notes__", None)
+        print(f"{prog}: {one_line(notes[0] if notes else interrupted)}", file=sys.stderr, flush=True)
+        return 130
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "package_versions",
-           "check_output_dir"]
+           "check_output_dir", "check_output_file", "check_apart"]
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -60,6 +60,53 @@ def check_output_dir(path) -> None:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe.")
     except OSError as e:
         raise ValueError(f"--out {path} is not writable: cannot create a file in {existing} "
+                         f"({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_apart(out, inputs: dict, flag: str = "--out") -> None:
+    """Raise a one-line ``ValueError`` when the output ``out`` is, contains or lies inside one of
+    ``inputs`` (``{flag: path}``; empty paths are skipped).
+
+    Paths are compared after resolving symbolic links. An output folder that holds an input would
+    be emptied by ``--overwrite``, and one inside an input folder would change that input.
+    """
+    target = Path(os.path.realpath(out))
+    for name, path in inputs.items():
+        if not path:
+            continue
+        source = Path(os.path.realpath(path))
+        if target == source:
+            relation = "is"
+        elif target in source.parents:
+            relation = "contains"
+        elif source in target.parents:
+            relation = "lies inside"
+        else:
+            continue
+        raise ValueError(f"{flag} {out} {relation} the input {name} {path}; an output may not "
+                         "overlap an input: choose another " + flag)
+
+
+def check_output_file(path, flag: str) -> None:
+    """Raise a one-line ``ValueError`` unless a file can be written at ``path`` atomically (a
+    temporary file in its folder renamed over it): its folder exists and takes a new file, and
+    ``path`` is not a folder. Writes nothing (the probe file is removed at once)."""
+    if not str(path).strip():
+        raise ValueError(f"{flag} is empty; name a file")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder, not a file")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{flag} {path} is not a regular file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: the folder {folder} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
+    except OSError as e:
+        raise ValueError(f"{flag} {path} is not writable: cannot create a file in {folder} "
                          f"({e.strerror})") from None
     os.close(fd)
     os.unlink(probe)

@@ -59,6 +59,10 @@ class LineProgress:
             self.closed = True
             self._print()
 
+    def interrupt(self) -> None:
+        """Stop without the final line (Ctrl-C: the command prints its own one line instead)."""
+        self.closed = True
+
     def __enter__(self):
         return self
 
@@ -79,6 +83,9 @@ class _Silent:
         pass
 
     def close(self):
+        pass
+
+    def interrupt(self):
         pass
 
     def __enter__(self):

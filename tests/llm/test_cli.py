@@ -170,16 +170,17 @@ def test_help_of_every_stage_in_process_and_one_subprocess():
     import sys
     from pathlib import Path
 
-    from llm.cli import build_parser
+    from llm.cli import _TOOLS, build_parser
 
     parser = build_parser()
     stages = parser._subparsers._group_actions[0].choices
-    assert set(stages) == {"sft", "train-pm", "align", "evaluate", "pipeline", "study", "judges", "report",
-                           "compare"}
+    # every stage, and the tools (own parsers, no run folder: report, compare, ...)
+    stage_names = {"sft", "train-pm", "align", "evaluate", "pipeline", "study", "judges"}
+    assert set(stages) == stage_names | set(_TOOLS)
+    assert {"report", "compare"} <= set(_TOOLS)
     for name, sub in stages.items():
         text = sub.format_help()
-        # report, compare: tools with their own parsers: read runs, write --write files
-        if name in ("report", "compare"):
+        if name in _TOOLS:
             continue
         assert "--out" in text and "(default:" in text, name
     assert "10%" in stages["sft"].format_help()
@@ -263,7 +264,7 @@ def test_resume_refuses_a_run_of_another_stage(tiny, tmp_path, capsys):
     assert code == 2 and "another stage" in err and len(err.strip().splitlines()) == 1
 
 
-def _killed_after_first_checkpoint(tiny, out, monkeypatch):
+def _killed_after_first_checkpoint(tiny, out, monkeypatch, capsys):
     """An align run (4 steps, checkpoint every 2) stopped right after its step-2 checkpoint."""
     import llm.align
 
@@ -274,9 +275,13 @@ def _killed_after_first_checkpoint(tiny, out, monkeypatch):
         raise KeyboardInterrupt  # what a kill right after the atomic checkpoint leaves
 
     monkeypatch.setattr(llm.align, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        main(align_argv(tiny, out, "--steps", "4", "--checkpoint-every", "2", "--log-every", "1"))
+    # Ctrl-C: one line saying where the run stopped and how to go on, exit 130 (no traceback)
+    assert main(align_argv(tiny, out, "--steps", "4", "--checkpoint-every", "2", "--log-every", "1")) == 130
     monkeypatch.setattr(llm.align, "save_checkpoint", real)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"python -m llm align: interrupted after 2 of 4 steps in {out} (its last checkpoint is "
+                   "step 2); rerun the same command with --resume to continue from the checkpoint"]
+    assert not os.path.exists(out / ".run.lock")  # the lock is released on the way out
 
 
 def test_resume_truncates_a_torn_last_metrics_line(tiny, tmp_path, capsys, monkeypatch):
@@ -285,7 +290,7 @@ def test_resume_truncates_a_torn_last_metrics_line(tiny, tmp_path, capsys, monke
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     extra = ("--steps", "4", "--checkpoint-every", "2", "--log-every", "1")
     assert run_cli(align_argv(tiny, straight, *extra), capsys)[0] == 0
-    _killed_after_first_checkpoint(tiny, killed, monkeypatch)
+    _killed_after_first_checkpoint(tiny, killed, monkeypatch, capsys)
     with open(killed / "metrics.jsonl", "a") as f:
         f.write('{"step": 3, "loss/tr')  # torn: no closing brace, no newline
     code, err = run_cli(align_argv(tiny, killed, *extra, "--resume"), capsys)
@@ -300,7 +305,7 @@ def test_resume_truncates_a_torn_last_metrics_line(tiny, tmp_path, capsys, monke
 
 def test_resume_refuses_a_bad_line_before_the_end(tiny, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    _killed_after_first_checkpoint(tiny, out, monkeypatch)
+    _killed_after_first_checkpoint(tiny, out, monkeypatch, capsys)
     text = (out / "metrics.jsonl").read_text()
     (out / "metrics.jsonl").write_text("garbage\n" + text)
     before = files_under(tmp_path)

@@ -26,7 +26,8 @@ from llm.config import AlignConfig
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Run by each torchrun process: record every write below the runs' folder (audit hook), run the CLI
-# commands of a JSON file one after the other (one process group).
+# commands of a JSON file one after the other (one process group), then leave the group as
+# ``python -m llm`` does (a barrier, then destroy_process_group; no atexit teardown).
 WORKER = r'''
 import json, os, sys
 out, record = os.path.realpath(sys.argv[1]), sys.argv[2]
@@ -52,9 +53,15 @@ def hook(event, args):
 
 sys.addaudithook(hook)
 from llm.cli import main
+from llm.distributed import shutdown
 codes = [main(argv) for argv in commands]
+shutdown(completed=codes == [0] * len(codes))  # as llm/__main__.py does: barrier, then destroy
+threads = []  # the threads left now: gloo's would be torn down at interpreter shutdown (SIGABRT)
+for task in os.listdir("/proc/self/task"):
+    with open(f"/proc/self/task/{task}/comm") as f:
+        threads.append(f.read().strip())
 with open(f"{record}.{os.environ['RANK']}.json", "w") as f:
-    json.dump({"codes": codes, "writes": writes, "world": os.environ["WORLD_SIZE"]}, f)
+    json.dump({"codes": codes, "writes": writes, "world": os.environ["WORLD_SIZE"], "threads": threads}, f)
 '''
 
 # ipo_md with Bernoulli labels: both per-shard streams (mixture sampling and labels) are used.
@@ -141,6 +148,14 @@ def test_sft_and_train_pm_two_processes_equal_one_process_with_two_shards(tiny, 
         single = load_file(os.path.join(tmp_path, run, model, "model.safetensors"))
         assert all(torch.equal(ddp[k], single[k]) for k in ddp), (run, model)
         assert _metrics(os.path.join(two_processes["runs"], run)) == _metrics(os.path.join(tmp_path, run))
+
+
+def test_the_process_group_is_gone_when_the_command_ends(two_processes):
+    """distributed.shutdown leaves no gloo thread behind, so nothing of the group is left for
+    interpreter shutdown to tear down (where it aborted a rank with SIGABRT after its work was done,
+    at random: transformers' import of torch.distributed.nn.functional had kept the group alive)."""
+    for rank, rec in two_processes["records"].items():
+        assert rec["threads"] and not [t for t in rec["threads"] if "gloo" in t], (rank, rec["threads"])
 
 
 def test_only_rank_zero_writes(two_processes):

@@ -98,6 +98,23 @@ def test_run_command_turns_listed_errors_into_one_line(capsys):
     assert run_command("prog", bug, errors=(ValueError,)) == 2
 
 
+def test_run_command_turns_ctrl_c_into_one_line_and_exit_130(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    def interrupted_with_a_note():
+        e = KeyboardInterrupt()
+        e.add_note("interrupted after 3 of 9 steps in\nrun; rerun with --resume")  # what a stage knows
+        raise e
+
+    assert run_command("prog cmd", interrupted) == 130
+    assert capsys.readouterr().err == "prog cmd: interrupted: rerun the command\n"
+    assert run_command("prog cmd", interrupted, interrupted="interrupted; solve writes nothing") == 130
+    assert capsys.readouterr().err == "prog cmd: interrupted; solve writes nothing\n"
+    assert run_command("prog cmd", interrupted_with_a_note) == 130
+    assert capsys.readouterr().err == "prog cmd: interrupted after 3 of 9 steps in run; rerun with --resume\n"
+
+
 @dataclass(frozen=True)
 @fields_from(AlgorithmConfig, after="first", flags={"lr": {"help": "step size"},
                                                     "optimizer": {"help": "opt", "choices": ("sgd", "adam")}})
