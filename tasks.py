@@ -124,7 +124,8 @@ def main() -> None:
     p.add_argument("--out", default="results", help="folder for every output (default: results)")
     p.add_argument("--quick", action="store_true", help="small versions of every stage (~5 min measured)")
     p.add_argument("--no-llm", action="store_true",
-                   help="skip the LLM pipeline (~13 of the ~23 min measured on 2 shared cores)")
+                   help="skip the LLM stages: the pipeline (~13 of the ~23 min measured on 2 shared cores) "
+                        "and the exact task (a few minutes)")
     p.set_defaults(fn=cmd_run)
     t = sub.add_parser("test", allow_abbrev=False,
                        help="run the test suite (slow-marked tests excluded unless --all); every "
