@@ -41,13 +41,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .tasks import SPLITS, partition, split_name
+from .tasks import partition, split_name
 
 __all__ = ["ResponseSpace", "EnumerableTask", "mask_response_vocab", "exact_law", "law_from_conditionals",
-           "conditionals_from_law", "per_token_mixture", "intransitive_share", "bt_agreement",
-           "CONTENT_PREFIX", "N_SPECIAL"]
+           "conditionals_from_law", "per_token_mixture", "intransitive_share", "bt_agreement", "prompt_ids",
+           "response_index", "N_SPECIAL"]
 
-CONTENT_PREFIX = "c"  # content tokens are "c0" .. "c{K-1}"
 N_SPECIAL = 6  # llm.models.SPECIAL_TOKENS come first in the vocabulary: content token t has id 6 + t
 _RPS = np.array([[0.0, 1.0, -1.0], [-1.0, 0.0, 1.0], [1.0, -1.0, 0.0]])  # type i beats type i + 1
 
@@ -139,9 +138,6 @@ class EnumerableTask:
             if doc_index in idx:
                 return s
         raise ValueError(f"no document {doc_index}")
-
-    def corpus(self) -> list[str]:
-        return [" ".join(f"{CONTENT_PREFIX}{t}" for t in range(self.K))]
 
     # -- the SFT data's law --------------------------------------------------------------------
     def human_law(self, doc_index) -> np.ndarray:
@@ -383,5 +379,3 @@ def response_index(task: EnumerableTask, response: torch.Tensor, mask: torch.Ten
         raise ValueError("a sampled response holds a token outside the enumeration")
     return task.space.index(np.where(is_content, content, 0), lengths)
 
-
-__all__ += ["prompt_ids", "response_index", "SPLITS"]
