@@ -52,6 +52,9 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit, log_softmax, logsumexp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trl_common import positive_int  # noqa: E402  (the benchmarks' shared flag types)
+
 from tabular import METHODS, AlgorithmConfig, duality_gap, exploitability, run, solve_equilibrium
 from tabular.cliargs import Parser, UsageError, run_command
 from tabular.files import atomic_write_json
@@ -618,16 +621,6 @@ def replace_readme_block(readme: Path, rendered: str):
 
 
 SECTIONS = ("regularised", "zero_sum", "small_tau", "batch", "grid", "bulk", "throughput")
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 def section_list(text):

@@ -20,8 +20,12 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trl_common import positive_int  # noqa: E402  (the benchmarks' shared flag types)
 
 from tabular import exploitability, make_game, solve_equilibrium
 from tabular.cliargs import Parser, run_command
@@ -77,16 +81,6 @@ def taus_list(text):
     if not values or not all(np.isfinite(v) and v > 0 for v in values):
         raise argparse.ArgumentTypeError(f"taus must be finite and > 0, got {text!r}")
     return values
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 def peer_cell(P, mu, tau, iters, damping, secs):
