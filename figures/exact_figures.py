@@ -26,7 +26,8 @@ from .common import finish, floor, pyplot
 __all__ = ["exact_figures", "EXACT_FIGURES", "kl_curve_data", "per_prompt_data", "vs_rl_data"]
 
 EXACT_FIGURES = ("exact_kl", "exact_per_prompt", "exact_vs_rl")
-_PREDICTED_KL_TO_NASH = {"nash": None, "tok_mix": "kl/tok_mix||nash", "rlhf": "kl/rlhf||nash"}
+_PREDICTED_KL_TO_NASH = {"nash": None, "tok_mix": "kl/tok_mix||nash", "rlhf": "kl/rlhf||nash",
+                         "dpo": "kl/dpo||nash"}
 _COLORS = {"online_ipo": "C0", "ipo_md": "C1", "nash_md_pg": "C2", "self_play": "C3", "online_dpo": "C4",
            "online_slic": "C5", "rl": "C7"}
 
@@ -40,10 +41,10 @@ def kl_curve_data(summary: dict, split: str = "test"):
             curve = e[split]["curve"]
             mean = [p["mean"] for p in curve["kl_to/nash"]]
             half = [p["halfwidth"] for p in curve["kl_to/nash"]]
-            key = (_PREDICTED_KL_TO_NASH.get(e["target"])
-                   if method not in ("online_dpo", "online_slic") else None)
-            predicted = (0.0 if e["target"] == "nash" and method not in ("online_dpo", "online_slic")
-                         else (tsum[key]["mean"] if key else None))
+            # a method without a point limit (SLiC) has no predicted final KL to draw
+            key = _PREDICTED_KL_TO_NASH.get(e["target"]) if e["point_limit"] else None
+            predicted = (0.0 if e["target"] == "nash" and e["point_limit"]
+                         else (tsum[key]["mean"] if key in tsum else None))
             for s, m, h in zip(curve["step"], mean, half):
                 rows.append({"rho": rho, "split": split, "method": method, "step": s,
                              "kl_to_nash_mean": m, "kl_to_nash_halfwidth95": h,

@@ -102,7 +102,10 @@ class ExactConfig:
     seed: int = 0
     """chain c uses seed + c (model init, batches, sampling)"""
     threads: int = 1
-    """torch CPU threads"""
+    """torch CPU threads (per worker)"""
+    workers: int = 1
+    """chains trained in parallel processes (each chain is seeded alone: the files are the same for
+    any number of workers); at most the number of cores is useful"""
     resume: bool = False
     """continue a run in --out: finished units are kept"""
     overwrite: bool = False
@@ -133,7 +136,7 @@ def resolve(cfg: ExactConfig) -> ExactConfig:
         raise UsageError(str(e)) from None
     for name in ("chains", "steps", "sft_steps", "eval_every", "eval_prompts", "n_layer", "n_embd", "K", "L",
                  "prompt_len",
-                 "batch_size", "threads"):
+                 "batch_size", "threads", "workers"):
         v = getattr(cfg, name)
         if not isinstance(v, int) or v < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
@@ -330,6 +333,10 @@ def target_summary(evals: dict, task, rho: float) -> dict:
             "kl/nash||sft": float(kl(laws["nash"], mu).mean()),
             "kl/rlhf||sft": float(kl(laws["rlhf"], mu).mean()),
             "kl/rlhf||nash": float(kl(laws["rlhf"], laws["nash"]).mean()),
+            "kl/dpo||nash": float(kl(laws["dpo"], laws["nash"]).mean()),
+            "kl/dpo||rlhf": float(kl(laws["dpo"], laws["rlhf"]).mean()),
+            "kl/dpo||sft": float(kl(laws["dpo"], mu).mean()),
+            "win/dpo_vs_nash": float(win_rate(P, laws["dpo"], laws["nash"]).mean()),
             "win/nash_vs_rlhf": float(win_rate(P, laws["nash"], laws["rlhf"]).mean()),
             "win/tok_mix_vs_rlhf": float(win_rate(P, laws["tok_mix"], laws["rlhf"]).mean()),
             "win/nash_vs_sft": float(win_rate(P, laws["nash"], mu).mean()),
@@ -358,6 +365,80 @@ def run_exact(cfg: ExactConfig, progress_bar: bool = True) -> dict:
             raise
 
 
+def run_chain(cfg: ExactConfig, chain: int, bar=None) -> int:
+    """Every unit of one chain not yet in ``cfg.out`` (SFT, then per rho the targets, the methods and
+    their cross comparisons). Self-contained: seeded by ``seed + chain`` alone, so chains may run in
+    any order or in parallel processes and give the same files."""
+    rho_list, method_list = rhos(cfg), methods(cfg)
+    seed = cfg.seed + chain
+    task = make_task(cfg)
+    sft_path = os.path.join(cfg.out, "units", f"chain{chain:03d}", "sft.pt")
+    if os.path.exists(sft_path):
+        sft = new_policy(cfg, task, seed)
+        sft.load_state_dict(torch.load(sft_path, weights_only=True))
+        if bar is not None:
+            bar.update(cfg.sft_steps)
+    else:
+        sft = train_sft(cfg, task, seed, bar)
+        os.makedirs(os.path.dirname(sft_path), exist_ok=True)
+        buf = io.BytesIO()
+        torch.save(sft.state_dict(), buf)
+        atomic_write_bytes(sft_path, buf.getvalue())
+    for rho in rho_list:
+        todo = [m for m in method_list if not os.path.exists(_unit_path(cfg.out, chain, rho, m))]
+        tpath = _unit_path(cfg.out, chain, rho, "_targets")
+        if not todo and os.path.exists(_unit_path(cfg.out, chain, rho, "_cross")):
+            if bar is not None:
+                bar.update(len(method_list) * cfg.steps)
+            continue
+        evals = split_evals(cfg, task, sft, rho)
+        if not os.path.exists(tpath):
+            os.makedirs(os.path.dirname(tpath), exist_ok=True)
+            atomic_write_json(tpath, target_summary(evals, task, rho))
+        if bar is not None:
+            bar.update((len(method_list) - len(todo)) * cfg.steps)
+        for m in todo:
+            if bar is not None:
+                bar.set_postfix_str(f"chain {chain} rho {rho:g} {m}")
+            unit, final = align_unit(cfg, task, sft, rho, m, seed, evals, bar)
+            path = _unit_path(cfg.out, chain, rho, m)
+            buf = io.BytesIO()
+            np.savez(buf, **final)  # the final laws, for the cross-method comparisons
+            atomic_write_bytes(path[:-5] + ".npz", buf.getvalue())
+            atomic_write_json(path, unit)
+        laws = {}
+        for m in method_list:
+            with np.load(_unit_path(cfg.out, chain, rho, m)[:-5] + ".npz") as f:
+                laws[m] = {k: f[k] for k in f.files}
+        atomic_write_json(_unit_path(cfg.out, chain, rho, "_cross"), cross_summary(evals, laws))
+    return chain
+
+
+def _chain_in_worker(cfg: ExactConfig, chain: int) -> int:
+    torch.set_num_threads(cfg.threads)
+    return run_chain(cfg, chain)
+
+
+def _run_chains_in_workers(cfg: ExactConfig, bar, per_chain: int) -> None:
+    """Chains in ``cfg.workers`` spawned processes (the bar advances a chain at a time); the first
+    failure stops the rest, finished units stay for --resume."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_chain_in_worker, cfg, c) for c in range(cfg.chains)]
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    bar.update(per_chain)
+                    bar.set_postfix_str(f"chain {f.result()} done")  # re-raises a worker's error
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
 def _run_locked(cfg: ExactConfig, progress_bar: bool) -> dict:
     cfg_path = os.path.join(cfg.out, "config.json")
     entries = [e for e in os.listdir(cfg.out) if e != LOCK_NAME]
@@ -366,7 +447,8 @@ def _run_locked(cfg: ExactConfig, progress_bar: bool) -> dict:
             old = json.load(f)
         new = dataclasses.asdict(dataclasses.replace(cfg, resume=False, overwrite=False))
         # --chains may change on --resume: more chains continue the run, fewer summarise its first ones
-        if cfg.resume and {**old, "chains": 0} != {**new, "chains": 0}:
+        # --workers changes how the chains are scheduled, not what they compute
+        if cfg.resume and {**old, "chains": 0, "workers": 0} != {**new, "chains": 0, "workers": 0}:
             raise UsageError(f"--resume: the run in {cfg.out} was made with other settings "
                              f"(see its config.json)")
         if not cfg.resume and not cfg.overwrite:
@@ -381,46 +463,13 @@ def _run_locked(cfg: ExactConfig, progress_bar: bool) -> dict:
     atomic_write_json(cfg_path, dataclasses.asdict(dataclasses.replace(cfg, resume=False, overwrite=False)))
     rho_list, method_list = rhos(cfg), methods(cfg)
     t_start = time.time()
-    total = cfg.chains * (cfg.sft_steps + len(rho_list) * len(method_list) * cfg.steps)
-    with progress(total, desc="exact", unit="step", disable=not progress_bar) as bar:
-        for chain in range(cfg.chains):
-            seed = cfg.seed + chain
-            task = make_task(cfg)
-            sft_path = os.path.join(cfg.out, "units", f"chain{chain:03d}", "sft.pt")
-            if os.path.exists(sft_path):
-                sft = new_policy(cfg, task, seed)
-                sft.load_state_dict(torch.load(sft_path, weights_only=True))
-                bar.update(cfg.sft_steps)
-            else:
-                sft = train_sft(cfg, task, seed, bar)
-                os.makedirs(os.path.dirname(sft_path), exist_ok=True)
-                buf = io.BytesIO()
-                torch.save(sft.state_dict(), buf)
-                atomic_write_bytes(sft_path, buf.getvalue())
-            for rho in rho_list:
-                todo = [m for m in method_list if not os.path.exists(_unit_path(cfg.out, chain, rho, m))]
-                tpath = _unit_path(cfg.out, chain, rho, "_targets")
-                if not todo and os.path.exists(_unit_path(cfg.out, chain, rho, "_cross")):
-                    bar.update(len(method_list) * cfg.steps)
-                    continue
-                evals = split_evals(cfg, task, sft, rho)
-                if not os.path.exists(tpath):
-                    os.makedirs(os.path.dirname(tpath), exist_ok=True)
-                    atomic_write_json(tpath, target_summary(evals, task, rho))
-                bar.update((len(method_list) - len(todo)) * cfg.steps)
-                for m in todo:
-                    bar.set_postfix_str(f"chain {chain} rho {rho:g} {m}")
-                    unit, final = align_unit(cfg, task, sft, rho, m, seed, evals, bar)
-                    path = _unit_path(cfg.out, chain, rho, m)
-                    buf = io.BytesIO()
-                    np.savez(buf, **final)  # the final laws, for the cross-method comparisons
-                    atomic_write_bytes(path[:-5] + ".npz", buf.getvalue())
-                    atomic_write_json(path, unit)
-                laws = {}
-                for m in method_list:
-                    with np.load(_unit_path(cfg.out, chain, rho, m)[:-5] + ".npz") as f:
-                        laws[m] = {k: f[k] for k in f.files}
-                atomic_write_json(_unit_path(cfg.out, chain, rho, "_cross"), cross_summary(evals, laws))
+    per_chain = cfg.sft_steps + len(rho_list) * len(method_list) * cfg.steps
+    with progress(cfg.chains * per_chain, desc="exact", unit="step", disable=not progress_bar) as bar:
+        if cfg.workers == 1:
+            for chain in range(cfg.chains):
+                run_chain(cfg, chain, bar)
+        else:
+            _run_chains_in_workers(cfg, bar, per_chain)
     from .exact_report import summarise
 
     summary = summarise(cfg.out, cfg)

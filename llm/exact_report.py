@@ -23,6 +23,8 @@ import numpy as np
 
 from tabular.stats import holm_adjust, t_halfwidth, t_pvalue
 
+from .exact_targets import NO_POINT_LIMIT
+
 __all__ = ["summarise", "stat", "NASH_METHODS"]
 
 NASH_METHODS = ("online_ipo", "ipo_md", "nash_md_pg", "self_play")
@@ -81,7 +83,8 @@ def summarise(out: str, cfg) -> dict:
     for (rho, method), chains in sorted(units.items()):
         c0 = chains[min(chains)]
         target = c0["target"]
-        entry = {"target": target, "chains": len(chains)}
+        # point_limit False: the target is a reference point only (SLiC has no point limit)
+        entry = {"target": target, "point_limit": method not in NO_POINT_LIMIT, "chains": len(chains)}
         for split in splits:
             finals = [chains[c]["curve"][-1] for c in sorted(chains)]
             starts = [chains[c]["curve"][0] for c in sorted(chains)]
@@ -134,7 +137,7 @@ def families(summary: dict, rhos) -> dict:
         for split in ("train", "test"):
             for name, e in methods.items():
                 t = e["target"]
-                if name in ("online_dpo", "online_slic"):
+                if name in NO_POINT_LIMIT:
                     continue
                 d = np.subtract(e[split][f"kl_to/{t}"]["values"], e[split]["start_kl_to_target"]["values"])
                 fam["to_target"].append({"rho": rho, "split": split, "method": name, "target": t,
@@ -219,15 +222,16 @@ def render(summary: dict, split: str = "test") -> str:
              "**The judge and the exact targets** (tabular, per prompt; certificates are the largest over "
              "prompts and chains):", "",
              "| rho | non-transitive share | BT agreement | KL(pi* ‖ SFT) | KL(tok-mix ‖ pi*) | "
-             "KL(tok-mix ‖ seq-mix) | pi* vs RLHF optimum | gap(pi*) | tok-mix residual |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "KL(tok-mix ‖ seq-mix) | KL(DPO limit ‖ pi*) | pi* vs RLHF optimum | gap(pi*) | "
+             "tok-mix residual | DPO-limit residual |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for rho, t in summary["targets"].items():
         s = t[split]
         lines.append(f"| {rho} | {_ci(s['intransitive_share'], 2)} | {_ci(s['bt_agreement_uniform'], 2)} | "
                      f"{_ci(s['kl/nash||sft'])} | {_sci(s['kl/tok_mix||nash'])} | "
-                     f"{_sci(s['kl/tok_mix||seq_mix'])} | "
+                     f"{_sci(s['kl/tok_mix||seq_mix'])} | {_ci(s['kl/dpo||nash'])} | "
                      f"{_ci(s['win/nash_vs_rlhf'])} | {s['certificate/nash_gap']:.1g} | "
-                     f"{s['certificate/tok_mix_residual']:.1g} |")
+                     f"{s['certificate/tok_mix_residual']:.1g} | {s['certificate/dpo_residual']:.1g} |")
     other = "train" if split == "test" else "test"
     lines += ["", "**Where each transformer lands** (exact, against its own target and against pi*; "
               f"the last column on the {other}-split prompts):", "",
@@ -237,7 +241,8 @@ def render(summary: dict, split: str = "test") -> str:
     for rho, methods in summary["methods"].items():
         for name, e in methods.items():
             s, t = e[split], e[other]
-            lines.append(f"| {rho} | {name} | {e['target']} | {_ci(s['start_kl_to_target'])} → "
+            tname = e["target"] if e["point_limit"] else f"{e['target']} (no point limit)"
+            lines.append(f"| {rho} | {name} | {tname} | {_ci(s['start_kl_to_target'])} → "
                          f"{_ci(s['kl_to/' + e['target']])} | {_ci(s['kl_to/nash'])} | {_ci(s['gap'])} | "
                          f"{_ci(s['win_vs/sft'])} | {_ci(t['kl_to/' + e['target']])} |")
     fam = summary["families"]
@@ -317,7 +322,7 @@ def compare(reference: dict, run: dict) -> dict:
     """Does ``run`` reproduce ``reference``? ``bit_for_bit``: every number equal (nan equals nan);
     ``within``: every method's final KL to its target lies in the reference's 95 % interval over
     chains (the check for another machine, whose round-off differs). Settings must match."""
-    keep = ("out", "resume", "overwrite")
+    keep = ("out", "resume", "overwrite", "workers")  # scheduling, not what is computed
     if {k: v for k, v in reference["config"].items() if k not in keep} != \
             {k: v for k, v in run["config"].items() if k not in keep}:
         raise ValueError("the two runs were made with different settings (config)")

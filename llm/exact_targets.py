@@ -10,13 +10,17 @@ the point each method should reach (all through :mod:`tabular`, with certificate
 | ``seq_mix`` | (the paper's Eq. 13)  | ``pi ∝ mu exp(P mix_beta(pi) / tau)``, sequence-level mixture     |
 | ``tok_mix`` | ipo_md, nash_md_pg    | the same with the **per-token** mixture the llm samples from      |
 | ``rlhf``    | rl                    | ``mu exp(r / (4 tau))`` normalised, ``r`` the HodgeRank BT reward |
+| ``dpo``     | online_dpo            | the stationary point of its population loss                       |
+|             |                       | (:func:`tabular.pairwise_limits.online_dpo_limit`)                |
 
 ``seq_mix`` comes from Prop. 5.2 (``mix_beta`` of it is the equilibrium at ``tau / (1 - beta)``);
 ``tok_mix`` has no such shortcut: it is the fixed point of ``T(pi) = softmax(log mu + P m(pi) / tau)``
 with ``m(pi)`` the per-token mixture law (:func:`llm.enumerable.per_token_mixture`), iterated in
 float64 from ``seq_mix`` until its log-space residual is at round-off; its residual is its
-certificate. Online DPO and SLiC have no closed-form limit (SPEC §5.6); they are measured against
-``nash`` (how far they land from it).
+certificate. Online DPO has no closed-form limit (SPEC §5.6): ``dpo`` solves its stationarity
+``sum_y pi(y) [sigmoid(tau (rho_a - rho_y)) - P(a, y)] = 0`` by Newton in log space, certified by that
+residual. Online SLiC has no point limit (its hinge makes the stationarity piecewise constant): it is
+measured against ``nash`` (how far it lands from pi*).
 
 :func:`policy_metrics` evaluates any exact law against these targets: KL both ways, the duality
 gap in the tau-game, exploitability at tau = 0, and exact win rates ``pi^T P pi'``.
@@ -29,15 +33,18 @@ import warnings
 import numpy as np
 
 from tabular import duality_gap, exploitability, solve_equilibrium
+from tabular.pairwise_limits import online_dpo_limit
 
 from .enumerable import per_token_mixture
 
 __all__ = ["targets", "token_mixture_fixed_point", "policy_metrics", "kl", "win_rate", "rlhf_target",
-           "TARGET_OF", "pairwise_stationarity"]
+           "TARGET_OF", "NO_POINT_LIMIT", "pairwise_stationarity"]
 
 # which exact target each method of the experiment should reach
 TARGET_OF = {"online_ipo": "nash", "self_play": "nash", "ipo_md": "tok_mix", "nash_md_pg": "tok_mix",
-             "rl": "rlhf", "online_dpo": "nash", "online_slic": "nash"}
+             "rl": "rlhf", "online_dpo": "dpo", "online_slic": "nash"}
+# methods whose TARGET_OF is a reference point, not a limit theory predicts for them
+NO_POINT_LIMIT = ("online_slic",)
 
 
 def _log_softmax(z):
@@ -123,12 +130,15 @@ def targets(P: np.ndarray, mu: np.ndarray, tau: float, beta: float, reward: np.n
     if tok_res.max() > 1e-10:
         raise RuntimeError(f"the per-token mixture fixed point reached residual {tok_res.max():.3g} only")
     rlhf = rlhf_target(mu, reward / 4.0, tau)
+    dpo = online_dpo_limit(P, mu, tau)
+    if not dpo.converged.all():
+        raise RuntimeError(f"online DPO's stationary point reached residual {dpo.residual.max():.3g} only")
     seq_m = np.exp(_log_softmax((1 - beta) * np.log(seq) + beta * np.log(mu)))
     seq_res = np.abs(np.log(seq)
                      - _log_softmax(np.log(mu) + np.matmul(P, seq_m[..., None])[..., 0] / tau)).max(-1)
-    return {"laws": {"nash": nash.pi, "seq_mix": seq, "tok_mix": tok, "rlhf": rlhf},
+    return {"laws": {"nash": nash.pi, "seq_mix": seq, "tok_mix": tok, "rlhf": rlhf, "dpo": dpo.pi},
             "certificates": {"nash_gap": nash.gap, "seq_mix_residual": seq_res, "tok_mix_residual": tok_res,
-                             "mix_equilibrium_gap": mix_eq.gap},
+                             "mix_equilibrium_gap": mix_eq.gap, "dpo_residual": dpo.residual},
             "tok_mix_iterations": tok_iters}
 
 

@@ -432,8 +432,8 @@ def step(state: State) -> State:
 
 
 def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
-    """The known limit of an algorithm on one game, or None where theory gives none (online DPO /
-    SLiC, offline DPO / SLiC, rl without scores).
+    """The known limit of an algorithm on one game, or None where theory gives none (online SLiC,
+    offline DPO / SLiC, online DPO with hard labels, rl without scores).
 
     - online_ipo, self_play, nash_md with decaying step, extragradient: ``pi*``, an
       :class:`~tabular.solvers.Equilibrium`.
@@ -441,6 +441,8 @@ def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
       :class:`~tabular.solvers.MixtureFixedPoint`; offline_ipo: beta = 1; nash_md with constant
       eta: beta = eta tau (SPEC §5.5).
     - rl: ``mu exp(s / tau)`` normalised, an :class:`~tabular.solvers.RLHFOptimum`.
+    - online_dpo (soft or Bernoulli labels): the stationary point of its population loss, a
+      :class:`~tabular.pairwise_limits.PairwiseLimit` (no closed form; solved and certified).
 
     With hard labels every limit is that of the game ``1[P > 1/2]`` (:func:`label_matrix`), which
     is what the updates then follow.
@@ -457,6 +459,11 @@ def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
         if cfg.name == "nash_md" and cfg.eta is not None:
             return mixture_fixed_point(P, mu, cfg.tau, cfg.eta * cfg.tau)
         return solve_equilibrium(P, mu, cfg.tau)
+    if m.loss == "dpo" and m.beta_y == m.beta_y_prime == "pi":
+        if not ((P > 0) & (P < 1)).all():
+            return None  # hard labels: every margin is driven to infinity
+        from .pairwise_limits import online_dpo_limit
+        return online_dpo_limit(P, mu, cfg.tau)
     if m.loss not in (None, "ipo"):
         return None
     if m.beta_y_prime == "pi":  # online_ipo, self_play

@@ -25,7 +25,7 @@ from llm.enumerable import (
     prompt_ids,
     response_index,
 )
-from llm.exact_targets import kl, policy_metrics, targets, win_rate
+from llm.exact_targets import kl, policy_metrics, rlhf_target, targets, win_rate
 from llm.models import SPECIAL_TOKENS, new_causal_lm
 from llm.sampling import sample, sequence_logprob, token_logprobs
 
@@ -191,8 +191,11 @@ def test_targets_carry_certificates_and_differ_as_predicted():
         tg = targets(P, mu, 0.1, 0.125, task.bt_reward(docs, rho), task.space)
         c = tg["certificates"]
         assert c["nash_gap"].max() < 1e-12 and c["tok_mix_residual"].max() <= 1e-12
-        assert c["seq_mix_residual"].max() < 1e-12
+        assert c["seq_mix_residual"].max() < 1e-12 and c["dpo_residual"].max() <= 1e-12
         laws = tg["laws"]
+        if rho == 0.0:  # a Bradley-Terry judge: online DPO's limit is mu exp(s / tau) (SPEC Prop. 6)
+            closed = rlhf_target(mu, task.bt_reward(docs, rho), 0.1)
+            assert np.abs(np.log(laws["dpo"]) - np.log(closed)).max() <= 1e-10
         assert kl(laws["tok_mix"], laws["seq_mix"]).mean() > 0  # the per-token mixture moves the point
         m = policy_metrics(laws["nash"], P, mu, 0.1, tg)
         assert m["gap"].max() < 1e-12 and m["kl_to/nash"].max() < 1e-20
@@ -222,12 +225,14 @@ def test_exact_command_tiny_run_resume_and_bad_input(tmp_path):
     e = summary["methods"]["1"]["online_ipo"]
     assert e["chains"] == 2 and e["test"]["mass_outside"]["mean"] < 1e-12
     assert summary["targets"]["1"]["test"]["certificate/nash_gap"] < 1e-12
-    # a second run reproduces it bit for bit (CPU), as `exact-report --compare` checks
-    r = _run("--out", str(tmp_path / "again"), "--preset", "tiny")
+    # a second run, its two chains in two worker processes, reproduces it bit for bit (CPU), as
+    # `exact-report --compare` checks
+    r = _run("--out", str(tmp_path / "again"), "--preset", "tiny", "--workers", "2")
     assert r.returncode == 0, r.stderr[-2000:]
     from llm.exact_report import compare
 
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert again["config"]["workers"] == 2
     verdict = compare(summary, again)
     assert verdict["bit_for_bit"] and verdict["within"] and verdict["numbers"] > 1000
     again["methods"]["1"]["rl"]["test"]["gap"]["mean"] += 1e-12  # one number moved: caught
@@ -242,6 +247,7 @@ def test_exact_command_tiny_run_resume_and_bad_input(tmp_path):
                  ["--out", str(tmp_path / "x"), "--rhos", "0,-1"],
                  ["--out", str(tmp_path / "x"), "--methods", "online_ipo,nope"],
                  ["--out", str(tmp_path / "x"), "--chains", "-2"],
+                 ["--out", str(tmp_path / "x"), "--workers", "0"],
                  ["--out", str(tmp_path / "x"), "--beta", "1.5"]):
         r = _run(*args)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
@@ -281,3 +287,7 @@ def test_pi_star_is_stationary_for_online_ipo_not_for_dpo_or_slic():
     assert np.abs(pairwise_stationarity(P, nash, mu, 0.1, "ipo")).max() < 1e-12
     for loss in ("dpo", "slic"):
         assert np.abs(pairwise_stationarity(P, nash, mu, 0.1, loss)).max(-1).min() > 1e-4
+    # online DPO's own target is stationary for it (the autodiff gradient over 2 tau pi, i.e. Eq. (1)
+    # of tabular.pairwise_limits recomputed through the shared loss)
+    dpo = targets(P, mu, 0.1, 0.125, task.bt_reward(docs, 1.0), task.space)["laws"]["dpo"]
+    assert np.abs(pairwise_stationarity(P, dpo, mu, 0.1, "dpo") / (0.2 * dpo)).max() < 1e-11
