@@ -33,7 +33,9 @@ from .report import (
     MALFORMED,
     _float_path,
     _name,
+    _row,
     check_documents,
+    head_to_head,
     read_summary,
     replace_blocks,
     write_outputs,
@@ -91,14 +93,17 @@ def compare_summaries(ref: dict, run: dict) -> dict:
             judges.append({"judge": who, "ref_mean": r["mean"], "lo": r["lo"], "hi": r["hi"],
                            "run_mean": x["mean"], "inside": r["lo"] <= x["mean"] <= r["hi"]})
     orderings = []
-    labels, g = run["labels"], run["win_matrix_gold"]
-    for j in ref["judges_run"]:
-        for e in ref["separated"][j]:
-            la, lb = (m if j == "pm" else f"{m}@{j}" for m in (e["winner"], e["loser"]))
-            i, k = labels.index(la), labels.index(lb)
-            p, hw = g["mean"][i][k], g["ci95"][i][k]
-            orderings.append({"judge": j, "winner": e["winner"], "loser": e["loser"], "ref_p": e["p"],
-                              "run_p": p, "run_ci95": hw, "kept": p > 0.5, "separated_again": p - hw > 0.5})
+    run_rows = head_to_head(run)
+    for e in head_to_head(ref):  # the orderings the reference states (Holm-adjusted, report.head_to_head)
+        if not e["separated"]:
+            continue
+        win, lose = (e["a"], e["b"]) if e["p"] > 0.5 else (e["b"], e["a"])
+        r = _row(run_rows, e["judge"], win, lose) if run_rows else None
+        p = r["p"] if r else float("nan")
+        orderings.append({"judge": e["judge"], "winner": win, "loser": lose, "ref_p": max(e["p"], 1 - e["p"]),
+                          "ref_p_holm": e["p_holm"], "run_p": p, "run_ci95": r["ci95"] if r else float("nan"),
+                          "run_p_holm": r["p_holm"] if r else float("nan"), "kept": p > 0.5,
+                          "separated_again": bool(r and r["separated"] and p > 0.5)})
     within = all(w["inside"] for w in winrates) and all(o["kept"] for o in orderings)
     return {"numbers": len(a), "differing": len(diffs) + len(a.keys() ^ b.keys()),
             "max_abs_diff": diffs[-1][0] if diffs else 0.0,
@@ -132,7 +137,8 @@ def render_comparison(ref: dict, run: dict, c: dict | None = None) -> str:
     lines = [f"Reference: {origin(ref)}.", f"Run: {origin(run)}.", "",
              f"Verdict: {verdict}. Win rates against SFT inside the reference's 95 % interval: "
              f"{n_in} of {len(c['winrates'])}; orderings the reference states that keep their direction: "
-             f"{n_kept} of {len(c['orderings'])} (separated again by the run's own intervals: {n_again}).",
+             f"{n_kept} of {len(c['orderings'])} (separated again by the run's own Holm-adjusted tests: "
+             f"{n_again}).",
              "", "| condition | method | reference mean [95 % interval] | run mean | inside |",
              "|---|---|---|---|---|"]
     rows = ([(_JUDGE_TITLE[w["judge"]], _name(w["method"]), w) for w in c["winrates"]]
@@ -141,11 +147,12 @@ def render_comparison(ref: dict, run: dict, c: dict | None = None) -> str:
         lines.append(f"| {condition} | {who} | {w['ref_mean']:.3f} [{w['lo']:.3f}, {w['hi']:.3f}] | "
                      f"{w['run_mean']:.3f} | {'yes' if w['inside'] else 'NO'} |")
     if c["orderings"]:
-        lines += ["", "| condition | ordering the reference states | reference p | run p ± 95 % | "
-                  "direction kept | separated again |", "|---|---|---|---|---|---|"]
+        lines += ["", "| condition | ordering the reference states | reference p (Holm p) | "
+                  "run p ± 95 % (Holm p) | direction kept | separated again |", "|---|---|---|---|---|---|"]
         for o in c["orderings"]:
             lines.append(f"| {_JUDGE_TITLE[o['judge']]} | {_name(o['winner'])} beats {_name(o['loser'])} | "
-                         f"{o['ref_p']:.3f} | {o['run_p']:.3f} ± {o['run_ci95']:.3f} | "
+                         f"{o['ref_p']:.3f} ({o['ref_p_holm']:.2g}) | {o['run_p']:.3f} ± {o['run_ci95']:.3f} "
+                         f"({o['run_p_holm']:.2g}) | "
                          f"{'yes' if o['kept'] else 'NO'} | {'yes' if o['separated_again'] else 'no'} |")
     return "\n".join(lines)
 

@@ -17,7 +17,8 @@ Writes into ``OUT``: ``chainC/sft``, ``chainC/pm``, ``chainC/align/JUDGE/METHOD`
     ``win_matrix_pm`` (``mean``, ``ci95`` = 95 % t half-width over chains with ddof = 1,
     ``per_chain``), ``winrate_vs_sft`` (``{judge: {method: {mean, ci95, lo, hi, per_chain,
     eval_ci95}}}``; ``eval_ci95`` = the largest within-chain evaluation half-width), ``separated``
-    (per condition, the head-to-head pairs whose chain-level interval excludes 1/2), ``judges``
+    (per condition, the head-to-head pairs whose unadjusted chain-level interval excludes 1/2; what
+    the report states is the Holm-adjusted :func:`llm.report.head_to_head`), ``judges``
     (PM/RM held-out accuracy, ECE, MAE, Brier against gold; the gold BT fit's accuracy),
     ``reliability`` (PM and RM, pooled over chains), ``step_time_s``, ``provenance`` (date, machine,
     git commit, command), ``wall_time_s``;

@@ -68,8 +68,25 @@ def test_summary_holds_both_judges_chain_intervals_and_provenance(tiny_pipeline)
             v = np.array(w["per_chain"])
             assert w["ci95"] == pytest.approx(12.7062047 * v.std(ddof=1) / np.sqrt(2), rel=1e-6)
             assert w["lo"] == pytest.approx(w["mean"] - w["ci95"]) and 0 < w["eval_ci95"] < 0.5
-    for e in summary["separated"]["pm"] + summary["separated"]["gold"]:
-        assert e["p"] - e["ci95"] > 0.5
+    # the stated orderings: t-tests by scipy's own routine, Holm written out here
+    from scipy.stats import ttest_1samp
+
+    from llm.report import head_to_head
+    rows = head_to_head(summary)
+    m = len(cfg.methods)
+    assert len(rows) == 2 * m * (m - 1) // 2 + m
+    raw = []
+    for r in rows:
+        la, lb = ((r["a"], r["b"]) if r["judge"] in ("pm", "twins")
+                  else (f"{r['a']}@gold", f"{r['b']}@gold"))
+        v = summary["win_matrix_gold"]["per_chain"][labels.index(la)][labels.index(lb)]
+        raw.append(ttest_1samp(v, 0.5).pvalue)
+        assert r["p_value"] == pytest.approx(raw[-1], rel=1e-9)
+    order = np.argsort(raw)
+    holm = np.maximum.accumulate([min(1.0, (len(raw) - i) * raw[k]) for i, k in enumerate(order)])
+    for i, k in enumerate(order):
+        assert rows[k]["p_holm"] == pytest.approx(holm[i], rel=1e-9)
+        assert rows[k]["separated"] == (holm[i] < 0.05)
     assert 0 <= summary["judges"]["gold_bt_fit"]["accuracy"]["mean"] <= 1
     for who in ("pm", "rm"):
         for k in ("accuracy", "calibration_error", "mean_abs_error", "brier"):
