@@ -122,10 +122,11 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="the main job: experiments, ledger, LLM pipeline, figures")
     p.add_argument("--out", default="results", help="folder for every output (default: results)")
-    p.add_argument("--quick", action="store_true", help="small versions of every stage (~5 min measured)")
+    p.add_argument("--quick", action="store_true",
+                   help="small versions of every stage (minutes; README, Quick start, has the time)")
     p.add_argument("--no-llm", action="store_true",
-                   help="skip the LLM stages: the pipeline (~13 of the ~23 min measured on 2 shared cores) "
-                        "and the exact task (a few minutes)")
+                   help="skip the LLM stages (the pipeline and the exact task; README, Quick start, "
+                        "gives the measured times)")
     p.set_defaults(fn=cmd_run)
     t = sub.add_parser("test", allow_abbrev=False,
                        help="run the test suite (slow-marked tests excluded unless --all); every "

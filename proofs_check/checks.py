@@ -42,8 +42,6 @@ from .ledger import Row, Variant
 
 __all__ = ["CHECKS", "run_ledger"]
 
-F64 = torch.float64
-
 
 # --------------------------------------------------------------------------------------------
 # Autodiff of the shared losses (one game, batch axis of size 1).

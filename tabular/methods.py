@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Method", "METHODS", "KINDS", "SAMPLERS", "method", "sampled_methods"]
+__all__ = ["Method", "METHODS", "KINDS", "SAMPLERS", "sampled_methods"]
 
 KINDS = ("pairwise", "pg", "rl", "md")
 SAMPLERS = ("pi", "mu", "mix")
@@ -89,14 +89,6 @@ METHODS: dict[str, Method] = {
     "nash_md": Method("md"),
     "extragradient": Method("md"),
 }
-
-
-def method(name: str) -> Method:
-    """The table entry for ``name``, or a one-line ValueError listing the choices."""
-    try:
-        return METHODS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}") from None
 
 
 def sampled_methods() -> dict[str, Method]:

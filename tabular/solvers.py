@@ -156,7 +156,7 @@ class EquilibriumBatch:
     The fields of :class:`Equilibrium`, one entry per game: pi, log_pi (B, n); tau, gap, residual
     (B,) float; iterations, fixed_point_iterations (B,) int; converged (B,) bool; method: tuple
     of B strings; message: a summary (games within gap_tol, how many each method solved).
-    ``batch[b]`` is game b's :class:`Equilibrium`.
+    ``batch[b]`` is game b's :class:`Equilibrium`, with a message about game b alone.
     """
 
     pi: np.ndarray
@@ -174,9 +174,11 @@ class EquilibriumBatch:
         return self.pi.shape[0]
 
     def __getitem__(self, b: int) -> Equilibrium:
-        return Equilibrium(self.pi[b], self.log_pi[b], float(self.tau[b]), float(self.gap[b]),
-                           float(self.residual[b]), int(self.iterations[b]),
-                           bool(self.converged[b]), self.method[b], self.message,
+        gap, ok = float(self.gap[b]), bool(self.converged[b])
+        message = "gap within tolerance" if ok else (
+            f"duality gap {gap:.3g} above gap_tol; increase max_iter or lower tau_path_ratio")
+        return Equilibrium(self.pi[b], self.log_pi[b], float(self.tau[b]), gap,
+                           float(self.residual[b]), int(self.iterations[b]), ok, self.method[b], message,
                            0 if self.fixed_point_iterations is None else
                            int(self.fixed_point_iterations[b]))
 

@@ -3,7 +3,7 @@
 import pytest
 
 from tabular.losses import PAIRWISE_LOSSES
-from tabular.methods import METHODS, Method, method, sampled_methods
+from tabular.methods import METHODS, Method, sampled_methods
 
 
 def test_every_pairwise_method_names_a_shared_loss():
@@ -32,7 +32,3 @@ def test_bad_entries_are_refused(bad):
     with pytest.raises(ValueError):
         Method(**bad)
 
-
-def test_unknown_name_is_one_line():
-    with pytest.raises(ValueError, match="unknown method 'ppo'; choose from offline_ipo"):
-        method("ppo")
