@@ -7,10 +7,13 @@ Public API (see each module's docstring):
   -> ``Game(P, scores)``, ``load_matrix``, policy helpers (``softmax``, ``kl_log``,
   ``mixture_policy``, ``win_rate``).
 - solvers (:mod:`tabular.solvers`): ``solve_equilibrium`` -> ``Equilibrium`` (pi, gap, residual)
-  or ``EquilibriumBatch``; the certificates ``duality_gap``, ``exploitability``,
-  ``fixed_point_map``, ``fixed_point_residual``; the closed-form limits
-  ``mixture_fixed_point`` -> ``MixtureFixedPoint`` (SPEC Eq. 13) and ``rlhf_optimum`` ->
-  ``RLHFOptimum``.
+  or ``EquilibriumBatch`` (batches of games: :mod:`tabular.solver_batch`; tau = 0, the zero-sum
+  game: :mod:`tabular.zero_sum`).
+- certificates (:mod:`tabular.certificates`): ``duality_gap``, ``exploitability``,
+  ``fixed_point_map``, ``fixed_point_residual``.
+- limits (:mod:`tabular.limits`): the closed-form limits ``mixture_fixed_point`` ->
+  ``MixtureFixedPoint`` (SPEC Eq. 13) and ``rlhf_optimum`` -> ``RLHFOptimum``; ``limit_point``,
+  each algorithm's known limit.
 - losses (:mod:`tabular.losses`): ``ipo_loss``, ``dpo_loss``, ``slic_loss``, ``make_labels``,
   ``policy_gradient_loss`` — the single definitions, also used by ``llm``.
 - methods (:mod:`tabular.methods`): ``METHODS``, the one table of methods (frozen ``Method``:
@@ -19,19 +22,19 @@ Public API (see each module's docstring):
   -> frozen ``RunResult``; one pair weighting ``pairs`` (exact: every pair weighted
   ``q(y) q'(y')``; sampled: K draws weighted 1/K) feeding one pairwise and one policy-gradient
   objective, one ``P_times`` estimator for ``nash_md_step`` and ``extragradient_step``;
-  ``limit_point``. Metrics in :mod:`tabular.metrics`.
+  ``limit_point`` (from :mod:`tabular.limits`). Metrics in :mod:`tabular.metrics`.
 """
 
 from .algorithms import (
     AlgorithmConfig,
     RunResult,
     extragradient_step,
-    limit_point,
     make_state,
     nash_md_step,
     run,
     step,
 )
+from .certificates import duality_gap, exploitability, fixed_point_map, fixed_point_residual
 from .game import (
     Game,
     annotator_majority,
@@ -52,22 +55,11 @@ from .game import (
     validate_game,
     win_rate,
 )
+from .limits import MixtureFixedPoint, RLHFOptimum, limit_point, mixture_fixed_point, rlhf_optimum
 from .losses import dpo_loss, ipo_loss, make_labels, policy_gradient_loss, slic_loss
 from .methods import METHODS, Method
 from .metrics import policy_metrics
-from .solvers import (
-    Equilibrium,
-    EquilibriumBatch,
-    MixtureFixedPoint,
-    RLHFOptimum,
-    duality_gap,
-    exploitability,
-    fixed_point_map,
-    fixed_point_residual,
-    mixture_fixed_point,
-    rlhf_optimum,
-    solve_equilibrium,
-)
+from .solvers import Equilibrium, EquilibriumBatch, solve_equilibrium
 
 __all__ = [
     "AlgorithmConfig", "RunResult", "extragradient_step", "limit_point", "make_state",

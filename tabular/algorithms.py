@@ -30,7 +30,7 @@ methods act on ``log pi`` directly.
 
 Steps: :func:`make_state` builds the state, :func:`step` advances it once, :func:`run` loops and
 records :mod:`metrics <tabular.metrics>` every ``record_every`` steps into a frozen
-:class:`RunResult`. :func:`limit_point` gives each method's known limit.
+:class:`RunResult`. :func:`limit_point` (:mod:`tabular.limits`) gives each method's known limit.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from .game import validate_beta, validate_eta, validate_game, validate_seed, validate_tau
+from .limits import limit_point
 from .losses import LABEL_TYPES, make_labels, pairwise_loss, policy_gradient_loss
 from .methods import METHODS, Method
 
@@ -429,46 +430,6 @@ def step(state: State) -> State:
         state.last_loss = loss.detach()
     state.t += 1
     return state
-
-
-def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
-    """The known limit of an algorithm on one game, or None where theory gives none (online SLiC,
-    offline DPO / SLiC, online DPO with hard labels, rl without scores).
-
-    - online_ipo, self_play, nash_md with decaying step, extragradient: ``pi*``, an
-      :class:`~tabular.solvers.Equilibrium`.
-    - ipo_md and nash_md_pg(beta): ``pi ∝ mu exp(P mix_beta(pi) / tau)`` (SPEC Eq. 13), a
-      :class:`~tabular.solvers.MixtureFixedPoint`; offline_ipo: beta = 1; nash_md with constant
-      eta: beta = eta tau (SPEC §5.5).
-    - rl: ``mu exp(s / tau)`` normalised, an :class:`~tabular.solvers.RLHFOptimum`.
-    - online_dpo (soft or Bernoulli labels): the stationary point of its population loss, a
-      :class:`~tabular.pairwise_limits.PairwiseLimit` (no closed form; solved and certified).
-
-    With hard labels every limit is that of the game ``1[P > 1/2]`` (:func:`label_matrix`), which
-    is what the updates then follow.
-    """
-    from .solvers import mixture_fixed_point, rlhf_optimum, solve_equilibrium
-
-    P, mu = validate_game(P, mu)
-    if cfg.label_type == "hard":
-        P = label_matrix(torch.as_tensor(P), "hard").numpy()
-    m = cfg.method
-    if m.kind == "rl":
-        return None if scores is None else rlhf_optimum(P, mu, cfg.tau, scores)
-    if m.kind == "md":
-        if cfg.name == "nash_md" and cfg.eta is not None:
-            return mixture_fixed_point(P, mu, cfg.tau, cfg.eta * cfg.tau)
-        return solve_equilibrium(P, mu, cfg.tau)
-    if m.loss == "dpo" and m.beta_y == m.beta_y_prime == "pi":
-        if not ((P > 0) & (P < 1)).all():
-            return None  # hard labels: every margin is driven to infinity
-        from .pairwise_limits import online_dpo_limit
-        return online_dpo_limit(P, mu, cfg.tau)
-    if m.loss not in (None, "ipo"):
-        return None
-    if m.beta_y_prime == "pi":  # online_ipo, self_play
-        return solve_equilibrium(P, mu, cfg.tau)
-    return mixture_fixed_point(P, mu, cfg.tau, m.betas(cfg.beta)[1])  # ipo_md, nash_md_pg, offline
 
 
 # --------------------------------------------------------------------------------------------

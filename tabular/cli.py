@@ -283,7 +283,7 @@ def cmd_run(cfg: RunConfig) -> int:
 
 
 def _run_locked(cfg: RunConfig, algos, P, mu, scores) -> int:
-    from .algorithms import limit_point
+    from .limits import limit_point
     from .progress import progress
 
     n = P.shape[0]

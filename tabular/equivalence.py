@@ -26,7 +26,8 @@ import numpy as np
 from .algorithms import AlgorithmConfig, make_state, run, step
 from .cliargs import flag
 from .game import make_game, validate_eta, validate_reference, validate_seed, validate_tau
-from .solvers import mixture_fixed_point, solve_equilibrium
+from .limits import mixture_fixed_point
+from .solvers import solve_equilibrium
 
 __all__ = ["EquivalenceConfig", "equivalence_case", "equivalence_suite", "equivalence_table",
            "max_abs_difference"]

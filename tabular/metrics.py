@@ -2,7 +2,7 @@
 
 ``kl_to_opt`` = KL(pi* || pi) (the quantity of Munos et al.'s bound; only when pi* is given),
 ``gap`` = the closed-form
-duality gap (:func:`tabular.solvers.duality_gap`), ``winrate_vs_mu`` = ``pi @ P @ mu``,
+duality gap (:func:`tabular.certificates.duality_gap`), ``winrate_vs_mu`` = ``pi @ P @ mu``,
 ``kl_to_ref`` = KL(pi || mu).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .certificates import duality_gap_unchecked as duality_gap  # inputs validated by run()
 from .game import kl_log, win_rate
-from .solvers import duality_gap_unchecked as duality_gap  # inputs validated by run()
 
 __all__ = ["policy_metrics", "kl_log"]
 

@@ -412,9 +412,9 @@ def test_run_leaves_the_results_unchanged(tmp_path, capsys, monkeypatch):
     tcli_run = tcli.run
     monkeypatch.setattr(tcli, "run", recording_run)
     out = tmp_path / "run"
-    assert main(["run", "--algorithms", "online_ipo,online_dpo", "--game", "bt:3", "--tau", "1",
+    assert main(["run", "--algorithms", "online_ipo,online_dpo,online_slic", "--game", "bt:3", "--tau", "1",
                  "--steps", "2", "--out", str(out)]) == 0
-    assert len(returned) == 2
+    assert len(returned) == 3
     for res, before in returned:
         after = fields(res)
         assert after.keys() == before.keys()
@@ -422,4 +422,5 @@ def test_run_leaves_the_results_unchanged(tmp_path, capsys, monkeypatch):
             np.testing.assert_equal(after[key], before[key], err_msg=key)
     final = json.loads((out / "config.json").read_text())["final"]
     assert final["online_ipo"]["limit_distance"] < 1  # online IPO has a limit (pi*)
-    assert final["online_dpo"]["limit_distance"] is None  # online DPO has none
+    assert final["online_dpo"]["limit_distance"] < 1  # online DPO's stationary point (pairwise_limits)
+    assert final["online_slic"]["limit_distance"] is None  # online SLiC has none
