@@ -13,7 +13,7 @@ has no closed form in general (SPEC §5.6). Two facts make it well posed:
 - ``G_a`` increases in ``rho_a`` from ``-sum pi P(a, .) < 0`` to ``sum pi (1 - P(a, .)) > 0``, so no
   action is driven to the boundary: the point is interior, with every ``pi_a > 0``;
 - under Bradley-Terry, ``P(a, y) = sigmoid(s_a - s_y)``, ``rho = s / tau`` solves (1) exactly: the
-  limit is the RLHF optimum ``mu exp(s / tau)`` (SPEC Prop. 6), which is Newton's starting point
+  limit is the RLHF optimum ``mu exp(s / tau)`` (SPEC §5.6), which is Newton's starting point
   here (``s`` the row means of ``logit P``, HodgeRank's fit on the complete graph).
 
 The residual ``max_a |G_a|`` is the certificate. It is the gradient divided by ``2 tau pi_a``, so it

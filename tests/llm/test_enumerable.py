@@ -193,7 +193,7 @@ def test_targets_carry_certificates_and_differ_as_predicted():
         assert c["nash_gap"].max() < 1e-12 and c["tok_mix_residual"].max() <= 1e-12
         assert c["seq_mix_residual"].max() < 1e-12 and c["dpo_residual"].max() <= 1e-12
         laws = tg["laws"]
-        if rho == 0.0:  # a Bradley-Terry judge: online DPO's limit is mu exp(s / tau) (SPEC Prop. 6)
+        if rho == 0.0:  # a Bradley-Terry judge: online DPO's limit is mu exp(s / tau) (SPEC §5.6)
             closed = rlhf_target(mu, task.bt_reward(docs, rho), 0.1)
             assert np.abs(np.log(laws["dpo"]) - np.log(closed)).max() <= 1e-10
         assert kl(laws["tok_mix"], laws["seq_mix"]).mean() > 0  # the per-token mixture moves the point

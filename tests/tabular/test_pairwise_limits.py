@@ -1,6 +1,6 @@
 """Online DPO's limit (tabular.pairwise_limits): certified, and checked by three independent routes.
 
-1. Bradley-Terry: the closed form mu exp(s / tau) (SPEC Prop. 6), computed here.
+1. Bradley-Terry: the closed form mu exp(s / tau) (SPEC §5.6), computed here.
 2. The certificate is recomputed here by autodiff of the shared ``dpo_loss`` (not Eq. (1) of the
    module): the population gradient divided by ``2 tau pi_a``.
 3. The exact-form online DPO of ``tabular.algorithms`` run to convergence lands on it.
