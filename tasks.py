@@ -101,7 +101,8 @@ def cmd_run(ns) -> None:
         # reference is `--preset reference`; the main job runs `small`, --quick `tiny`).
         _step("LLM against exact targets (enumerable task)",
               ["-m", "llm", "exact", "--out", str(out / "exact"), "--overwrite",
-               "--preset", "tiny" if ns.quick else "small"], env)
+               "--preset", "tiny" if ns.quick else "small",
+               "--workers", "1" if ns.quick else "2"], env)  # small: its 2 chains on the 2 cores
     exact = ["--exact-results", str(out / "exact")] if not ns.no_llm else []
     _step("figures", ["-m", "figures", "--out", str(out / "figures"),
                       "--llm-results", str(out / "llm"), *exact, *(["--quick"] if ns.quick else [])], env)
