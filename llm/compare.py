@@ -29,13 +29,13 @@ from tabular.files import check_output_file
 
 from .config import RESUMABLE_CHANGES
 from .report import (
-    _JUDGE_TITLE,
+    JUDGE_TITLE,
     MALFORMED,
-    _float_path,
-    _name,
-    _row,
     check_documents,
+    display_name,
+    float_path_text,
     head_to_head,
+    head_to_head_row,
     read_summary,
     replace_blocks,
     write_outputs,
@@ -98,7 +98,7 @@ def compare_summaries(ref: dict, run: dict) -> dict:
         if not e["separated"]:
             continue
         win, lose = (e["a"], e["b"]) if e["p"] > 0.5 else (e["b"], e["a"])
-        r = _row(run_rows, e["judge"], win, lose) if run_rows else None
+        r = head_to_head_row(run_rows, e["judge"], win, lose) if run_rows else None
         p = r["p"] if r else float("nan")
         orderings.append({"judge": e["judge"], "winner": win, "loser": lose, "ref_p": max(e["p"], 1 - e["p"]),
                           "ref_p_holm": e["p_holm"], "run_p": p, "run_ci95": r["ci95"] if r else float("nan"),
@@ -120,7 +120,7 @@ def render_comparison(ref: dict, run: dict, c: dict | None = None) -> str:
 
     def origin(s):
         p = s["provenance"]
-        fp = f" ({_float_path(p['float_path'])})" if "float_path" in p else ""
+        fp = f" ({float_path_text(p['float_path'])})" if "float_path" in p else ""
         return (f"`{p['command']}` at `{(p['git_commit'] or 'unknown')[:10]}`, {p['date_utc']} UTC, on "
                 f"{p['machine']}{fp}, {s['wall_time_s'] / 60:.1f} min")
 
@@ -141,7 +141,7 @@ def render_comparison(ref: dict, run: dict, c: dict | None = None) -> str:
              f"{n_again}).",
              "", "| condition | method | reference mean [95 % interval] | run mean | inside |",
              "|---|---|---|---|---|"]
-    rows = ([(_JUDGE_TITLE[w["judge"]], _name(w["method"]), w) for w in c["winrates"]]
+    rows = ([(JUDGE_TITLE[w["judge"]], display_name(w["method"]), w) for w in c["winrates"]]
             + [("held-out accuracy", w["judge"].upper(), w) for w in c["judges"]])
     for condition, who, w in rows:
         lines.append(f"| {condition} | {who} | {w['ref_mean']:.3f} [{w['lo']:.3f}, {w['hi']:.3f}] | "
@@ -150,7 +150,8 @@ def render_comparison(ref: dict, run: dict, c: dict | None = None) -> str:
         lines += ["", "| condition | ordering the reference states | reference p (Holm p) | "
                   "run p ± 95 % (Holm p) | direction kept | separated again |", "|---|---|---|---|---|---|"]
         for o in c["orderings"]:
-            lines.append(f"| {_JUDGE_TITLE[o['judge']]} | {_name(o['winner'])} beats {_name(o['loser'])} | "
+            lines.append(f"| {JUDGE_TITLE[o['judge']]} | "
+                         f"{display_name(o['winner'])} beats {display_name(o['loser'])} | "
                          f"{o['ref_p']:.3f} ({o['ref_p_holm']:.2g}) | {o['run_p']:.3f} ± {o['run_ci95']:.3f} "
                          f"({o['run_p_holm']:.2g}) | "
                          f"{'yes' if o['kept'] else 'NO'} | {'yes' if o['separated_again'] else 'no'} |")

@@ -26,6 +26,9 @@ from tabular.game import validate_beta, validate_seed, validate_tau
 from tabular.losses import LABEL_TYPES
 from tabular.methods import METHODS, Method, sampled_methods
 
+from .models import PM_FORMS
+from .presets import apply_preset
+
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
            "StudyConfig", "JudgesConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED",
            "LOGP_REDUCTIONS", "method_values", "numbers", "tau_table"]
@@ -47,9 +50,6 @@ MAX_SEED = 2**32 - 1
 MAX_CHAINS = 1000
 # How a response's token log-probs become its sequence log-prob (llm.sampling.sequence_logprob).
 LOGP_REDUCTIONS = ("sum", "mean")
-# How a preference model turns its logits into P(y > y' | x) (llm.sampling.pm_prob_rows; saved in the
-# PM's config as ``pm_form``; a PM saved without it is "pairwise").
-PM_FORMS = ("residual", "pairwise")
 
 
 def _checked(flag: str, check, value):
@@ -200,7 +200,6 @@ class RunConfig:
 
     def validate(self) -> None:
         if self.preset == "gpu":  # resolved here, so config.json records the values used
-            from .presets import apply_preset
             apply_preset(self)
         if not self.out:
             raise UsageError("--out is required")

@@ -25,12 +25,12 @@ from tabular.files import atomic_write_json
 
 from .pipeline import (
     JUDGE_METRICS,
-    _interval,
-    _write_csv,
+    chain_interval,
     judge_summary,
     provenance,
     stage_flags,
     train_chain_judges,
+    write_csv,
 )
 from .runtime import claim_run_dir, setup_torch, stage_function, start_run_dir
 
@@ -59,8 +59,8 @@ def run_judges(cfg, progress: bool = True) -> dict:
     diff = np.subtract(judges["pm"]["accuracy"]["per_chain"], judges["rm"]["accuracy"]["per_chain"])
     summary = {"schema": 1, "kind": "judges", "config": dataclasses.asdict(cfg), "provenance": origin,
                "chains": cfg.seeds, "judges": judges, "reliability": reliability,
-               "pm_minus_rm_accuracy": _interval(diff), "wall_time_s": time.perf_counter() - t0}
-    _write_csv(os.path.join(cfg.out, "judges.csv"), ["seed", "judge", *JUDGE_METRICS], rows)
+               "pm_minus_rm_accuracy": chain_interval(diff), "wall_time_s": time.perf_counter() - t0}
+    write_csv(os.path.join(cfg.out, "judges.csv"), ["seed", "judge", *JUDGE_METRICS], rows)
     atomic_write_json(os.path.join(cfg.out, "summary.json"), summary)
     if progress:
         from .report import render_report

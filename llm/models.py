@@ -31,11 +31,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tabular.cliargs import UsageError
 from tabular.files import atomic_write_json
 
-from .config import PM_FORMS
-
-__all__ = ["SPECIAL_TOKENS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
+__all__ = ["SPECIAL_TOKENS", "PM_FORMS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
            "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model", "check_context",
            "pad_left", "pad_right", "smollm2_gguf_path"]
+
+# How a preference model turns its logits into P(y > y' | x) (llm.sampling.pm_prob_rows; saved in the
+# PM's config as ``pm_form``; a PM saved without it is "pairwise"). train-pm's --pm-form choices.
+PM_FORMS = ("residual", "pairwise")
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<sep>", "<eos>", "<unk>", "<vs>"]
 

@@ -55,10 +55,11 @@ from .sampling import sample_responses, stream_seed
 from .train import run_sft, run_train_pm
 
 __all__ = ["run_pipeline", "summarise", "judge_summary", "train_chain_judges", "stage_flags", "provenance",
-           "label_of", "JUDGE_METRICS"]
+           "label_of", "JUDGE_METRICS", "write_csv", "curve_rows", "chain_interval", "evaluate_chain"]
 
 
-def _write_csv(path: str, header: list[str], rows: list[list]) -> None:
+def write_csv(path: str, header: list[str], rows: list[list]) -> None:
+    """Write ``header`` and ``rows`` as one CSV file, atomically (also the study's and judges' CSVs)."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(header)
@@ -66,7 +67,9 @@ def _write_csv(path: str, header: list[str], rows: list[list]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _curve_rows(run_dir: str, method: str, tau: float, beta: float, seed: int, judge: str) -> list[list]:
+def curve_rows(run_dir: str, method: str, tau: float, beta: float, seed: int, judge: str) -> list[list]:
+    """The periodic win rates against SFT an alignment run logged (``RUN_DIR/metrics.jsonl``), one row
+    ``[method, tau, beta, seed, step, winrate_vs_sft, judge]`` per evaluation."""
     rows = []
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         for r in map(json.loads, f):
@@ -111,7 +114,9 @@ def provenance(command: list[str] | None = None) -> dict:
             "command": "python -m llm " + " ".join(sys.argv[1:] if command is None else command)}
 
 
-def _interval(values) -> dict:
+def chain_interval(values) -> dict:
+    """One number per chain -> its mean with the 95 % t interval over chains: ``mean``, ``ci95`` (the
+    half-width; nan for one chain), ``lo``, ``hi`` and the ``per_chain`` values."""
     v = np.asarray(values, np.float64)
     hw = t_halfwidth(v)
     return {"mean": float(v.mean()), "ci95": hw, "lo": float(v.mean() - hw), "hi": float(v.mean() + hw),
@@ -133,8 +138,8 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
         winrate[judge], winrate_pm[judge] = {}, {}
         for m, lab in zip(cfg.methods, rows):
             i = labels.index(lab)
-            winrate[judge][m] = {**_interval(gold["per_chain"][i][s]), "eval_ci95": float(eval_hw[i, s])}
-            winrate_pm[judge][m] = _interval(pm["per_chain"][i][s])
+            winrate[judge][m] = {**chain_interval(gold["per_chain"][i][s]), "eval_ci95": float(eval_hw[i, s])}
+            winrate_pm[judge][m] = chain_interval(pm["per_chain"][i][s])
         separated[judge] = [  # head to head: a beats b on every machine the chain interval covers
             {"winner": a, "loser": b, "p": gold["mean"][labels.index(la)][labels.index(lb)],
              "ci95": gold["ci95"][labels.index(la)][labels.index(lb)]}
@@ -197,13 +202,13 @@ def judge_summary(chains: list[dict]) -> tuple[dict, dict]:
     """``judges`` (PM/RM held-out accuracy, ECE, MAE, Brier against gold, each an interval over
     chains; the always-1/2 MAE; the gold BT fit's accuracy) and ``reliability`` (pooled bins) of
     ``chains``, each ``{"heldout": train-pm's heldout.json, ["bt_fit_accuracy": float]}``."""
-    judges = {who: {k: _interval([c["heldout"][who][k] for c in chains]) for k in JUDGE_METRICS}
+    judges = {who: {k: chain_interval([c["heldout"][who][k] for c in chains]) for k in JUDGE_METRICS}
               for who in ("pm", "rm") if who in chains[0]["heldout"]}
-    judges["always_half"] = {"mean_abs_error": _interval([c["heldout"]["gold_sft_pairs_mean_abs_p_minus_half"]
-                                                          for c in chains])}
+    judges["always_half"] = {"mean_abs_error": chain_interval(
+        [c["heldout"]["gold_sft_pairs_mean_abs_p_minus_half"] for c in chains])}
     if any("bt_fit_accuracy" in c for c in chains):
-        judges["gold_bt_fit"] = {"accuracy": _interval([c["bt_fit_accuracy"] for c in chains
-                                                        if "bt_fit_accuracy" in c])}
+        judges["gold_bt_fit"] = {"accuracy": chain_interval([c["bt_fit_accuracy"] for c in chains
+                                                             if "bt_fit_accuracy" in c])}
     reliability = {who: _pool_reliability([c["heldout"][who]["reliability"] for c in chains])
                    for who in ("pm", "rm") if who in chains[0]["heldout"]}
     return judges, reliability
@@ -221,7 +226,7 @@ def _pool_reliability(per_chain: list[list[dict]]) -> list[dict]:
     return out
 
 
-def _evaluate_chain(cfg, chain: int, task, device, sft_path: str, pm_path: str, policies: dict) -> dict:
+def evaluate_chain(cfg, chain: int, task, device, sft_path: str, pm_path: str, policies: dict) -> dict:
     """Sample every policy of one chain on the ``test`` split and build its matrices."""
     prompts = task.prompts("test", cfg.n_prompts) * cfg.samples_per_prompt
     max_new = task.max_new_tokens
@@ -265,7 +270,7 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
                     method=method, tau=tau, beta=beta, steps=cfg.align_steps, batch_size=cfg.align_batch_size,
                     lr=cfg.align_lr, eval_every=cfg.eval_every, eval_prompts=cfg.eval_prompts,
                     **common), progress)
-                curves.extend(_curve_rows(run_dir, method, tau, beta, c, judge))
+                curves.extend(curve_rows(run_dir, method, tau, beta, c, judge))
             return finished[key]
 
         # 3. alignment runs, each judge condition
@@ -282,8 +287,8 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
                           os.path.join("sweep", f"ipo_md_beta{beta:g}"))
                 beta_rows.append(["ipo_md", beta, cfg.tau_of("ipo_md"), c, r["final_winrate_vs_sft"]])
         # 5. this chain's side-by-side evaluation on the test split (gold judge and PM)
-        ev = _evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"],
-                             {k: r["model"] for k, r in runs.items()})
+        ev = evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"],
+                            {k: r["model"] for k, r in runs.items()})
         atomic_write_json(os.path.join(root, "eval.json"), ev)
         chain = {"eval": ev, "heldout": pm["heldout"],
                  "step_time_s": {k: r["step_time_s"] or float("nan") for k, r in runs.items()}}
@@ -293,12 +298,12 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
         chains.append(chain)
 
     if cfg.sweep:
-        _write_csv(os.path.join(cfg.out, "tau_sweep.csv"), ["method", "tau", "seed", "winrate_vs_sft"],
-                   tau_rows)
-        _write_csv(os.path.join(cfg.out, "beta_sweep.csv"),
-                   ["method", "beta", "tau", "seed", "winrate_vs_sft"], beta_rows)
-    _write_csv(os.path.join(cfg.out, "curves.csv"),
-               ["method", "tau", "beta", "seed", "step", "winrate_vs_sft", "judge"], curves)
+        write_csv(os.path.join(cfg.out, "tau_sweep.csv"), ["method", "tau", "seed", "winrate_vs_sft"],
+                  tau_rows)
+        write_csv(os.path.join(cfg.out, "beta_sweep.csv"),
+                  ["method", "beta", "tau", "seed", "winrate_vs_sft"], beta_rows)
+    write_csv(os.path.join(cfg.out, "curves.csv"),
+              ["method", "tau", "beta", "seed", "step", "winrate_vs_sft", "judge"], curves)
     summary = summarise(cfg, chains, time.perf_counter() - t_start, origin)
     atomic_write_json(os.path.join(cfg.out, "summary.json"), summary)
     if progress:

@@ -35,7 +35,8 @@ from tabular.methods import METHODS
 from tabular.stats import holm_adjust, t_halfwidth, t_pvalue
 
 __all__ = ["render_report", "render_section", "replace_blocks", "read_summary", "check_documents",
-           "head_to_head", "SECTIONS", "MALFORMED", "main"]
+           "head_to_head", "head_to_head_row", "display_name", "float_path_text", "JUDGE_TITLE", "SECTIONS",
+           "MALFORMED", "main"]
 
 SECTIONS = ("provenance", "winrate", "order", "paper", "judges", "matrix")
 
@@ -57,15 +58,18 @@ def paper_claim(p: float) -> str:
     return "~" if abs(p - 0.5) <= PAPER_TIE else (">" if p > 0.5 else "<")
 
 
-_JUDGE_TITLE = {"pm": "learned PM (RL: learned RM)", "gold": "gold judge (RL: BT fit of gold)",
-                "twins": "gold against pm condition (same method)"}
+# How the tables name a judge condition (the ``judge`` of a win rate or a head-to-head row).
+JUDGE_TITLE = {"pm": "learned PM (RL: learned RM)", "gold": "gold judge (RL: BT fit of gold)",
+               "twins": "gold against pm condition (same method)"}
 _NAMES = {"online_ipo": "online IPO", "ipo_md": "IPO-MD", "online_dpo": "online DPO",
           "online_slic": "online SLiC", "nash_md_pg": "Nash-MD-PG", "rl": "RL", "self_play": "self-play",
           "offline_ipo": "offline IPO", "offline_dpo": "offline DPO", "offline_slic": "offline SLiC",
           "sft": "SFT"}
 
 
-def _name(label: str) -> str:
+def display_name(label: str) -> str:
+    """How the tables name a policy label ``METHOD`` or ``METHOD@JUDGE``: ``online_ipo@gold`` ->
+    ``online IPO @gold``."""
     method, _, judge = label.partition("@")
     return _NAMES.get(method, method) + (f" @{judge}" if judge else "")
 
@@ -94,7 +98,9 @@ ONE_CHAIN = ("One chain: the numbers are that chain's, without an interval over 
              "ordering is stated (the retraining variance needs two chains or more: --seeds / --chains).")
 
 
-def _float_path(fp: dict) -> str:
+def float_path_text(fp: dict) -> str:
+    """A run's recorded floating-point path (:func:`llm.pipeline.float_path`) in words: the torch CPU
+    kernels and the variables that forced them."""
     env = " ".join(f"{k}={v}" for k, v in fp["env"].items())
     return f"torch CPU kernels {fp['cpu_capability']}" + (f", forced by {env}" if env else "")
 
@@ -105,7 +111,7 @@ def _origin(s: dict) -> str:
     return (f"Reference run: `{p['command']}` at commit `{(p['git_commit'] or 'unknown')[:10]}`"
             + (" (uncommitted changes)" if p.get("git_dirty") else "")
             + f", {p['date_utc']} UTC, on {p['machine']}"
-            + (f" ({_float_path(p['float_path'])})" if "float_path" in p else "") + "; "
+            + (f" ({float_path_text(p['float_path'])})" if "float_path" in p else "") + "; "
             f"Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}; "
             f"{s['wall_time_s'] / 60:.1f} min of "
             + ("pipeline" if s.get("kind") != "judges" else "run") + " time.")
@@ -131,16 +137,18 @@ def _provenance(s: dict) -> str:
         + ("sample" if s["samples_per_prompt"] == 1 else "samples") + " per policy"
         + (f" (the PM judges the first {s['n_pm_eval_prompts']})" if "n_pm_eval_prompts" in s else "") + "; "
         f"{c['align_steps']} alignment steps of {c['align_batch_size']} prompts; "
-        "taus " + ", ".join(f"{_name(m)} {taus[m]:g}" for m in s["methods"]) + f"; beta {c['beta']:g}.",
+        "taus " + ", ".join(f"{display_name(m)} {taus[m]:g}" for m in s["methods"])
+        + f"; beta {c['beta']:g}.",
     ])
 
 
 def _winrate(s: dict) -> str:
     judges = s["judges_run"]
-    head = "| method | " + " | ".join(f"{_JUDGE_TITLE[j]}" for j in judges) + " |"
+    head = "| method | " + " | ".join(f"{JUDGE_TITLE[j]}" for j in judges) + " |"
     lines = [head, "|---" * (len(judges) + 1) + "|"]
     for m in s["methods"]:
-        lines.append(f"| {_name(m)} | " + " | ".join(_ci(s["winrate_vs_sft"][j][m]) for j in judges) + " |")
+        lines.append(f"| {display_name(m)} | "
+                     + " | ".join(_ci(s["winrate_vs_sft"][j][m]) for j in judges) + " |")
     eval_hw = max(s["winrate_vs_sft"][j][m]["eval_ci95"] for j in judges for m in s["methods"])
     if _one_chain(s):
         lines += ["", f"Gold-judge win rate against the SFT policy of the same chain (the mean of the exact "
@@ -162,7 +170,7 @@ def _winrate(s: dict) -> str:
         lines += ["", "The same policies judged by the chain's learned PM (what the pm-condition policies "
                   "were trained on):", "", head, "|---" * (len(judges) + 1) + "|"]
         for m in s["methods"]:
-            lines.append(f"| {_name(m)} | " + " | ".join(_ci(pmj[j][m]) for j in judges) + " |")
+            lines.append(f"| {display_name(m)} | " + " | ".join(_ci(pmj[j][m]) for j in judges) + " |")
     return "\n".join(lines)
 
 
@@ -201,7 +209,7 @@ def head_to_head(s: dict) -> list[dict]:
     return rows
 
 
-def _row(rows, judge, a, b):
+def head_to_head_row(rows, judge, a, b):
     """The head-to-head row of (a, b) under ``judge``, oriented as asked (p -> 1 - p if stored as b, a)."""
     for r in rows:
         if r["judge"] == judge and (r["a"], r["b"]) == (a, b):
@@ -220,9 +228,10 @@ def _twins(s: dict, rows) -> str:
     """Each method aligned with the gold judge against itself aligned with the learned PM."""
     cells = []
     for m in s["methods"]:
-        r = _row(rows, "twins", f"{m}@gold", m)
+        r = head_to_head_row(rows, "twins", f"{m}@gold", m)
         verdict = "separated" if r["separated"] else "not separated"
-        cells.append(f"{_name(m)} {r['p']:.3f} ± {r['ci95']:.3f} (Holm p {r['p_holm']:.2g}, {verdict})")
+        cells.append(f"{display_name(m)} {r['p']:.3f} ± {r['ci95']:.3f} "
+                     f"(Holm p {r['p_holm']:.2g}, {verdict})")
     return ("- the same method, gold condition against pm condition, p(@gold beats pm) by the gold judge: "
             + "; ".join(cells) + ".")
 
@@ -238,13 +247,14 @@ def _order(s: dict) -> str:
         wins = {m: sorted((r["b"] if r["p"] > 0.5 else r["a"]) for r in sep
                           if (r["a"] if r["p"] > 0.5 else r["b"]) == m) for m in s["methods"]}
         ranked = sorted(s["methods"], key=lambda m: -s["winrate_vs_sft"][j][m]["mean"])
-        lines.append(f"- {_JUDGE_TITLE[j]}: " + "; ".join(
-            f"{_name(m)} beats " + (", ".join(_name(x) for x in wins[m]) if wins[m] else "no method")
+        lines.append(f"- {JUDGE_TITLE[j]}: " + "; ".join(
+            f"{display_name(m)} beats "
+            + (", ".join(display_name(x) for x in wins[m]) if wins[m] else "no method")
             for m in ranked if wins[m]) + ("" if sep else "no head-to-head pair is separated") + ".")
         unsep = [(r["a"], r["b"]) for r in rows if r["judge"] == j and not r["separated"]]
         if unsep:
             lines.append("  Not separated after the adjustment: "
-                         + ", ".join(f"{_name(a)} / {_name(b)}" for a, b in unsep) + ".")
+                         + ", ".join(f"{display_name(a)} / {display_name(b)}" for a, b in unsep) + ".")
     return "\n".join(lines)
 
 
@@ -253,7 +263,7 @@ def _verdict(s: dict, judge: str, a: str, b: str, claim: str, rows=None) -> str:
         labels, g = s["labels"], s["win_matrix_gold"]
         la, lb = (m if judge == "pm" else f"{m}@{judge}" for m in (a, b))
         return f"{g['mean'][labels.index(la)][labels.index(lb)]:.3f}: no interval (one chain)"
-    r = _row(head_to_head(s) if rows is None else rows, judge, a, b)
+    r = head_to_head_row(head_to_head(s) if rows is None else rows, judge, a, b)
     if not r["separated"]:
         here = "not separated"
     else:
@@ -267,19 +277,20 @@ def _paper(s: dict) -> str:
     claims = [c for c in PAPER_CLAIMS if c[0] in s["methods"] and c[1] in s["methods"]]
     rows = head_to_head(s)
     lines = ["| a vs b | paper's Table 2 (row a, column b) | "
-             + " | ".join(f"here, {_JUDGE_TITLE[j]}: p(a beats b)" for j in judges)
+             + " | ".join(f"here, {JUDGE_TITLE[j]}: p(a beats b)" for j in judges)
              + " |", "|---" * (len(judges) + 2) + "|"]
     verdicts = {}
     for a, b, p in claims:
         claim = paper_claim(p)
         verdicts[a, b] = [_verdict(s, j, a, b, claim, rows) for j in judges]
-        lines.append(f"| {_name(a)} vs {_name(b)} | {p:.3f}: {'a > b' if claim == '>' else 'a ≈ b'} | "
+        lines.append(f"| {display_name(a)} vs {display_name(b)} | "
+                     f"{p:.3f}: {'a > b' if claim == '>' else 'a ≈ b'} | "
                      + " | ".join(verdicts[a, b]) + " |")
     if _one_chain(s):
         return "\n".join(lines + ["", "No claim is checked: " + ONE_CHAIN])
     n = {j: sum("(agrees)" in verdicts[a, b][i] for a, b, _ in claims) for i, j in enumerate(judges)}
     lines += ["", "Claims that agree: "
-              + ", ".join(f"{n[j]} of {len(claims)} ({_JUDGE_TITLE[j]})" for j in judges)
+              + ", ".join(f"{n[j]} of {len(claims)} ({JUDGE_TITLE[j]})" for j in judges)
               + f". The paper's p is read as \"a ≈ b\" within {PAPER_TIE:g} of 1/2 (its own spread for close "
               "pairs), else \"a > b\". Here \"a ≈ b\" agrees when the adjusted test cannot separate the two; "
               "\"a > b\" only when it does; the p-values are those of the order section's Holm family."]
@@ -331,10 +342,11 @@ def _matrix(s: dict) -> str:
                                                            (j == "pm" or lab.endswith("@" + j)))]
         idx = [labels.index(r) for r in rows]
         spread = "one chain: no intervals" if _one_chain(s) else "mean ± 95 % half-width over chains"
-        lines += [f"p(row beats column), gold judge, {_JUDGE_TITLE[j]} condition ({spread}):",
-                  "", "| | " + " | ".join(_name(r) for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
+        lines += [f"p(row beats column), gold judge, {JUDGE_TITLE[j]} condition ({spread}):",
+                  "", "| | " + " | ".join(display_name(r) for r in rows) + " |",
+                  "|---" * (len(rows) + 1) + "|"]
         for r, i in zip(rows, idx):
-            lines.append(f"| {_name(r)} | " + " | ".join(
+            lines.append(f"| {display_name(r)} | " + " | ".join(
                 "—" if i == k else _pm(g["mean"][i][k], g["ci95"][i][k]) for k in idx) + " |")
         lines.append("")
     return "\n".join(lines).rstrip()
@@ -350,13 +362,13 @@ def _selected(s: dict) -> str:
     grids = {entry.split("=")[0]: entry.split("=")[1] for entry in c["taus"]}
     for m, r in s["selected"].items():
         beta = f"{r['beta']:g}" if METHODS[m].uses_beta else "—"
-        lines.append(f"| {_name(m)} | {r['tau']:g} ({grids.get(m, '?')}) | {beta} | {r['step']} | "
+        lines.append(f"| {display_name(m)} | {r['tau']:g} ({grids.get(m, '?')}) | {beta} | {r['step']} | "
                      f"{r['winrate_vs_sft']:.3f} |")
     grid_of = {m: sorted(float(t) for t in g.split(",")) for m, g in grids.items()}
-    edge = [f"{_name(m)} ({'lowest' if r['tau'] == grid_of[m][0] else 'highest'})"
+    edge = [f"{display_name(m)} ({'lowest' if r['tau'] == grid_of[m][0] else 'highest'})"
             for m, r in s["selected"].items() if len(grid_of.get(m, [])) > 1 and r["tau"] in
             (grid_of[m][0], grid_of[m][-1])]
-    last = [_name(m) for m, r in s["selected"].items() if r["step"] == c["align_steps"]]
+    last = [display_name(m) for m, r in s["selected"].items() if r["step"] == c["align_steps"]]
     n = c.get("valid_prompts")
     lines += ["", "Selected tau at an end of its grid (the best tau may lie beyond it): "
               + (", ".join(edge) if edge else "none") + ". Selected at the last checkpoint (longer "

@@ -31,7 +31,7 @@ import zlib
 import numpy as np
 import torch
 
-from .config import PM_FORMS
+from .models import PM_FORMS
 
 __all__ = ["sample", "sample_responses", "token_logprobs", "sequence_logprob", "pm_prob", "pm_prob_rows",
            "pm_form", "rm_prob_rows", "rm_reward", "gumbel", "stream_seed"]

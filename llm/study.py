@@ -36,13 +36,13 @@ from .align import run_align
 from .config import AlignConfig
 from .models import load_causal_lm
 from .pipeline import (
-    _curve_rows,
-    _evaluate_chain,
-    _write_csv,
+    curve_rows,
+    evaluate_chain,
     provenance,
     stage_flags,
     summarise,
     train_chain_judges,
+    write_csv,
 )
 from .runtime import claim_run_dir, setup_torch, stage_function, start_run_dir
 from .sampling import sample_responses, stream_seed
@@ -128,14 +128,14 @@ def run_study(cfg, progress: bool = True) -> dict:
         folder = os.path.join("sweep", f"{m}_tau{t:g}_beta{b:g}")
         sweep_runs[(m, t, b)] = align(root0, sft0, pm0, 0, m, t, b, cfg.align_steps, cfg.eval_every, folder)
         sweep_rows += [{"method": m, "tau": t, "beta": b, "step": r[4], "winrate_vs_sft": r[5]}
-                       for r in _curve_rows(os.path.join(root0, folder), m, t, b, cfg.seed, "pm")]
-    _write_csv(os.path.join(cfg.out, "sweep.csv"), ["method", "tau", "beta", "step", "winrate_vs_sft"],
-               [[r[k] for k in ("method", "tau", "beta", "step", "winrate_vs_sft")] for r in sweep_rows])
+                       for r in curve_rows(os.path.join(root0, folder), m, t, b, cfg.seed, "pm")]
+    write_csv(os.path.join(cfg.out, "sweep.csv"), ["method", "tau", "beta", "step", "winrate_vs_sft"],
+              [[r[k] for k in ("method", "tau", "beta", "step", "winrate_vs_sft")] for r in sweep_rows])
     # 3. selection on the validation split
     selected = select_settings(sweep_rows)
-    _write_csv(os.path.join(cfg.out, "selected.csv"),
-               ["method", "tau", "beta", "step", "valid_winrate_vs_sft"],
-               [[m, s["tau"], s["beta"], s["step"], s["winrate_vs_sft"]] for m, s in selected.items()])
+    write_csv(os.path.join(cfg.out, "selected.csv"),
+              ["method", "tau", "beta", "step", "valid_winrate_vs_sft"],
+              [[m, s["tau"], s["beta"], s["step"], s["winrate_vs_sft"]] for m, s in selected.items()])
     if progress:
         for m, s in selected.items():
             print(f"selected {m}: tau {s['tau']:g}, beta {s['beta']:g}, step {s['step']} "
@@ -151,8 +151,8 @@ def run_study(cfg, progress: bool = True) -> dict:
                 for m, s in selected.items()}  # chain 0 at the sweep's last step: the sweep run itself
         if c == 0 and "rl" in runs:
             chains_rl0 = runs["rl"]["model"]  # the selected RL checkpoint the figures compare with
-        ev = _evaluate_chain(cfg, cfg.seed + c, task, device, sft["model"], pm["pm"],
-                             {m: r["model"] for m, r in runs.items()})
+        ev = evaluate_chain(cfg, cfg.seed + c, task, device, sft["model"], pm["pm"],
+                            {m: r["model"] for m, r in runs.items()})
         atomic_write_json(os.path.join(root, "test_eval.json"), ev)
         chains.append({"eval": ev, "heldout": pm["heldout"],
                        "step_time_s": {m: r["step_time_s"] or float("nan") for m, r in runs.items()}})
@@ -161,10 +161,10 @@ def run_study(cfg, progress: bool = True) -> dict:
     summary["selected"] = selected
     summary["preset_reduced"] = reduced
     labels = summary["labels"]
-    _write_csv(os.path.join(cfg.out, "final_matrix.csv"), ["judge", "row", "column", "mean", "ci95"],
-               [[j, labels[a], labels[b], summary[f"win_matrix_{j}"]["mean"][a][b],
-                 summary[f"win_matrix_{j}"]["ci95"][a][b]]
-                for j in ("gold", "pm") for a in range(len(labels)) for b in range(len(labels))])
+    write_csv(os.path.join(cfg.out, "final_matrix.csv"), ["judge", "row", "column", "mean", "ci95"],
+              [[j, labels[a], labels[b], summary[f"win_matrix_{j}"]["mean"][a][b],
+                summary[f"win_matrix_{j}"]["ci95"][a][b]]
+               for j in ("gold", "pm") for a in range(len(labels)) for b in range(len(labels))])
 
     # 6. every sweep policy against the selected RL checkpoint (and SFT), chain 0, validation split
     if "rl" in selected:
@@ -184,8 +184,8 @@ def run_study(cfg, progress: bool = True) -> dict:
             for opp, opp_texts in opponents.items():
                 rows.append([m, t, b, opp,
                              *_gold_vs(task, codec, prompts, cfg.valid_prompts, texts, opp_texts)])
-        _write_csv(os.path.join(cfg.out, "sweep_vs_rl.csv"),
-                   ["method", "tau", "beta", "opponent", "winrate", "eval_ci95"], rows)
+        write_csv(os.path.join(cfg.out, "sweep_vs_rl.csv"),
+                  ["method", "tau", "beta", "opponent", "winrate", "eval_ci95"], rows)
     summary["wall_time_s"] = time.perf_counter() - t0
     atomic_write_json(os.path.join(cfg.out, "summary.json"), summary)
     if progress:

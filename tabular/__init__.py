@@ -6,9 +6,10 @@ Public API (see each module's docstring):
   ``random_game``, ``annotator_majority``, ``perturbed_rps``, ``biased_rps``, ...), ``make_game``
   -> ``Game(P, scores)``, ``load_matrix``, policy helpers (``softmax``, ``kl_log``,
   ``mixture_policy``, ``win_rate``).
-- solvers (:mod:`tabular.solvers`): ``solve_equilibrium`` -> ``Equilibrium`` (pi, gap, residual)
-  or ``EquilibriumBatch`` (batches of games: :mod:`tabular.solver_batch`; tau = 0, the zero-sum
-  game: :mod:`tabular.zero_sum`).
+- solvers (:mod:`tabular.solvers`, which re-exports the solver's public names):
+  ``solve_equilibrium`` (:mod:`tabular.equilibrium`) -> ``Equilibrium`` (pi, gap, residual) or
+  ``EquilibriumBatch`` (:mod:`tabular.solver_results`); one game at tau > 0: :mod:`tabular.newton`;
+  batches of games: :mod:`tabular.solver_batch`; tau = 0, the zero-sum game: :mod:`tabular.zero_sum`.
 - certificates (:mod:`tabular.certificates`): ``duality_gap``, ``exploitability``,
   ``fixed_point_map``, ``fixed_point_residual``.
 - limits (:mod:`tabular.limits`): the closed-form limits ``mixture_fixed_point`` ->

@@ -10,9 +10,9 @@ One path for the exact and the sampled form (the weighted pairs):
 1. :func:`pairs` ``(P, log_q, log_q', label_type, batch) -> Pairs(y, y', weight, label)``, with
    ``q = mix_{beta_y}(pi)``, ``q' = mix_{beta_y'}(pi)`` detached (the samples carry no gradient).
    **exact** (``batch`` None): every pair, weight ``q(y) q'(y')``, the expected label
-   (:func:`label_matrix`: ``P``, or ``1[P > 1/2]`` for hard labels; the losses are linear in the
-   label, so Bernoulli labels have soft labels' expectation). **sampled**: ``batch`` pairs drawn
-   i.i.d., weight ``1/K``, labels soft, Bernoulli or hard. The policy gradient, linear in the
+   (:func:`~tabular.losses.label_matrix`: ``P``, or ``1[P > 1/2]`` for hard labels; the losses are
+   linear in the label, so Bernoulli labels have soft labels' expectation). **sampled**: ``batch``
+   pairs drawn i.i.d., weight ``1/K``, labels soft, Bernoulli or hard. The policy gradient, linear in the
    label, sums ``y'`` out of the exact form (weight ``pi(y)``, label ``(P q')(y)``); ``rl`` draws
    single responses (:func:`responses`) labelled by their Bradley-Terry score.
 2. One pairwise objective, :func:`pairwise_objective` ``= sum_k w_k loss(h(y_k, y'_k), label_k)``
@@ -46,7 +46,7 @@ import torch
 
 from .game import validate_beta, validate_eta, validate_game, validate_seed, validate_tau
 from .limits import limit_point
-from .losses import LABEL_TYPES, make_labels, pairwise_loss, policy_gradient_loss
+from .losses import LABEL_TYPES, label_matrix, make_labels, pairwise_loss, policy_gradient_loss
 from .methods import METHODS, Method
 
 __all__ = [
@@ -243,13 +243,6 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
 def sampling_log_policy(log_pi: torch.Tensor, log_mu: torch.Tensor, beta: float) -> torch.Tensor:
     """log of ``mix_beta(pi) ∝ pi^(1-beta) mu^beta``, detached: samples carry no gradient."""
     return torch.log_softmax((1.0 - beta) * log_pi.detach() + beta * log_mu, dim=-1)
-
-
-def label_matrix(P: torch.Tensor, label_type: str) -> torch.Tensor:
-    """The expected label of every pair: ``P`` for soft and Bernoulli labels (the losses and the
-    mirror-descent updates are linear in the label), ``1[P > 1/2]`` (ties 1/2) for hard labels.
-    Every exact form uses it, so exact and sampled forms follow the same game."""
-    return make_labels(P, "hard") if label_type == "hard" else P
 
 
 class Pairs(NamedTuple):

@@ -7,7 +7,7 @@ indispensable. :func:`anderson_fixed_point` iterates in logit space ``z = log pi
 per game, from the residuals it sees, whether to go on or to hand the game over to Newton:
 
 1. ``g = log T(exp z)`` (one product with ``P``), residual ``f = g - z``; its spread
-   ``max f - min f`` is the Newton residual ``G / tau`` of :mod:`tabular.solvers` (same units, same
+   ``max f - min f`` is the Newton residual ``G / tau`` of :mod:`tabular.newton` (same units, same
    round-off floor ``max(1e-14, 8 eps max|A pi| / tau)``).
 2. Anderson mixing of depth ``FP_DEPTH`` (type II, least squares over the last differences of
    ``f`` and ``g``, solved by its regularised normal equations): ``z <- g - dG gamma``, normalised.
@@ -69,7 +69,7 @@ class FixedPointRun:
     ``P``). converged: (B,) residual at or below the round-off tolerance; the others were handed
     over (rate: (B,) the last contraction-rate estimate, nan before ``FP_WINDOW`` iterations).
     start_residual: (B,) the residual at ``z0`` (how much the stage gained: Newton starts from
-    ``z`` only where it gained, see :mod:`tabular.solvers`). P_pi: (B, n) ``P @ exp(z)`` of the
+    ``z`` only where it gained, see :mod:`tabular.newton`). P_pi: (B, n) ``P @ exp(z)`` of the
     converged games (their certificates need no other product with P); 0 for the others.
     """
 
@@ -115,7 +115,7 @@ def log_best_response(P, log_mu, inv_tau, z, rows=None):
     """``(log T(exp z), P exp z)`` for a batch: z, log_mu (B, n), inv_tau (B, 1) = 1 / tau.
 
     ``P pi / tau`` is not shifted by its max first: it lies in [0, 1 / tau], finite for every
-    tau the fixed-point stage is used at (>= ``TAU_FROM_ZERO`` in :mod:`tabular.solvers`), and
+    tau the fixed-point stage is used at (>= ``TAU_FROM_ZERO`` in :mod:`tabular.newton`), and
     the normalisation subtracts the max before exponentiating.
     """
     P_pi = P_times_batch(P, np.exp(z), rows)

@@ -13,16 +13,16 @@ the equilibrium of :func:`~tabular.solvers.solve_equilibrium`, or the online DPO
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from scipy.special import log_softmax
 
 from .certificates import duality_gap
+from .equilibrium import solve_equilibrium
 from .game import validate_beta, validate_game, validate_tau
-
-if TYPE_CHECKING:
-    from .algorithms import AlgorithmConfig
+from .losses import label_matrix
+from .pairwise_limits import online_dpo_limit
 
 __all__ = ["MixtureFixedPoint", "mixture_fixed_point", "RLHFOptimum", "rlhf_optimum", "limit_point"]
 
@@ -56,8 +56,6 @@ def mixture_fixed_point(P, mu, tau: float, beta: float, **kwargs) -> MixtureFixe
     independently. ``beta == 1``: ``m = mu`` (offline IPO point). beta must lie in [0, 1] (a
     one-line ValueError otherwise).
     """
-    from .solvers import solve_equilibrium  # on use: tabular.solvers re-exports this module
-
     P, mu = validate_game(P, mu)
     tau = validate_tau(tau)
     beta = validate_beta(beta)
@@ -100,9 +98,12 @@ def rlhf_optimum(P, mu, tau: float, scores) -> RLHFOptimum:
     return RLHFOptimum(pi, log_pi, tau, float(duality_gap(P, mu, tau, pi)))
 
 
-def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
+def limit_point(cfg, P, mu, scores=None):
     """The known limit of an algorithm on one game, or None where theory gives none (online SLiC,
     offline DPO / SLiC, online DPO with hard labels, rl without scores).
+
+    ``cfg``: an :class:`~tabular.algorithms.AlgorithmConfig` (read for its ``method``, ``name``,
+    ``tau``, ``beta``, ``eta`` and ``label_type``; its class is not needed here).
 
     - online_ipo, self_play, nash_md with decaying step, extragradient: ``pi*``, an
       :class:`~tabular.solvers.Equilibrium`.
@@ -114,13 +115,8 @@ def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
       :class:`~tabular.pairwise_limits.PairwiseLimit` (no closed form; solved and certified).
 
     With hard labels every limit is that of the game ``1[P > 1/2]``
-    (:func:`~tabular.algorithms.label_matrix`), which is what the updates then follow.
+    (:func:`~tabular.losses.label_matrix`), which is what the updates then follow.
     """
-    import torch  # hard labels: label_matrix acts on tensors
-
-    from .algorithms import label_matrix  # on use: tabular.algorithms imports this module
-    from .solvers import solve_equilibrium  # on use: tabular.solvers re-exports this module
-
     P, mu = validate_game(P, mu)
     if cfg.label_type == "hard":
         P = label_matrix(torch.as_tensor(P), "hard").numpy()
@@ -134,7 +130,6 @@ def limit_point(cfg: AlgorithmConfig, P, mu, scores=None):
     if m.loss == "dpo" and m.beta_y == m.beta_y_prime == "pi":
         if not ((P > 0) & (P < 1)).all():
             return None  # hard labels: every margin is driven to infinity
-        from .pairwise_limits import online_dpo_limit
         return online_dpo_limit(P, mu, cfg.tau)
     if m.loss not in (None, "ipo"):
         return None

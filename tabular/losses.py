@@ -15,6 +15,9 @@ default) and returns, per pair (the caller reduces),
 | DPO  | -log sigmoid(tau * scale h)  | logit(p) / (tau * scale)  |
 | SLiC | max(0, margin - tau*scale h) | sign(p - 1/2) margin/(tau scale) |
 
+The labels a loss sees: :func:`make_labels` (soft, Bernoulli or hard, SPEC §3) and their expectation
+over a pair, :func:`label_matrix` (the game the exact updates follow).
+
 Naming: the paper's ``tau`` is TRL's ``beta``; the paper's ``beta`` (mixture) is TRL's
 ``mixture_coef``.
 """
@@ -120,6 +123,13 @@ def make_labels(p: torch.Tensor, label_type: str = "soft",
     if label_type == "hard":
         return torch.where((p - 0.5).abs() <= tie_tol, torch.full_like(p, 0.5), (p > 0.5).to(p.dtype))
     raise ValueError(f"unknown label type {label_type!r}; choose from {', '.join(LABEL_TYPES)}")
+
+
+def label_matrix(P: torch.Tensor, label_type: str) -> torch.Tensor:
+    """The expected label of every pair: ``P`` for soft and Bernoulli labels (the losses and the
+    mirror-descent updates are linear in the label), ``1[P > 1/2]`` (ties 1/2) for hard labels.
+    Every exact form uses it, so exact and sampled forms follow the same game."""
+    return make_labels(P, "hard") if label_type == "hard" else P
 
 
 def policy_gradient_loss(logp: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:

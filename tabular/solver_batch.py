@@ -10,9 +10,9 @@ one game at a time), and the full single-game solver for what is left (tau = 0, 
 stalled Newton). A stack is validated chunk by chunk, naming the first bad game; results whose
 size alone exceeds ``MEMORY_LIMIT`` are refused in one line.
 
-The tuning constants (``BATCH_MEMORY``, ``STACK_CACHE``, ``DENSE_MAX_N``, ...) are those of
-:mod:`tabular.solvers`, whose :func:`~tabular.solvers.solve_equilibrium` calls
-:func:`solve_batch`.
+The batch's own tuning constants (``BATCH_MEMORY``, ``STACK_CACHE``) are here; those it shares
+with the single-game solver (``DENSE_MAX_N``, ``TAU_FROM_ZERO``, ...) are :mod:`tabular.newton`'s.
+:func:`~tabular.solvers.solve_equilibrium` (:mod:`tabular.equilibrium`) calls :func:`solve_batch`.
 """
 
 from __future__ import annotations
@@ -26,22 +26,26 @@ from scipy.special import log_softmax
 from .certificates import duality_gap_unchecked, fixed_point_residual, gap_and_log_T
 from .fixed_point import FP_DEPTH, P_times_batch, anderson_fixed_point
 from .game import check_allocation, uniform, validate_preference, validate_reference, validate_tau
-from .solvers import (
-    BATCH_MEMORY,
+from .newton import (
     DENSE_MAX_N,
     FP_WARM_GAIN,
     NEWTON_TOL,
-    STACK_CACHE,
     TAU_FROM_ZERO,
-    EquilibriumBatch,
     SolverOptions,
     check_path_length,
     solve_one,
     uses_dense_lu,
 )
+from .solver_results import EquilibriumBatch
 from .zero_sum import solve_zero_sum
 
-__all__ = ["solve_batch"]
+__all__ = ["solve_batch", "BATCH_MEMORY", "STACK_CACHE"]
+
+BATCH_MEMORY = 2**28  # bytes of working memory a batch chunk may use (256 MiB), inputs aside
+# Bytes of a stack's P solved together: measured at n = 585 (256 games, tau = 0.1), chunks of 47
+# games (128 MB of P streamed from memory every iteration) took 1.3x a one-by-one loop, whose
+# 2.7 MB game stays in cache; chunks within the cache are no slower than the loop.
+STACK_CACHE = 2**22
 
 
 # --------------------------------------------------------------------------------------------

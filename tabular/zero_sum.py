@@ -7,14 +7,14 @@ interior-point path (Mehrotra), the indifference equations ``A_SS pi_S = 0, sum 
 solved exactly on it (with a few support corrections), and the conditions above are verified;
 the general LP (HiGHS dual simplex) is the fallback (:func:`solve_zero_sum_lp`, the LP alone).
 
-Results are :class:`~tabular.solvers.Equilibrium` objects, as from
-:func:`~tabular.solvers.solve_equilibrium`, which calls :func:`solve_zero_sum` at tau = 0.
+Results are :class:`~tabular.solver_results.Equilibrium` objects, as from
+:func:`~tabular.solvers.solve_equilibrium` (:mod:`tabular.equilibrium`), which calls
+:func:`solve_zero_sum` at tau = 0.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.linalg import lu_factor, lu_solve
@@ -22,9 +22,7 @@ from scipy.optimize import linprog
 
 from .certificates import exploitability
 from .game import validate_game
-
-if TYPE_CHECKING:
-    from .solvers import Equilibrium
+from .solver_results import Equilibrium
 
 __all__ = ["solve_zero_sum", "solve_zero_sum_lp", "SUPPORT_TOL"]
 
@@ -175,8 +173,6 @@ def solve_zero_sum(P, mu=None) -> Equilibrium:
 
 
 def _zero_sum_result(P, pi, iterations, method, note):
-    from .solvers import Equilibrium  # on use: tabular.solvers imports this module
-
     expl = float(exploitability(P, pi))
     with np.errstate(divide="ignore"):
         log_pi = np.log(pi)
@@ -187,10 +183,8 @@ def _zero_sum_result(P, pi, iterations, method, note):
 def solve_zero_sum_lp(P) -> Equilibrium:
     """The zero-sum LP (HiGHS dual simplex): minimise ``v`` s.t. ``A pi <= v``, ``sum pi = 1``.
 
-    :func:`solve_zero_sum`'s fallback, an :class:`~tabular.solvers.Equilibrium` (method ``"lp"``)
-    on the vertex HiGHS ends on; ``P`` validated by the caller."""
-    from .solvers import Equilibrium  # on use: tabular.solvers imports this module
-
+    :func:`solve_zero_sum`'s fallback, an :class:`~tabular.solver_results.Equilibrium` (method
+    ``"lp"``) on the vertex HiGHS ends on; ``P`` validated by the caller."""
     n = P.shape[0]
     A = P - 0.5
     c = np.zeros(n + 1)
