@@ -213,3 +213,21 @@ def test_mixture_fixed_point_endpoints(rng):
                                solve_equilibrium(P, mu, tau).pi, rtol=1e-12)
     np.testing.assert_allclose(mixture_fixed_point(P, mu, tau, 1.0).pi,
                                fixed_point_map(P, mu, tau, mu), rtol=1e-12)
+
+
+def test_direct_newton_cut_short_while_converging_goes_on_to_round_off():
+    """Regression (found by the thorough property profile): at tau < 1e-2 the direct Newton attempt
+    is capped at 30 steps; on this game it met gap_tol there (the gap is quadratic in the residual)
+    with a log residual of 2e-7 left, so online IPO's gradient at the returned pi* was 1e-7, not
+    round-off. The residual is recomputed here from the fixed-point map written out in the test."""
+    from tabular import make_game
+    from tabular_helpers import fixed_point_map
+
+    P = make_game("random:24:1").P
+    mu = np.array([0.03785722] * 20 + [0.07571445] * 3 + [0.01571217])
+    mu /= mu.sum()
+    tau = 0.001539926526059492
+    eq = solve_equilibrium(P, mu, tau)
+    T = fixed_point_map(P, mu, tau, eq.pi)
+    assert eq.converged and eq.gap <= 1e-25
+    assert np.abs(np.log(T) - eq.log_pi).max() <= 1e-12 and eq.residual <= 1e-12
