@@ -231,3 +231,18 @@ def test_direct_newton_cut_short_while_converging_goes_on_to_round_off():
     T = fixed_point_map(P, mu, tau, eq.pi)
     assert eq.converged and eq.gap <= 1e-25
     assert np.abs(np.log(T) - eq.log_pi).max() <= 1e-12 and eq.residual <= 1e-12
+
+
+def test_mixture_fixed_point_at_beta_zero_is_the_equilibrium_itself():
+    """Regression (thorough profile): at beta = 0 Eq. 13 is (NE); recomputing pi = T(m) from the
+    equilibrium m amplified its round-off by 1/tau (residual 2.7e-11 at tau = 1e-3, rps), so the
+    point failed its own 1e-12 certificate."""
+    from tabular import make_game, mixture_fixed_point
+
+    P = make_game("rps").P
+    mu = np.array([0.35406907, 0.35406907, 0.29186186])
+    mu /= mu.sum()
+    point = mixture_fixed_point(P, mu, 1e-3, 0.0)
+    eq = solve_equilibrium(P, mu, 1e-3)
+    assert point.converged and point.residual <= 1e-12
+    assert np.array_equal(point.log_pi, eq.log_pi)
