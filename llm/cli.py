@@ -47,7 +47,8 @@ def build_parser() -> Parser:
 _TOOLS = {"report": "render the README's LLM tables from RUN_DIR/summary.json",
           "compare": "check that a run reproduces a reference summary (bit for bit, or within its intervals)",
           "exact": "the enumerable task: transformers against their exact tabular targets (own flags)",
-          "exact-report": "render the tables of an `exact` run (RUN_DIR/summary.json) into a README block"}
+          "exact-report": "render the tables of an `exact` run (RUN_DIR/summary.json) into a README block",
+          "features": "what a pipeline run's policies say, feature by feature, chain by chain (own flags)"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         from .exact_report import main as exact_report_main
 
         return exact_report_main(argv[1:])
+    if argv and argv[0] == "features":
+        from .features import main as features_main
+
+        return features_main(argv[1:])
     if argv and argv[0] == "compare":
         from .compare import main as compare_main
 

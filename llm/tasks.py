@@ -95,6 +95,7 @@ class Task(abc.ABC):
     max_new_tokens: int = 8
     max_prompt_tokens: int = 64
     rater_names: tuple = ()
+    feature_names: tuple = ()  # the names of phi's entries, in order
     rater_weights: np.ndarray = field(default_factory=lambda: np.zeros((1, 1)))  # (K, F)
 
     def features(self, prompts: list[str], summaries: list[str]) -> np.ndarray:  # (N, F)
@@ -138,6 +139,7 @@ class SyntheticTask(Task):
     max_new_tokens: int = 6
     max_prompt_tokens: int = 16
     rater_names: tuple = ("coverage", "brevity", "faithfulness")
+    feature_names: tuple = ("coverage", "length", "unfaithful", "inversions", "no_content")  # phi's order
 
     def __post_init__(self):
         rng = np.random.default_rng([self.seed, 7])
@@ -217,6 +219,7 @@ class TextTask(Task):
     max_new_tokens: int = 24
     max_prompt_tokens: int = 64
     rater_names: tuple = ("overlap", "brevity", "faithfulness")
+    feature_names: tuple = ("overlap_f1", "length", "novelty", "fluency")  # phi's order
 
     def __post_init__(self):
         pairs = {}

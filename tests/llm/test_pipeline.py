@@ -237,3 +237,37 @@ def test_judges_stage_refuses_one_chain(tmp_path, capsys):
     assert main(["judges", "--out", str(tmp_path / "j"), "--seeds", "1"]) == 2
     err = capsys.readouterr().err
     assert "--seeds" in err and err.count("\n") == 1 and not (tmp_path / "j").exists()
+
+
+def test_features_tool_resamples_the_evaluation_exactly(tiny_pipeline, tmp_path, capsys):
+    """`llm features` samples each policy with the evaluation's own streams: its gold win rates
+    against SFT equal the summary's per-chain numbers exactly, so its features describe the very
+    responses the summary scored."""
+    from llm.cli import main
+    from llm.features import policy_features, render_features
+
+    out, cfg, summary = tiny_pipeline
+    data = policy_features(str(out))
+    policies = [r for r in data["rows"] if r["method"] != "sft"]
+    assert len(policies) == cfg.seeds * len(cfg.judges) * len(cfg.methods)
+    for r in policies:
+        assert r["win_vs_sft"] == summary["winrate_vs_sft"][r["judge"]][r["method"]]["per_chain"][r["chain"]]
+        assert 0 <= r["no_content"] <= 1 and r["length"] >= 0
+    doc = tmp_path / "doc.md"
+    doc.write_text("a\n<!-- llm-features:rl -->\nold\n<!-- /llm-features:rl -->\nb\n")
+    assert main(["features", str(out), "--json", str(tmp_path / "f.json"), "--write", str(doc)]) == 0
+    assert render_features(data) in doc.read_text() and json.loads((tmp_path / "f.json").read_text()) == data
+    capsys.readouterr()
+    assert main(["features", str(tmp_path / "nothing")]) == 2  # no run there: one line, exit 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_llm_readme_rl_features_block_is_the_render_of_the_committed_features():
+    from llm.features import render_features
+
+    with open(os.path.join(ROOT, "llm", "reference", "tau_fair", "features.json")) as f:
+        data = json.load(f)
+    with open(os.path.join(ROOT, "llm", "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    block = text.split("<!-- llm-features:rl -->")[1].split("<!-- /llm-features:rl -->")[0].strip()
+    assert block == render_features(data).strip()

@@ -221,7 +221,6 @@ def test_direct_newton_cut_short_while_converging_goes_on_to_round_off():
     with a log residual of 2e-7 left, so online IPO's gradient at the returned pi* was 1e-7, not
     round-off. The residual is recomputed here from the fixed-point map written out in the test."""
     from tabular import make_game
-    from tabular_helpers import fixed_point_map
 
     P = make_game("random:24:1").P
     mu = np.array([0.03785722] * 20 + [0.07571445] * 3 + [0.01571217])
