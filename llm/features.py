@@ -91,16 +91,18 @@ def _replace_block(path: str, tag: str, body: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = Parser(prog="python -m llm features", description=__doc__.split("\n\n")[0] + ". " + (
-        "Samples every policy of every chain of RUN_DIR on the test split with the pipeline's own "
-        "evaluation streams; prints a table (RL and SFT by default) and writes all rows with --json."))
+    parser = Parser(prog="python -m llm features", description=(
+        "What the aligned policies of a finished pipeline run say, feature by feature: samples every "
+        "policy of every chain of RUN_DIR on the test split with the pipeline's own evaluation streams "
+        "(so its gold win rates against SFT equal the run's summary), prints the mean of each gold "
+        "feature per chain (RL and SFT by default) and writes every row with --json."))
     parser.add_argument("run_dir", help="a finished `python -m llm pipeline --out RUN_DIR` run folder")
     parser.add_argument("--n-prompts", type=int, default=0,
-                        help="test prompts (default: the run's own --n-prompts)")
-    parser.add_argument("--methods", default="rl", help="comma-separated methods for the table (default rl)")
+                        help="test prompts; 0: the run's own --n-prompts")
+    parser.add_argument("--methods", default="rl", help="comma-separated methods for the table")
     parser.add_argument("--json", default="", help="write every row and the settings to this JSON file")
     parser.add_argument("--write", default="", help="replace the block <!-- llm-features:TAG --> in FILE")
-    parser.add_argument("--tag", default="rl", help="the block's tag for --write (default rl)")
+    parser.add_argument("--tag", default="rl", help="the block's tag for --write")
 
     def command():
         args = parser.parse_args(argv)
