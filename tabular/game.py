@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -391,21 +393,43 @@ def load_vector(path, n: int | None = None) -> np.ndarray:
         raise ValueError(f"{path}: {e}") from None
 
 
-GAME_FAMILIES = {
-    "bt": "bt:N[:SEED] Bradley-Terry with N(0, 2^2) scores",
-    "cyclic": "cyclic:N[:STRENGTH] cyclic preferences (n=3 is rock-paper-scissors)",
-    "rps": "rps  rock-paper-scissors (3 actions)",
-    "perturbed_rps": "perturbed_rps  P=(A+3)/6, Nash (1,3,3)/7 at tau=0",
-    "biased_rps": "biased_rps  OpenSpiel's biased RPS, Nash (1,10,5)/16 at tau=0",
-    "random": "random:N[:SEED] lower triangle U(0,1)",
-    "majority": "majority:N[:ANNOTATORS[:SEED]] majority of Bradley-Terry annotators",
-    "blend": "blend:N:ALPHA[:SEED] (1-alpha) BT + alpha cyclic",
-    "file": "file:PATH  a .npy/.csv/.json matrix",
+SEED_ARG = object()  # a parameter default meaning "make_game's seed argument"
+
+
+@dataclass(frozen=True)
+class GameFamily:
+    """One family of :func:`make_game`: its usage line (``--help``), its parameters in spec order
+    as ``(parse, default)`` (``default`` :data:`SEED_ARG` for a seed, validated), and its builder.
+    ``file`` takes the rest of the spec as one path (``rest=True``). Adding a family is one entry."""
+
+    usage: str
+    params: tuple = ()
+    build: Callable[..., tuple] = None
+    rest: bool = False
+
+
+GAME_REGISTRY = {
+    "bt": GameFamily("bt:N[:SEED] Bradley-Terry with N(0, 2^2) scores",
+                     ((int, 5), (int, SEED_ARG)), bradley_terry_random),
+    "cyclic": GameFamily("cyclic:N[:STRENGTH] cyclic preferences (n=3 is rock-paper-scissors)",
+                         ((int, 3), (float, 0.5)), lambda n, strength: (cyclic(n, strength), None)),
+    "rps": GameFamily("rps  rock-paper-scissors (3 actions)", (), lambda: (rock_paper_scissors(), None)),
+    "perturbed_rps": GameFamily("perturbed_rps  P=(A+3)/6, Nash (1,3,3)/7 at tau=0", (),
+                                lambda: (perturbed_rps(), None)),
+    "biased_rps": GameFamily("biased_rps  OpenSpiel's biased RPS, Nash (1,10,5)/16 at tau=0", (),
+                             lambda: (biased_rps(), None)),
+    "random": GameFamily("random:N[:SEED] lower triangle U(0,1)", ((int, 5), (int, SEED_ARG)),
+                         lambda n, s: (random_game(n, s), None)),
+    "majority": GameFamily("majority:N[:ANNOTATORS[:SEED]] majority of Bradley-Terry annotators",
+                           ((int, 5), (int, 3), (int, SEED_ARG)),
+                           lambda n, k, s: (annotator_majority(n, k, s), None)),
+    "blend": GameFamily("blend:N:ALPHA[:SEED] (1-alpha) BT + alpha cyclic",
+                        ((int, 5), (float, 0.5), (int, SEED_ARG)),
+                        lambda n, alpha, s: (intransitive_blend(n, alpha, s), None)),
+    "file": GameFamily("file:PATH  a .npy/.csv/.json matrix", build=lambda path: (load_matrix(path), None),
+                       rest=True),
 }
-
-
-_MAX_ARGS = {"bt": 2, "cyclic": 2, "rps": 0, "perturbed_rps": 0, "biased_rps": 0, "random": 2,
-             "majority": 3, "blend": 3}
+GAME_FAMILIES = {name: f.usage for name, f in GAME_REGISTRY.items()}  # family -> usage line
 
 
 def _check_size(spec: str, name: str, args: list) -> None:
@@ -436,44 +460,26 @@ def make_game(spec: str, seed: int = 0) -> Game:
     ``seed`` is used when the spec gives none.
     """
     name, *args = spec.split(":")
-    if name in _MAX_ARGS and len(args) > _MAX_ARGS[name]:
-        raise ValueError(f"bad game spec {spec!r}: {GAME_FAMILIES[name].split(' ')[0]} takes at most "
-                         f"{_MAX_ARGS[name]} argument(s)")
-    if name != "file" and args:
+    family = GAME_REGISTRY.get(name)
+    if family is None:
+        raise ValueError(f"unknown game family {name!r}; choose from {', '.join(GAME_REGISTRY)}")
+    if not family.rest and len(args) > len(family.params):
+        raise ValueError(f"bad game spec {spec!r}: {family.usage.split(' ')[0]} takes at most "
+                         f"{len(family.params)} argument(s)")
+    if not family.rest and args:
         _check_size(spec, name, args)
     try:
-        if name == "bt":
-            n = int(args[0]) if args else 5
-            s = validate_seed(int(args[1]) if len(args) > 1 else seed)
-            return Game(*bradley_terry_random(n, s))
-        if name == "cyclic":
-            n = int(args[0]) if args else 3
-            strength = float(args[1]) if len(args) > 1 else 0.5
-            return Game(cyclic(n, strength), None)
-        if name == "rps":
-            return Game(rock_paper_scissors(), None)
-        if name == "perturbed_rps":
-            return Game(perturbed_rps(), None)
-        if name == "biased_rps":
-            return Game(biased_rps(), None)
-        if name == "random":
-            n = int(args[0]) if args else 5
-            s = validate_seed(int(args[1]) if len(args) > 1 else seed)
-            return Game(random_game(n, s), None)
-        if name == "majority":
-            n = int(args[0]) if args else 5
-            k = int(args[1]) if len(args) > 1 else 3
-            s = validate_seed(int(args[2]) if len(args) > 2 else seed)
-            return Game(annotator_majority(n, k, s), None)
-        if name == "blend":
-            n = int(args[0]) if args else 5
-            alpha = float(args[1]) if len(args) > 1 else 0.5
-            s = validate_seed(int(args[2]) if len(args) > 2 else seed)
-            return Game(intransitive_blend(n, alpha, s), None)
-        if name == "file":
+        if family.rest:
             if not args:
-                raise ValueError("file: needs a path, e.g. file:P.npy")
-            return Game(load_matrix(":".join(args)), None)
+                raise ValueError(f"{name}: needs a path, e.g. {name}:P.npy")
+            return Game(*family.build(":".join(args)))
+        values = []
+        for i, (parse, default) in enumerate(family.params):
+            if default is SEED_ARG:
+                values.append(validate_seed(parse(args[i]) if len(args) > i else seed))
+            else:
+                values.append(parse(args[i]) if len(args) > i else default)
+        return Game(*family.build(*values))
     except (IndexError, TypeError) as e:
         raise ValueError(f"bad game spec {spec!r}: {e}") from None
     except ValueError as e:
@@ -481,4 +487,4 @@ def make_game(spec: str, seed: int = 0) -> Game:
         if "invalid literal" in msg or "could not convert" in msg:
             raise ValueError(f"bad game spec {spec!r}: arguments must be numbers") from None
         raise
-    raise ValueError(f"unknown game family {name!r}; choose from {', '.join(GAME_FAMILIES)}")
+

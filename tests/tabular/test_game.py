@@ -207,3 +207,29 @@ def test_load_errors(tmp_path):
     (tmp_path / "mu.csv").write_text("0.5,0.6\n")
     with pytest.raises(ValueError, match="sum to 1"):
         load_vector(tmp_path / "mu.csv", 2)
+
+
+def test_a_new_game_family_is_one_registry_entry(monkeypatch):
+    """make_game reads everything about a family (usage, arity, defaults, seed, builder) from its
+    one GAME_REGISTRY entry: a family added there is built, defaulted, seeded and checked."""
+    import tabular.game as game
+
+    def two_step(n, strength, seed):
+        P = np.full((n, n), 0.5)
+        rng = np.random.default_rng(seed)
+        P[np.triu_indices(n, 1)] = 0.5 + strength * (rng.random(n * (n - 1) // 2) - 0.5)
+        P[np.tril_indices(n, -1)] = 1.0 - P.T[np.tril_indices(n, -1)]
+        return P, None
+
+    entry = game.GameFamily("steps:N[:STRENGTH[:SEED]] a test family",
+                            ((int, 4), (float, 0.2), (int, game.SEED_ARG)),
+                            two_step)
+    monkeypatch.setitem(game.GAME_REGISTRY, "steps", entry)
+    P, scores = game.make_game("steps:6:0.4", seed=3)
+    assert P.shape == (6, 6) and scores is None and np.allclose(P + P.T, 1.0)
+    assert np.array_equal(P, game.make_game("steps:6:0.4:3")[0])  # the seed argument is the default
+    assert game.make_game("steps")[0].shape == (4, 4)
+    with pytest.raises(ValueError, match="takes at most 3 argument"):
+        game.make_game("steps:6:0.4:3:9")
+    with pytest.raises(ValueError, match="arguments must be numbers"):
+        game.make_game("steps:six")
