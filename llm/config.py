@@ -28,6 +28,7 @@ from tabular.methods import METHODS, Method, sampled_methods
 
 from .models import PM_FORMS
 from .presets import apply_preset
+from .tasks import TASKS
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
            "StudyConfig", "JudgesConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED",
@@ -180,7 +181,7 @@ class RunConfig:
     out: str = _f("", "run folder (config.json, metrics, checkpoints, models)", required=True)
     seed: int = _f(0, "random seed (model init, batches, sampling)")
     task: str = _f("synthetic", "task: synthetic (facts with hidden salience) or text (stdlib docstrings)",
-                   choices=("synthetic", "text"))
+                   choices=tuple(TASKS))
     task_seed: int = _f(0, "seed of the task's hidden judge and data splits (keep fixed across stages)")
     device: str = _f("auto", "auto (CUDA if present), cpu, cuda or cuda:N")
     bf16: bool = _f(False, "bf16 autocast on CUDA (ignored on CPU)")

@@ -26,7 +26,7 @@ import json
 import os
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 from tabular.cliargs import UsageError
 from tabular.files import atomic_write_json
@@ -43,17 +43,9 @@ SPECIAL_TOKENS = ["<pad>", "<bos>", "<sep>", "<eos>", "<unk>", "<vs>"]
 
 
 def train_tokenizer(task) -> Tokenizer:
-    """Train a tokenizer on ``task.corpus()``: word level (synthetic) or byte-level BPE (text)."""
-    if task.name == "synthetic":
-        tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS)
-    else:
-        tok = Tokenizer(models.BPE(unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=SPECIAL_TOKENS,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    """Train the tokenizer the task chooses (:meth:`llm.tasks.Task.new_tokenizer`: word level for the
+    synthetic task, byte-level BPE for text) on ``task.corpus()``."""
+    tok, trainer = task.new_tokenizer(SPECIAL_TOKENS)
     tok.train_from_iterator(task.corpus(), trainer)
     return tok
 

@@ -113,6 +113,15 @@ class Task(abc.ABC):
     def phi(self, prompt: str, summary: str) -> list[float]:
         """The features of ``summary`` for ``prompt`` that the raters weigh (one task, one map)."""
 
+    def new_tokenizer(self, special_tokens):
+        """The task's choice of tokenizer: ``(untrained Tokenizer, its trainer)`` for ``corpus()``
+        (:func:`llm.models.train_tokenizer` trains it). Default: word level on whitespace."""
+        from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        return tok, trainers.WordLevelTrainer(special_tokens=special_tokens)
+
 
 @dataclass
 class SyntheticTask(Task):
@@ -265,6 +274,16 @@ class TextTask(Task):
 
     def corpus(self) -> list[str]:
         return [t for pair in self._pairs for t in pair]
+
+    def new_tokenizer(self, special_tokens):
+        """Byte-level BPE (2000 tokens): real text has an open vocabulary."""
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        return tok, trainers.BpeTrainer(vocab_size=2000, special_tokens=special_tokens,
+                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
 
     def prompts(self, split: str, n: int) -> list[str]:
         pool = self._split[_split_name(split)]

@@ -143,3 +143,25 @@ def test_bradley_terry_fit_recovers_weights_and_cannot_fit_a_cycle():
     cyc = np.array([e[0] - e[1], e[1] - e[2], e[2] - e[0]])
     w_cyc = fit_bradley_terry(cyc, np.full(3, 0.9))
     np.testing.assert_allclose(cyc @ w_cyc, 0.0, atol=1e-6)
+
+
+def test_the_task_chooses_its_tokenizer():
+    """train_tokenizer asks the task (Task.new_tokenizer): synthetic is word level (one id per fact),
+    text is byte-level BPE, and a new task plugs its own in without touching llm.models."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from llm.models import SPECIAL_TOKENS, train_tokenizer
+    from llm.tasks import SyntheticTask, make_task
+
+    synthetic = train_tokenizer(make_task("synthetic", 0))
+    assert len(synthetic.encode("f0 f3 f11").ids) == 3
+    assert type(make_task("text", 0).new_tokenizer(SPECIAL_TOKENS)[0].model).__name__ == "BPE"
+
+    class Characters(SyntheticTask):
+        def new_tokenizer(self, special_tokens):
+            tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+            tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+            return tok, trainers.WordLevelTrainer(special_tokens=special_tokens)
+
+    chars = train_tokenizer(Characters())
+    assert len(chars.encode("f0 f3").ids) > 3  # characters, not words: the task's own choice
