@@ -27,7 +27,6 @@ from tabular.losses import LABEL_TYPES
 from tabular.methods import METHODS, Method, sampled_methods
 
 from .models import PM_FORMS
-from .presets import apply_preset
 from .tasks import TASKS
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
@@ -200,8 +199,8 @@ class RunConfig:
         return {}
 
     def validate(self) -> None:
-        if self.preset == "gpu":  # resolved here, so config.json records the values used
-            apply_preset(self)
+        """Check the flags (one-line UsageErrors); changes nothing. A preset is resolved before,
+        by :func:`llm.runtime.stage_function` (so config.json records the values used)."""
         if not self.out:
             raise UsageError("--out is required")
         _at_least(self, 1, "threads", "checkpoint_every", "log_every")

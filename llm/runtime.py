@@ -50,6 +50,7 @@ from tabular.runlock import LOCK_NAME, RunLock
 
 from . import distributed
 from .config import RESUMABLE_CHANGES
+from .presets import apply_preset
 from .tasks import make_task
 
 __all__ = ["resolve_device", "autocast", "setup_torch", "open_stage", "Stage", "prepare_run_dir",
@@ -139,12 +140,17 @@ _OPEN: list[_OpenFolder] = []  # the run folders open in this process, outermost
 
 
 def stage_function(run):
-    """Decorator of the ``run_*`` stage functions: whatever way the call ends, release the run
+    """Decorator of the ``run_*`` stage functions: resolve ``--preset gpu`` (:func:`llm.presets.apply_preset`)
+    into the config before the stage validates it; whatever way the call ends, release the run
     folders it opened (their locks); on Ctrl-C, note on the ``KeyboardInterrupt`` where the
     innermost run stopped (:func:`tabular.cliargs.run_command` prints the note)."""
     @functools.wraps(run)
     def wrapper(cfg, *args, **kwargs):
         depth = len(_OPEN)
+        if getattr(cfg, "preset", None) == "gpu":
+            # the preset fills the flags left at their defaults before anything checks them
+            # (validate() only checks), so config.json records the values used
+            apply_preset(cfg)
         try:
             return run(cfg, *args, **kwargs)
         except KeyboardInterrupt as e:

@@ -1,5 +1,6 @@
 """``--preset gpu`` (llm/presets.py) and the FLOP/MFU arithmetic of benchmarks/gpu_check.py."""
 
+import dataclasses
 import importlib.util
 import os
 
@@ -8,7 +9,7 @@ import pytest
 from llm.cli import main
 from llm.config import AlignConfig, PipelineConfig, SFTConfig
 from llm.models import new_causal_lm
-from llm.presets import PRESETS
+from llm.presets import PRESETS, apply_preset
 from tabular.cliargs import UsageError
 
 
@@ -22,15 +23,19 @@ def _gpu_check():
 
 def test_preset_fills_defaults_and_keeps_explicit_flags():
     cfg = AlignConfig(out="x", sft="y", judge="gold", task="text", preset="gpu", batch_size=8)
+    before = dataclasses.replace(cfg)
+    cfg.validate()
+    assert cfg == before  # validate() only checks; the stage functions resolve the preset first
+    apply_preset(cfg)
     cfg.validate()
     assert cfg.batch_size == 8  # given: kept
     assert cfg.bf16 is True and cfg.eval_prompts == PRESETS["gpu"]["eval_prompts"]  # defaults: filled
     sft = SFTConfig(out="x", task="text", preset="gpu")
-    sft.validate()
+    apply_preset(sft)
     assert (sft.n_layer, sft.n_embd, sft.n_head, sft.batch_size) == (12, 768, 12, 256)
     assert sft.lr == PRESETS["gpu"]["lr"]["SFTConfig"] and cfg.lr == PRESETS["gpu"]["lr"]["AlignConfig"]
     pipe = PipelineConfig(out="x", task="text", preset="gpu")
-    pipe.validate()
+    apply_preset(pipe)
     assert pipe.align_batch_size == 256 and pipe.n_layer == 12
     plain = SFTConfig(out="x", task="text")
     plain.validate()
@@ -39,7 +44,7 @@ def test_preset_fills_defaults_and_keeps_explicit_flags():
 
 def test_preset_refuses_the_synthetic_task(tmp_path, capsys):
     with pytest.raises(UsageError, match="sized for --task text"):
-        SFTConfig(out="x", preset="gpu").validate()
+        apply_preset(SFTConfig(out="x", preset="gpu"))
     assert main(["sft", "--out", str(tmp_path / "run"), "--preset", "gpu"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--task text" in err and not (tmp_path / "run").exists()
