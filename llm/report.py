@@ -61,10 +61,8 @@ def paper_claim(p: float) -> str:
 # How the tables name a judge condition (the ``judge`` of a win rate or a head-to-head row).
 JUDGE_TITLE = {"pm": "learned PM (RL: learned RM)", "gold": "gold judge (RL: BT fit of gold)",
                "twins": "gold against pm condition (same method)"}
-_NAMES = {"online_ipo": "online IPO", "ipo_md": "IPO-MD", "online_dpo": "online DPO",
-          "online_slic": "online SLiC", "nash_md_pg": "Nash-MD-PG", "rl": "RL", "self_play": "self-play",
-          "offline_ipo": "offline IPO", "offline_dpo": "offline DPO", "offline_slic": "offline SLiC",
-          "sft": "SFT"}
+# display names come from the one method table (tabular.methods.Method.display)
+_NAMES = {**{m: spec.display or m for m, spec in METHODS.items()}, "sft": "SFT"}
 
 
 def display_name(label: str) -> str:

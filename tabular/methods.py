@@ -45,6 +45,8 @@ class Method:
     """Where ``y`` is drawn: ``pi``, ``mu`` or ``mix`` (None: no samples)."""
     beta_y_prime: str | None = None
     """Where ``y'`` is drawn (None: no second response)."""
+    display: str = ""
+    """How tables and figures name the method (``online IPO``); empty: its key."""
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -76,18 +78,18 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "offline_ipo": Method("pairwise", "ipo", "mu", "mu"),
-    "offline_dpo": Method("pairwise", "dpo", "mu", "mu"),
-    "offline_slic": Method("pairwise", "slic", "mu", "mu"),
-    "online_ipo": Method("pairwise", "ipo", "pi", "pi"),
-    "online_dpo": Method("pairwise", "dpo", "pi", "pi"),
-    "online_slic": Method("pairwise", "slic", "pi", "pi"),
-    "ipo_md": Method("pairwise", "ipo", "mix", "mix"),
-    "nash_md_pg": Method("pg", None, "pi", "mix"),
-    "self_play": Method("pg", None, "pi", "pi"),
-    "rl": Method("rl", None, "pi", None),
-    "nash_md": Method("md"),
-    "extragradient": Method("md"),
+    "offline_ipo": Method("pairwise", "ipo", "mu", "mu", "offline IPO"),
+    "offline_dpo": Method("pairwise", "dpo", "mu", "mu", "offline DPO"),
+    "offline_slic": Method("pairwise", "slic", "mu", "mu", "offline SLiC"),
+    "online_ipo": Method("pairwise", "ipo", "pi", "pi", "online IPO"),
+    "online_dpo": Method("pairwise", "dpo", "pi", "pi", "online DPO"),
+    "online_slic": Method("pairwise", "slic", "pi", "pi", "online SLiC"),
+    "ipo_md": Method("pairwise", "ipo", "mix", "mix", "IPO-MD"),
+    "nash_md_pg": Method("pg", None, "pi", "mix", "Nash-MD-PG"),
+    "self_play": Method("pg", None, "pi", "pi", "self-play"),
+    "rl": Method("rl", None, "pi", None, "RL"),
+    "nash_md": Method("md", display="Nash-MD"),
+    "extragradient": Method("md", display="extragradient"),
 }
 
 
