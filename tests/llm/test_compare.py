@@ -114,7 +114,8 @@ def test_write_needs_a_tag(tmp_path, capsys):
 
 # llm/README.md block tag -> the committed summary of the run it compares with the reference
 COMPARISONS = {"rerun": os.path.join(ROOT, "llm", "reference", "rerun", "summary.json"),
-               "otherfp": os.path.join(ROOT, "llm", "reference", "other_fp", "summary.json")}
+               "otherfp": os.path.join(ROOT, "llm", "reference", "other_fp", "summary.json"),
+               "pinned": os.path.join(ROOT, "llm", "reference", "pinned_avx2", "summary.json")}
 
 
 @pytest.mark.parametrize("tag", list(COMPARISONS))
