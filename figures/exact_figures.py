@@ -3,7 +3,8 @@
 - ``exact_kl``: KL(pi_t || pi*) over training steps per method (mean over chains, 95 % band), one
   panel per rho, with the tabular prediction of where each method ends drawn in (dashed):
   0 for online IPO / self-play, KL(tok_mix || pi*) for IPO-MD / Nash-MD-PG, KL(RLHF optimum || pi*)
-  for RL; online DPO / SLiC have no closed-form limit (no line).
+  for RL, KL(DPO limit || pi*) for online DPO (its certified stationary point,
+  :mod:`tabular.pairwise_limits`); online SLiC has no point limit (no line).
 - ``exact_per_prompt``: per test prompt, the trained policy's exact win rate against SFT (mean over
   chains) against its target's (the tabular prediction), per method, at the largest rho.
 - ``exact_vs_rl``: the Nash methods' exact win rate against the trained RL policy across rho
@@ -69,7 +70,7 @@ def draw_kl_curves(panels, split):
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Transformers against the exact equilibrium pi*; dashed: where tabular says each "
-                 "method ends (online IPO / self-play: 0)", fontsize=9)
+                 "method ends (online IPO / self-play: 0; online SLiC has no point limit)", fontsize=9)
     fig.tight_layout()
     return fig
 
