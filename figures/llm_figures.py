@@ -255,9 +255,15 @@ def _curves(d: Path, out: Path, command: str):
                   f"`{command}`.")
 
 
+class NotApplicable(Exception):
+    """The run has no data of this kind by design (e.g. a gold-only run has no learned judge)."""
+
+
 def reliability_data(summary: dict) -> tuple[list[dict], dict]:
     """The ``reliability`` bins of ``summary.json`` (``{judge: [{lo, hi, count, mean_pred, mean_gold}]}``)
     and the CSV rows (one per judge and bin)."""
+    if summary.get("reliability") == {} and summary.get("judges_run") == ["gold"]:
+        raise NotApplicable("a gold-only run (--judges gold) trains no PM or RM")
     if not isinstance(summary.get("reliability"), dict) or not summary["reliability"]:
         raise ValueError("summary.json lacks key 'reliability'")
     bins = summary["reliability"]
@@ -444,6 +450,8 @@ def llm_figures(results: Path | None, out: Path, command: str, why_none: str = "
             continue
         try:  # OverflowError: int(float("inf")) from a step of inf, a malformed file and not a crash
             written.append(fn(results, out, command))
+        except NotApplicable as e:
+            skipped.append((name, str(e)))
         except (ValueError, KeyError, TypeError, OverflowError, json.JSONDecodeError) as e:
             skipped.append((name, f"{results / fname} is malformed: {e}"))
     return written, skipped

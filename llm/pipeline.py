@@ -130,7 +130,8 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
     labels = chains[0]["eval"]["labels"]
     s = labels.index("sft")
     gold = across_chains([c["eval"]["gold"] for c in chains])
-    pm = across_chains([c["eval"]["pm"] for c in chains])
+    has_pm = all("pm" in c["eval"] for c in chains)  # a gold-only run has no PM matrix
+    pm = across_chains([c["eval"]["pm"] for c in chains]) if has_pm else None
     eval_hw = np.max([c["eval"]["gold_eval_hw"] for c in chains], axis=0)
     winrate, winrate_pm, separated = {}, {}, {}
     for judge in judges_run:
@@ -139,7 +140,8 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
         for m, lab in zip(cfg.methods, rows):
             i = labels.index(lab)
             winrate[judge][m] = {**chain_interval(gold["per_chain"][i][s]), "eval_ci95": float(eval_hw[i, s])}
-            winrate_pm[judge][m] = chain_interval(pm["per_chain"][i][s])
+            if has_pm:
+                winrate_pm[judge][m] = chain_interval(pm["per_chain"][i][s])
         separated[judge] = [  # head to head: a beats b on every machine the chain interval covers
             {"winner": a, "loser": b, "p": gold["mean"][labels.index(la)][labels.index(lb)],
              "ci95": gold["ci95"][labels.index(la)][labels.index(lb)]}
@@ -163,13 +165,13 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
         "win_matrix_gold_eval_ci95": eval_hw.tolist(),
         "win_matrix_pm": pm,
         "winrate_vs_sft": winrate,
-        "winrate_vs_sft_pm_judge": winrate_pm,
+        "winrate_vs_sft_pm_judge": winrate_pm if has_pm else None,
         "separated": separated,
         "judges": judges,
         "reliability": reliability,
         "step_time_s": step_time,
         "n_eval_prompts": cfg.n_prompts,
-        "n_pm_eval_prompts": min(cfg.n_prompts, cfg.pm_eval_prompts),
+        "n_pm_eval_prompts": min(cfg.n_prompts, cfg.pm_eval_prompts) if has_pm else 0,
         "samples_per_prompt": cfg.samples_per_prompt,
         "wall_time_s": wall_time_s,
     }
@@ -186,12 +188,17 @@ def stage_flags(cfg, resume: bool | None = None) -> dict:
                 checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every)
 
 
-def train_chain_judges(cfg, root: str, seed: int, common: dict, progress: bool) -> tuple[dict, dict]:
+def train_chain_judges(cfg, root: str, seed: int, common: dict, progress: bool,
+                       judges: bool = True) -> tuple[dict, dict | None]:
     """One chain's SFT model (``ROOT/sft``) and its PM and RM (``ROOT/pm``), trained with ``seed``:
-    what every chain of the pipeline, the study and the judges stage trains before alignment."""
+    what every chain of the pipeline, the study and the judges stage trains before alignment.
+    ``judges=False`` (a gold-only chain: nothing is aligned with or judged by a learned model)
+    trains SFT alone and returns ``(sft, None)``."""
     shape = dict(n_layer=cfg.n_layer, n_embd=cfg.n_embd, n_head=cfg.n_head)
     sft = run_sft(SFTConfig(out=os.path.join(root, "sft"), seed=seed, steps=cfg.sft_steps, **shape, **common),
                   progress)
+    if not judges:
+        return sft, None
     pm = run_train_pm(PMConfig(out=os.path.join(root, "pm"), seed=seed, sft=sft["model"], steps=cfg.pm_steps,
                                n_pairs=cfg.pm_pairs, pm_form=cfg.pm_form, pm_init=cfg.pm_init, **shape,
                                **common), progress)
@@ -204,8 +211,9 @@ def judge_summary(chains: list[dict]) -> tuple[dict, dict]:
     ``chains``, each ``{"heldout": train-pm's heldout.json, ["bt_fit_accuracy": float]}``."""
     judges = {who: {k: chain_interval([c["heldout"][who][k] for c in chains]) for k in JUDGE_METRICS}
               for who in ("pm", "rm") if who in chains[0]["heldout"]}
-    judges["always_half"] = {"mean_abs_error": chain_interval(
-        [c["heldout"]["gold_sft_pairs_mean_abs_p_minus_half"] for c in chains])}
+    if all("gold_sft_pairs_mean_abs_p_minus_half" in c["heldout"] for c in chains):  # none gold-only
+        judges["always_half"] = {"mean_abs_error": chain_interval(
+            [c["heldout"]["gold_sft_pairs_mean_abs_p_minus_half"] for c in chains])}
     if any("bt_fit_accuracy" in c for c in chains):
         judges["gold_bt_fit"] = {"accuracy": chain_interval([c["bt_fit_accuracy"] for c in chains
                                                              if "bt_fit_accuracy" in c])}
@@ -226,8 +234,9 @@ def _pool_reliability(per_chain: list[list[dict]]) -> list[dict]:
     return out
 
 
-def evaluate_chain(cfg, chain: int, task, device, sft_path: str, pm_path: str, policies: dict) -> dict:
-    """Sample every policy of one chain on the ``test`` split and build its matrices."""
+def evaluate_chain(cfg, chain: int, task, device, sft_path: str, pm_path: str | None, policies: dict) -> dict:
+    """Sample every policy of one chain on the ``test`` split and build its matrices (the PM's too,
+    unless ``pm_path`` is None)."""
     prompts = task.prompts("test", cfg.n_prompts) * cfg.samples_per_prompt
     max_new = task.max_new_tokens
     responses = {}
@@ -235,8 +244,10 @@ def evaluate_chain(cfg, chain: int, task, device, sft_path: str, pm_path: str, p
         model, codec = load_causal_lm(path, name, task.max_prompt_tokens)
         responses[name] = sample_responses(model, codec, prompts, stream_seed(chain, name, "test"), device,
                                            max_new)
-    pm, _ = load_scorer(pm_path, "--pm preference model", task.max_prompt_tokens, "preference")
-    pm.to(device).eval()
+    pm = None
+    if pm_path is not None:  # a gold-only chain has no PM: the gold matrix alone
+        pm, _ = load_scorer(pm_path, "--pm preference model", task.max_prompt_tokens, "preference")
+        pm.to(device).eval()
     ev = chain_matrices(task, codec, prompts, cfg.n_prompts, responses, pm, device, cfg.pm_eval_prompts)
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ev.items()}
 
@@ -255,10 +266,12 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
     task = make_task(cfg.task, cfg.task_seed)
     curves, chains = [], []
     tau_rows, beta_rows = [], []
+    needs_pm = "pm" in cfg.judges or cfg.sweep  # the sweeps align with the learned PM
     for i in range(cfg.seeds):
         root, c = os.path.join(cfg.out, f"chain{i}"), cfg.seed + i  # chain i's seed: --seed + i
         # 1. SFT (mu) ; 2. preference + reward models: retrained per chain seed
-        sft, pm = train_chain_judges(cfg, root, c, common, progress)
+        # a gold-only run (--judges gold, no sweep) needs no PM or RM: each chain costs a third
+        sft, pm = train_chain_judges(cfg, root, c, common, progress, judges=needs_pm)
         finished = {}
 
         def align(method, judge, tau, beta, folder):
@@ -266,7 +279,8 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
             if key not in finished:
                 run_dir = os.path.join(root, folder)
                 finished[key] = run_align(AlignConfig(
-                    out=run_dir, seed=c, sft=sft["model"], pm=pm["pm"], rm=pm.get("rm", ""), judge=judge,
+                    out=run_dir, seed=c, sft=sft["model"], pm=pm["pm"] if pm else "",
+                    rm=pm.get("rm", "") if pm else "", judge=judge,
                     method=method, tau=tau, beta=beta, steps=cfg.align_steps, batch_size=cfg.align_batch_size,
                     lr=cfg.align_lr, eval_every=cfg.eval_every, eval_prompts=cfg.eval_prompts,
                     **common), progress)
@@ -287,10 +301,10 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
                           os.path.join("sweep", f"ipo_md_beta{beta:g}"))
                 beta_rows.append(["ipo_md", beta, cfg.tau_of("ipo_md"), c, r["final_winrate_vs_sft"]])
         # 5. this chain's side-by-side evaluation on the test split (gold judge and PM)
-        ev = evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"],
+        ev = evaluate_chain(cfg, c, task, device, sft["model"], pm["pm"] if pm else None,
                             {k: r["model"] for k, r in runs.items()})
         atomic_write_json(os.path.join(root, "eval.json"), ev)
-        chain = {"eval": ev, "heldout": pm["heldout"],
+        chain = {"eval": ev, "heldout": pm["heldout"] if pm else {},
                  "step_time_s": {k: r["step_time_s"] or float("nan") for k, r in runs.items()}}
         bt = [r.get("bt_fit_accuracy") for r in runs.values() if r.get("bt_fit_accuracy") is not None]
         if bt:

@@ -297,6 +297,10 @@ def _paper(s: dict) -> str:
 
 def _judges(s: dict) -> str:
     j = s["judges"]
+    if not s["reliability"]:  # a gold-only run trains no PM or RM
+        return ("No learned judge: this run aligned with the gold judge only (no PM or RM trained)."
+                + (f" BT fit of gold (RL's reward): accuracy {_ci(j['gold_bt_fit']['accuracy'])}."
+                   if "gold_bt_fit" in j else ""))
     lines = ["| judge vs gold (valid-split SFT pairs) | accuracy | ECE (10 bins) | MAE | Brier |",
              "|---|---|---|---|---|"]
     form = s["config"].get("pm_form")  # recorded since the form became a choice
@@ -306,7 +310,8 @@ def _judges(s: dict) -> str:
                          + " | ".join(_ci(j[who][k])
                                       for k in ("accuracy", "calibration_error", "mean_abs_error", "brier"))
                          + " |")
-    lines.append(f"| always 1/2 | | | {_ci(j['always_half']['mean_abs_error'])} | |")
+    if "always_half" in j:
+        lines.append(f"| always 1/2 | | | {_ci(j['always_half']['mean_abs_error'])} | |")
     if "gold_bt_fit" in j:
         lines.append(f"| BT fit of gold (RL's reward, gold condition) | {_ci(j['gold_bt_fit']['accuracy'])} "
                      "| | | |")

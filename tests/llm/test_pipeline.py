@@ -271,3 +271,21 @@ def test_llm_readme_rl_features_block_is_the_render_of_the_committed_features():
         text = f.read()
     block = text.split("<!-- llm-features:rl -->")[1].split("<!-- /llm-features:rl -->")[0].strip()
     assert block == render_features(data).strip()
+
+
+def test_a_gold_only_run_trains_no_learned_judge(tiny_pipeline, tmp_path):
+    """--judges gold: no PM or RM is trained (the chain costs SFT + alignment only), the summary has
+    no PM matrix, and the gold numbers equal the both-conditions run's gold condition (same seeds:
+    the gold condition never reads the PM)."""
+    from llm.report import SECTIONS, render_report
+
+    _, _, both = tiny_pipeline
+    out = tmp_path / "gold"
+    summary = run_pipeline(PipelineConfig(out=str(out), **{**TINY, "judges": ["gold"]}), progress=False)
+    assert not (out / "chain0" / "pm").exists() and (out / "chain0" / "sft").exists()
+    assert summary["win_matrix_pm"] is None and summary["winrate_vs_sft_pm_judge"] is None
+    assert summary["judges_run"] == ["gold"] and summary["reliability"] == {}
+    for m in TINY["methods"]:
+        assert summary["winrate_vs_sft"]["gold"][m] == both["winrate_vs_sft"]["gold"][m]
+    text = render_report(summary, SECTIONS)
+    assert "No learned judge" in text and "gold judge" in text
