@@ -142,7 +142,9 @@ REFERENCES = {None: (REFERENCE, ["README.md", os.path.join("llm", "README.md")])
               "judges": (os.path.join(ROOT, "llm", "reference", "judges", "summary.json"),
                          [os.path.join("llm", "README.md")]),
               "taufair": (os.path.join(ROOT, "llm", "reference", "tau_fair", "summary.json"),
-                          [os.path.join("llm", "README.md")])}
+                          [os.path.join("llm", "README.md")]),
+              "taufair20": (os.path.join(ROOT, "llm", "reference", "tau_fair_gold20", "summary.json"),
+                            [os.path.join("llm", "README.md")])}
 
 
 @pytest.mark.parametrize("tag, readme", [(t, r) for t, (_, files) in REFERENCES.items() for r in files])
