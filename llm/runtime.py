@@ -50,7 +50,7 @@ from tabular.runlock import LOCK_NAME, RunLock
 
 from . import distributed
 from .config import RESUMABLE_CHANGES
-from .presets import apply_preset
+from .presets import PRESETS, apply_preset
 from .tasks import make_task
 
 __all__ = ["resolve_device", "autocast", "setup_torch", "open_stage", "Stage", "prepare_run_dir",
@@ -147,7 +147,7 @@ def stage_function(run):
     @functools.wraps(run)
     def wrapper(cfg, *args, **kwargs):
         depth = len(_OPEN)
-        if getattr(cfg, "preset", None) == "gpu":
+        if getattr(cfg, "preset", None) in PRESETS:  # the stages' presets (the study's are its own)
             # the preset fills the flags left at their defaults before anything checks them
             # (validate() only checks), so config.json records the values used
             apply_preset(cfg)

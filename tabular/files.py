@@ -56,13 +56,7 @@ def check_output_dir(path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ValueError(f"cannot create --out {path}: {existing} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe.")
-    except OSError as e:
-        raise ValueError(f"--out {path} is not writable: cannot create a file in {existing} "
-                         f"({e.strerror})") from None
-    os.close(fd)
-    os.unlink(probe)
+    _probe_writable(existing, f"--out {path}")
 
 
 def check_apart(out, inputs: dict, flag: str = "--out") -> None:
@@ -89,6 +83,17 @@ def check_apart(out, inputs: dict, flag: str = "--out") -> None:
                          "overlap an input: choose another " + flag)
 
 
+def _probe_writable(folder, what: str) -> None:
+    """Create and remove a temporary file in ``folder`` (``os.access`` says yes to root even on a
+    read-only mount); a one-line ValueError naming ``what`` when that fails."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
+    except OSError as e:
+        raise ValueError(f"{what} is not writable: cannot create a file in {folder} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_output_file(path, flag: str) -> None:
     """Raise a one-line ``ValueError`` unless a file can be written at ``path`` atomically (a
     temporary file in its folder renamed over it): its folder exists and takes a new file, and
@@ -103,13 +108,7 @@ def check_output_file(path, flag: str) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise ValueError(f"{flag} {path}: the folder {folder} does not exist")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.")
-    except OSError as e:
-        raise ValueError(f"{flag} {path} is not writable: cannot create a file in {folder} "
-                         f"({e.strerror})") from None
-    os.close(fd)
-    os.unlink(probe)
+    _probe_writable(folder, f"{flag} {path}")
 
 
 def atomic_write_text(path, text: str) -> None:

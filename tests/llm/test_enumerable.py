@@ -283,11 +283,12 @@ def test_pi_star_is_stationary_for_online_ipo_not_for_dpo_or_slic():
     docs = task.prompt_indices("test")[:4]
     mu = task.human_law(docs)
     P = task.preference(docs, 1.0)
-    nash = targets(P, mu, 0.1, 0.125, task.bt_reward(docs, 1.0), task.space)["laws"]["nash"]
+    laws = targets(P, mu, 0.1, 0.125, task.bt_reward(docs, 1.0), task.space)["laws"]
+    nash = laws["nash"]
     assert np.abs(pairwise_stationarity(P, nash, mu, 0.1, "ipo")).max() < 1e-12
     for loss in ("dpo", "slic"):
         assert np.abs(pairwise_stationarity(P, nash, mu, 0.1, loss)).max(-1).min() > 1e-4
     # online DPO's own target is stationary for it (the autodiff gradient over 2 tau pi, i.e. Eq. (1)
     # of tabular.pairwise_limits recomputed through the shared loss)
-    dpo = targets(P, mu, 0.1, 0.125, task.bt_reward(docs, 1.0), task.space)["laws"]["dpo"]
+    dpo = laws["dpo"]
     assert np.abs(pairwise_stationarity(P, dpo, mu, 0.1, "dpo") / (0.2 * dpo)).max() < 1e-11
