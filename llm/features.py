@@ -7,9 +7,10 @@ evaluation does (same prompts, same sampling streams), and reports the mean of e
 the exact gold win rate against the chain's SFT policy, per chain. It answers "what differs
 between the RL policies of different chains?" with numbers instead of a guess.
 
-Output: ``--json FILE`` (rows ``chain, seed, judge, method, <features>, win_vs_sft``, with the run's
-config and provenance) and a markdown table on stdout (``--write FILE --tag TAG`` replaces the
-block ``<!-- llm-features:TAG -->`` in FILE).
+Output: ``--json FILE`` (rows ``chain, seed, judge, method, <features>, win_vs_sft``, with the run
+folder, the number of prompts and the feature names) and a markdown table on stdout
+(``--write FILE --tag TAG`` replaces the block ``<!-- llm-report:TAG.features -->`` in FILE, through
+:func:`llm.report.replace_blocks` like the report's and compare's blocks).
 """
 
 from __future__ import annotations
@@ -81,13 +82,15 @@ def render_features(data: dict, methods=("rl",)) -> str:
 
 
 def _replace_block(path: str, tag: str, body: str) -> None:
-    start, end = f"<!-- llm-features:{tag} -->", f"<!-- /llm-features:{tag} -->"
+    from .report import replace_blocks
+
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    if start not in text or end not in text:
-        raise UsageError(f"{path} has no block {start} ... {end}")
-    head, rest = text.split(start, 1)
-    atomic_write_text(path, head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1])
+    try:
+        new = replace_blocks(text, None, tag, render={"features": body}.__getitem__)
+    except (ValueError, KeyError) as e:
+        raise UsageError(f"{path}: {e}") from None
+    atomic_write_text(path, new)
 
 
 def main(argv=None) -> int:
@@ -101,8 +104,9 @@ def main(argv=None) -> int:
                         help="test prompts; 0: the run's own --n-prompts")
     parser.add_argument("--methods", default="rl", help="comma-separated methods for the table")
     parser.add_argument("--json", default="", help="write every row and the settings to this JSON file")
-    parser.add_argument("--write", default="", help="replace the block <!-- llm-features:TAG --> in FILE")
-    parser.add_argument("--tag", default="rl", help="the block's tag for --write")
+    parser.add_argument("--write", default="",
+                        help="replace the block <!-- llm-report:TAG.features --> in FILE")
+    parser.add_argument("--tag", default="rlfeatures", help="the block's tag for --write")
 
     def command():
         args = parser.parse_args(argv)

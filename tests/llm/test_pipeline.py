@@ -256,7 +256,8 @@ def test_features_tool_resamples_the_evaluation_exactly(tiny_pipeline, tmp_path,
         assert r["win_vs_sft"] == summary["winrate_vs_sft"][r["judge"]][r["method"]]["per_chain"][r["chain"]]
         assert 0 <= r["no_content"] <= 1 and r["length"] >= 0
     doc = tmp_path / "doc.md"
-    doc.write_text("a\n<!-- llm-features:rl -->\nold\n<!-- /llm-features:rl -->\nb\n")
+    start, end = "<!-- llm-report:rlfeatures.features -->", "<!-- /llm-report:rlfeatures.features -->"
+    doc.write_text(f"a\n{start}\nold\n{end}\nb\n")
     assert main(["features", str(out), "--json", str(tmp_path / "f.json"), "--write", str(doc)]) == 0
     assert render_features(data) in doc.read_text() and json.loads((tmp_path / "f.json").read_text()) == data
     capsys.readouterr()
@@ -271,7 +272,8 @@ def test_llm_readme_rl_features_block_is_the_render_of_the_committed_features():
         data = json.load(f)
     with open(os.path.join(ROOT, "llm", "README.md"), encoding="utf-8") as f:
         text = f.read()
-    block = text.split("<!-- llm-features:rl -->")[1].split("<!-- /llm-features:rl -->")[0].strip()
+    start, end = "<!-- llm-report:rlfeatures.features -->", "<!-- /llm-report:rlfeatures.features -->"
+    block = text.split(start)[1].split(end)[0].strip()
     assert block == render_features(data).strip()
 
 
