@@ -252,7 +252,9 @@ class Pairs(NamedTuple):
     Exact form: every pair, laid out as a grid with ``y`` on axis 1 and ``y'`` on axis 2
     (``y`` and ``y_prime`` are None), weight ``q(y) q'(y')`` of shape (B, n, n); where the
     consumer is linear in the label, ``y'`` is summed out in closed form instead: axis 2 has
-    size 1, weight ``q(y)`` and label ``E_{y' ~ q'} label(y, y')`` (B, n, 1).
+    size 1, weight ``q(y)`` and label ``E_{y' ~ q'} label(y, y')`` (B, n, 1); where ``y`` and
+    ``y'`` come from one distribution, the pairs ``y <= y'`` only, ``y`` and ``y_prime`` (K,)
+    indices shared by the games, weight (B, K) (:func:`_pairs_one_sampler`).
     """
 
     y: torch.Tensor | None
@@ -264,15 +266,20 @@ class Pairs(NamedTuple):
         """Per-response values ``x`` (B, n) at each pair's ``y``."""
         # The grid broadcasts rather than gathers: autograd then sums a response's gradient over
         # its pairs in the same order as a plain (B, n, n) expression (bit-identical results).
-        return x[:, :, None] if self.y is None else x.gather(1, self.y)
+        return x[:, :, None] if self.y is None else _select(x, self.y)
 
     def at_y_prime(self, x: torch.Tensor) -> torch.Tensor:
         """Per-response values ``x`` (B, n) at each pair's ``y'``."""
-        return x[:, None, :] if self.y_prime is None else x.gather(1, self.y_prime)
+        return x[:, None, :] if self.y_prime is None else _select(x, self.y_prime)
 
     def total(self, per_pair: torch.Tensor) -> torch.Tensor:
         """``sum_k weight_k per_pair_k`` per game, shape (B,)."""
         return (self.weight * per_pair).sum(tuple(range(1, per_pair.ndim)))
+
+
+def _select(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, n) at ``index``: (B, K) per game, or (K,) one layout shared by the games."""
+    return x.index_select(1, index) if index.ndim == 1 else x.gather(1, index)
 
 
 def draw(log_q: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -293,12 +300,31 @@ def pairs(P, log_q, log_q_prime, label_type: str, batch: int | None = None, gene
     if batch is None:
         if sum_out_y_prime:
             return responses(log_q, P_times(P, log_q_prime, label_type))
+        if log_q_prime is log_q:
+            return _pairs_one_sampler(P, log_q, label_type)
         weight = torch.exp(log_q)[:, :, None] * torch.exp(log_q_prime)[:, None, :]  # (B, n, n)
         return Pairs(None, None, weight, label_matrix(P, label_type))
     y = draw(log_q, batch, generator)  # (B, K)
     y_prime = draw(log_q_prime, batch, generator)
     label = make_labels(P[torch.arange(P.shape[0])[:, None], y, y_prime], label_type, generator)
     return Pairs(y, y_prime, _uniform_weight(y), label)
+
+
+def _pairs_one_sampler(P, log_q, label_type: str) -> Pairs:
+    """The exact form when ``y`` and ``y'`` come from one distribution ``q``: the pairs ``y <= y'``
+    only, ``(y, y')`` standing for itself and ``(y', y)`` (weight ``2 q(y) q(y')``, ``q(y)^2`` on
+    the diagonal). Every pairwise loss is ``p l(h) + (1 - p) l(-h)`` (:mod:`tabular.losses`), so
+    the swapped pair, with margin ``-h`` and label ``1 - p`` (``P + P^T = 1``; hard labels keep
+    it), has the same loss: the same objective as the full grid, to round-off, over n(n+1)/2
+    pairs instead of n^2 (the exact forms of online and offline DPO spent most of a step on the
+    grid's two log-sigmoids per pair)."""
+    B, n = log_q.shape
+    y, y_prime = torch.triu_indices(n, n, device=log_q.device)  # (K,): one layout for every game
+    q = torch.exp(log_q)
+    count = torch.where(y == y_prime, 1.0, 2.0).to(q.dtype)
+    weight = count * q.index_select(1, y) * q.index_select(1, y_prime)  # (B, K)
+    label = label_matrix(P, label_type).reshape(B, n * n).index_select(1, y * n + y_prime)
+    return Pairs(y, y_prime, weight, label)
 
 
 def responses(log_q, values, batch: int | None = None, generator=None) -> Pairs:
@@ -360,8 +386,11 @@ def method_loss(cfg: AlgorithmConfig, theta, log_mu, P, scores=None, generator=N
     beta_y, beta_y_prime = method.betas(cfg.beta)
     log_q = sampling_log_policy(theta, log_mu, beta_y)  # (y ~ pi: log_q is log_pi bit for bit)
     if method.kind == "pairwise":
-        pr = pairs(P, log_q, sampling_log_policy(theta, log_mu, beta_y_prime), cfg.label_type, batch,
-                   generator)
+        # one sampler for y and y' (every pairwise method: pi, mu or the same mixture) is passed
+        # as one tensor: the exact form then needs only the pairs y <= y' (:func:`pairs`)
+        log_q_prime = (log_q if beta_y_prime == beta_y else
+                       sampling_log_policy(theta, log_mu, beta_y_prime))
+        pr = pairs(P, log_q, log_q_prime, cfg.label_type, batch, generator)
         return pairwise_objective(pr, log_ratio, method.loss, cfg.tau)
     if method.kind == "rl":  # one response, scored by the Bradley-Terry reward: no y'
         pr = responses(log_q, scores, batch, generator)

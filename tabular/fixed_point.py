@@ -53,11 +53,17 @@ FP_DEPTH = 10  # Anderson memory: fewer iterations than depth 5 on every slow ce
 FP_WINDOW = 3  # iterations over which the contraction rate is measured
 FP_MIN_ITER = 6  # no hand-over on predicted cost before this many iterations of a scheme ...
 FP_MAX_RATE = 0.9  # ... nor on a rate above this before FP_WINDOW (transients)
-FP_PLAIN_RATE = 0.3  # plain iteration while every game contracts at least this fast
+FP_PLAIN_RATE = 0.3  # plain iteration while every game contracts at least this fast ...
+FP_PLAIN_WORK = 250_000  # ... where a product with P costs this many B n^2 or more; below it,
+# Anderson's per-iteration bookkeeping (~30 us at B = 1) outweighs the iterations it saves
+# (measured 0.55-0.6x plain's count at rates 0.3-0.5), so plain iteration runs while the rate
+# is at most FP_MAX_RATE (n = 200, skew, tau = 0.1: 35 plain iterations 0.5 ms, 24 mixed 0.85 ms)
 FP_NEWTON_COST = 40  # Newton's cost in fixed-point iterations (measured 40-70 at n = 200-3000)
 FP_MAX_ITER = 200  # a game still iterating here goes to Newton whatever its rate
 FP_STALL = 1e-10  # a residual below this that stops decreasing is round-off: Newton polishes it
 EPS = np.finfo(np.float64).eps
+ONE_GAME_LOOP = True  # one game's plain phase in _plain_one_game (False: the batched loop; tests)
+_max, _min, _sum = np.maximum.reduce, np.minimum.reduce, np.add.reduce
 
 
 @dataclass(frozen=True)
@@ -102,8 +108,9 @@ def logsumexp_last(s):
     """``logsumexp(s)`` over the last axis, keepdims (numpy only: scipy's costs ~0.1 ms a call in
     array-API dispatch, more than a whole iteration at n = 200). ``s`` may hold -inf, not +inf
     or nan."""
-    top = s.max(-1, keepdims=True)
-    return top + np.log(np.exp(s - top).sum(-1, keepdims=True))
+    # ufunc reductions called directly: the ndarray methods' wrappers cost ~1 us a call here
+    top = _max(s, axis=-1, keepdims=True)
+    return top + np.log(_sum(np.exp(s - top), axis=-1, keepdims=True))
 
 
 def log_normalise(s):
@@ -120,6 +127,51 @@ def log_best_response(P, log_mu, inv_tau, z, rows=None):
     """
     P_pi = P_times_batch(P, np.exp(z), rows)
     return log_normalise(log_mu + P_pi * inv_tau), P_pi
+
+
+def _plain_one_game(P, log_mu, inv_tau, z0, tol, newton_cost, may_mix, max_iter, rescue, plain_rate):
+    """The plain phase of :func:`anderson_fixed_point` for one game (B = 1, P (n, n)): the same
+    iterates, residuals and decisions as the batched loop (the same numpy operations on the same
+    (1, n) arrays; the rate check on (1,) arrays), with the per-iteration bookkeeping on scalars.
+
+    Returns ``(k, how, z, r, start, rate, P_pi)``: at iteration ``k`` the game is ``"done"``
+    (``z`` reached the tolerance, ``r`` its residual, ``P_pi = P @ exp(z)``), handed to Newton
+    (``"slow"``: ``z`` and ``r`` the best iterate and its residual), or to Anderson mixing
+    (``"mix"``: the best iterate, from which mixing restarts). ``start``: the residual at
+    ``z0``; ``rate``: the last contraction-rate estimate (nan before the first check).
+    """
+    PT, tol = P.T, tol[0]
+    z = z_best = z0
+    r_best = r_check = start = np.inf
+    rate = np.nan
+    for k in range(max_iter):
+        P_pi = np.exp(z) @ PT
+        g = log_normalise(log_mu + P_pi * inv_tau)
+        f = g - z
+        r = _max(f, axis=None) - _min(f, axis=None)
+        if k == 0:
+            start = r_check = r
+        if k % FP_WINDOW == 0 and r < r_best:  # nan never counts as better
+            z_best, r_best = z, r
+        check = k % FP_WINDOW == 0 and k
+        if check:  # the rate is recorded at a check even where the game is done there
+            with np.errstate(divide="ignore", invalid="ignore"):  # as the batch computes them
+                rho = ((np.array([r_best]) / r_check) ** (1.0 / FP_WINDOW))
+                remaining = (np.log(np.array([tol]) / r_best) / np.log(rho))[0]
+            rate = rho = rho[0]
+        if r <= tol:
+            return k, "done", z, r, start, rate, P_pi
+        if check:
+            hopeless = not rescue and not rho < 1.0
+            if may_mix and not hopeless and rho > plain_rate:
+                return k, "mix", z_best, r_best, start, rate, None
+            slow = (not rho <= FP_MAX_RATE) or (
+                k >= FP_MIN_ITER and (rho >= 1 or remaining > newton_cost))
+            if slow or hopeless or (rho >= 1.0 and r_best <= FP_STALL):
+                return k, "slow", z_best, r_best, start, rate, None
+            r_check = r_best
+        z = g
+    return max_iter - 1, "slow", z_best, r_best, start, rate, None
 
 
 def anderson_fixed_point(P, log_mu, tau, z0, *, newton_cost: float = FP_NEWTON_COST,
@@ -147,6 +199,19 @@ def anderson_fixed_point(P, log_mu, tau, z0, *, newton_cost: float = FP_NEWTON_C
     """
     B, n = z0.shape
     tau = np.asarray(tau, np.float64)
+    m = max(int(depth), 0)
+    tol = np.maximum(1e-14, 4 * EPS / tau)
+    plain_rate = FP_PLAIN_RATE if B * n * n >= FP_PLAIN_WORK else FP_MAX_RATE
+    if B == 1 and P.ndim == 2 and ONE_GAME_LOOP:
+        # One game: its plain phase with scalar bookkeeping (the batch's costs 2x the iteration
+        # itself at n ~ 200); it ends the run or hands the game to Anderson mixing below.
+        plain = _plain_one_game(P, log_mu, 1.0 / tau[:, None], z0, tol, newton_cost, m > 0,
+                                max_iter, rescue, plain_rate)
+        k, how, z_k, r_k, start_k, rate_k, P_pi = plain
+        if how != "mix":
+            return FixedPointRun(z_k.copy(), np.array([r_k]), np.array([k + 1]),
+                                 np.array([how == "done"]), np.array([rate_k]),
+                                 np.array([start_k]), P_pi if how == "done" else np.zeros((1, n)))
     out_z = z0.copy()
     out_r = np.full(B, np.inf)
     iterations = np.zeros(B, np.int64)
@@ -159,21 +224,26 @@ def anderson_fixed_point(P, log_mu, tau, z0, *, newton_cost: float = FP_NEWTON_C
     # State of the games still iterating, row by row in the order of ``active``.
     active = np.arange(B)
     z, lm, inv_tau, Pa, rows = z0, log_mu, 1.0 / tau[:, None], P, None
-    tol = np.maximum(1e-14, 4 * EPS / tau)
     z_best, r_best, r_check = z0.copy(), np.full(B, np.inf), np.full(B, np.inf)
-    m = max(int(depth), 0)
     eye = np.eye(m)
     mixing = False
     k_scheme = 0  # iteration at which the current scheme (plain, then Anderson) started
     f_prev = g_prev = dF = dG = gram = None
     h = 0  # filled Anderson slots
+    k_first = 0
+    if B == 1 and P.ndim == 2 and ONE_GAME_LOOP:
+        # the state the loop below is in right after it switched to mixing at iteration k
+        start[0], rate[0] = start_k, rate_k
+        k_first, mixing, k_scheme = k + 1, True, k
+        z_best, r_best[0], z = z_k.copy(), r_k, z_k.copy()
+        dF, dG, gram = np.empty((1, m, n)), np.empty((1, m, n)), np.empty((1, m, m))
 
     def finish(rows, k, z_rows, ok):
         idx = active[rows]
         out_z[idx], iterations[idx], converged[idx] = z_rows, k + 1, ok
         out_r[idx] = r[rows] if ok else r_best[rows]
 
-    for k in range(max_iter):
+    for k in range(k_first, max_iter):
         g, P_pi = log_best_response(Pa, lm, inv_tau, z, rows)
         f = g - z
         r = f.max(-1) - f.min(-1)  # nan (a non-finite iterate) never counts as better
@@ -185,7 +255,8 @@ def anderson_fixed_point(P, log_mu, tau, z0, *, newton_cost: float = FP_NEWTON_C
                 z_best[better], r_best[better] = z[better], r[better]
         done = r <= tol
         leave = done
-        if done.any():
+        any_leave = done.any()
+        if any_leave:
             # z, not g = log T(z): its product with P is at hand, so its certificates are free.
             finish(done, k, z[done], True)
             out_P_pi[active[done]] = P_pi[done]
@@ -197,7 +268,7 @@ def anderson_fixed_point(P, log_mu, tau, z0, *, newton_cost: float = FP_NEWTON_C
             hopeless = np.zeros_like(done)
             if not mixing and not rescue:
                 hopeless = ~done & ~(rho < 1.0)
-            if not mixing and m and np.any(rho[~done & ~hopeless] > FP_PLAIN_RATE):
+            if not mixing and m and np.any(rho[~done & ~hopeless] > plain_rate):
                 # Plain iteration is slow for some game: Anderson from its best point, judged
                 # afresh (its first iterations may raise the residual).
                 mixing, k_scheme = True, k
@@ -212,13 +283,13 @@ def anderson_fixed_point(P, log_mu, tau, z0, *, newton_cost: float = FP_NEWTON_C
             slow = (slow | hopeless) & ~done
             if slow.any():
                 finish(slow, k, z_best[slow], False)
-                leave = done | slow
+                leave, any_leave = done | slow, True
             r_check = r_best.copy()
             if mixing and k == k_scheme:
                 r_check[:] = np.inf  # the rate of the Anderson scheme is measured from here
         if k == max_iter - 1:
             break
-        if leave.any():
+        if any_leave:
             keep = ~leave
             active = active[keep]
             if active.size == 0:

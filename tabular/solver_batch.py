@@ -145,8 +145,9 @@ def _batch_shape(P, mu, tau, games):
     return B, n
 
 
-def _validate_batch(P, mu, B, n, size):
-    """Validate a batch chunk by chunk (bounded memory); a bad game is named by its index."""
+def _validate_batch(P, mu, B, n, size, check_game=True):
+    """Validate a batch chunk by chunk (bounded memory); a bad game is named by its index
+    (``check_game=False``: P's O(n^2) range and P + P.T = 1 checks left out)."""
     def named(check, start, stop, *arrays):
         try:
             check(*(a[start:stop] for a in arrays))
@@ -158,21 +159,23 @@ def _validate_batch(P, mu, B, n, size):
                     raise ValueError(f"game {b} of {B}: {e}") from None
             raise
 
-    if P.ndim == 2:
+    if P.ndim == 2 and check_game:
         validate_preference(P)
     if mu is not None and mu.ndim == 1:
         validate_reference(mu, n)
     for start in range(0, B, size):
         stop = min(B, start + size)
-        if P.ndim == 3:
+        if P.ndim == 3 and check_game:
             named(validate_preference, start, stop, P)
         if mu is not None and mu.ndim == 2:
             named(lambda m: validate_reference(m, n), start, stop, mu)
 
 
-def solve_batch(P, mu, tau, games, options: SolverOptions, chunk) -> EquilibriumBatch:
-    """:func:`~tabular.solvers.solve_equilibrium` on a batch (its ``P``, ``mu``, ``tau``, ``chunk``;
-    ``games``: the number of games when ``P`` is one matrix shared by the batch, else None)."""
+def solve_batch(P, mu, tau, games, options: SolverOptions, chunk,
+                check_game: bool = True) -> EquilibriumBatch:
+    """:func:`~tabular.solvers.solve_equilibrium` on a batch (its ``P``, ``mu``, ``tau``, ``chunk``,
+    ``check_game``; ``games``: the number of games when ``P`` is one matrix shared by the batch,
+    else None)."""
     gap_tol = options.gap_tol
     B, n = _batch_shape(P, mu, tau, games)
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
@@ -187,7 +190,7 @@ def solve_batch(P, mu, tau, games, options: SolverOptions, chunk) -> Equilibrium
     # The outputs (pi and log_pi, B x n each, and the per-game fields) are not chunked.
     check_allocation(8.0 * B * (2 * n + 8), f"solve_equilibrium on {B} games of {n} actions "
                      f"(the (B, n) results)")
-    _validate_batch(P, mu, B, n, size)
+    _validate_batch(P, mu, B, n, size, check_game)
     tau_list = np.broadcast_to(np.asarray(tau, dtype=object), (B,))
     tau_arr = np.array([validate_tau(t, allow_zero=True) for t in tau_list], dtype=np.float64)
     for t in np.unique(tau_arr[tau_arr > 0]):

@@ -495,6 +495,37 @@ def test_exact_pairs_are_the_full_grid_and_summing_y_prime_out_is_the_same_polic
     np.testing.assert_allclose(grad(summed), grad(grid), rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("label_type", ["soft", "hard"])
+@pytest.mark.parametrize("loss", ["ipo", "dpo", "slic"])
+def test_one_sampler_pairs_are_the_full_grid_folded_onto_y_le_y_prime(loss, label_type):
+    """y and y' from one q (one tensor passed twice): the pairs y <= y' only, each off-diagonal
+    pair counted twice. Objective and gradient equal the full n x n grid's (a distinct but equal
+    tensor for q' gives the grid), to round-off, for every pairwise loss and for hard labels
+    with ties (the fold needs loss(-h, 1 - p) = loss(h, p) and an antisymmetric label)."""
+    rng = np.random.default_rng(12)
+    B, n, tau = 3, 6, 0.3
+    P_np = np.stack([random_preference(n, rng) for _ in range(B)])
+    P_np[:, 0, 1], P_np[:, 1, 0] = 0.5, 0.5  # a tie off the diagonal
+    P = torch.tensor(P_np)
+    log_mu = torch.log(torch.tensor(np.stack([random_reference(n, rng) for _ in range(B)])))
+    theta = torch.tensor(rng.normal(size=(B, n)), requires_grad=True)
+    log_q = torch.log_softmax(theta, -1).detach()
+    folded = pairs(P, log_q, log_q, label_type)
+    grid = pairs(P, log_q, log_q.clone(), label_type)
+    assert folded.weight.shape == (B, n * (n + 1) // 2) and grid.weight.shape == (B, n, n)
+    assert torch.allclose(folded.weight.sum(-1), torch.ones(B, dtype=torch.float64), atol=1e-15)
+    log_ratio = torch.log_softmax(theta, -1) - log_mu
+
+    def value_and_grad(pr):
+        obj = pairwise_objective(pr, log_ratio, loss, tau)
+        return obj.detach().numpy(), torch.autograd.grad(obj.sum(), theta, retain_graph=True)[0].numpy()
+
+    (v_fold, g_fold), (v_grid, g_grid) = value_and_grad(folded), value_and_grad(grid)
+    np.testing.assert_allclose(v_fold, v_grid, rtol=1e-13)
+    np.testing.assert_allclose(g_fold, g_grid, rtol=1e-11, atol=1e-14)
+    assert np.abs(g_grid).max() > 1e-3  # a gradient worth comparing
+
+
 def test_sampled_pairs_weigh_each_draw_one_over_k():
     P = torch.tensor(random_preference(4, np.random.default_rng(0)))[None].repeat(3, 1, 1)
     log_q = torch.log(torch.full((3, 4), 0.25, dtype=torch.float64))

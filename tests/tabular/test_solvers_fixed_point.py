@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tabular_helpers import random_preference, random_reference
 
+import tabular.fixed_point as fixed_point_module
 from tabular import (
     EquilibriumBatch,
     cyclic,
@@ -111,6 +112,71 @@ def test_the_stage_reports_what_it_did_not_reach():
     assert not run.converged[0] and run.iterations[0] == 3 and run.residual[0] > 1e-10
     full = anderson_fixed_point(P, log_mu, np.array([1.0]), z0)
     assert full.converged[0] and full.residual[0] <= 1e-14
+
+
+def _skew(n, seed):
+    G = np.random.default_rng(seed).normal(size=(n, n))
+    return 1.0 / (1.0 + np.exp(-(G - G.T)))
+
+
+@pytest.mark.parametrize("n", [3, 30, 200, 600])
+def test_the_one_game_loop_is_the_batched_loop_bit_for_bit(n, monkeypatch):
+    """One game's plain phase runs in ``_plain_one_game`` (scalar bookkeeping, issue 22) and
+    hands over to the batched loop's Anderson mixing: every field of the run, down to the last
+    bit, must be what the batched loop alone gives, whichever way the game leaves (done, handed
+    to Newton, handed to Anderson; all three are asserted to occur)."""
+    exits = []
+    one_game = fixed_point_module._plain_one_game
+
+    def spy(*args):
+        out = one_game(*args)
+        exits.append(out[1])
+        return out
+
+    monkeypatch.setattr(fixed_point_module, "_plain_one_game", spy)
+    rng = np.random.default_rng(n)
+    for P in (random_game(n, 0), _skew(n, 1), cyclic(n)):
+        log_mu = np.log(random_reference(n, rng, 0.5))[None]
+        for tau in (1.0, 0.3, 0.1, 0.03, 0.01):
+            for rescue in (True, False):
+                args = (P, log_mu, np.array([tau]), log_mu.copy())
+                fast = anderson_fixed_point(*args, rescue=rescue)
+                monkeypatch.setattr(fixed_point_module, "ONE_GAME_LOOP", False)
+                batched = anderson_fixed_point(*args, rescue=rescue)
+                monkeypatch.setattr(fixed_point_module, "ONE_GAME_LOOP", True)
+                for field in ("z", "residual", "iterations", "converged", "rate",
+                              "start_residual", "P_pi"):
+                    np.testing.assert_array_equal(getattr(fast, field), getattr(batched, field),
+                                                  err_msg=f"{field}, tau {tau}, rescue {rescue}")
+    if n >= 30:
+        assert {"done", "slow", "mix"} <= set(exits)
+
+
+def test_check_game_false_skips_only_the_preference_check():
+    """``check_game=False`` (issue 22): the same answer on a valid game; a P that is no
+    preference matrix is then not refused; shapes, mu and tau are checked regardless."""
+    P = random_game(40, 0)
+    mu = random_reference(40, np.random.default_rng(0), 0.5)
+    for tau in (1.0, 0.01):
+        a, b = solve_equilibrium(P, mu, tau), solve_equilibrium(P, mu, tau, check_game=False)
+        np.testing.assert_array_equal(a.log_pi, b.log_pi)
+    stack = np.stack([P, random_game(40, 1)])
+    a = solve_equilibrium(stack, mu, 0.1)
+    b = solve_equilibrium(stack, mu, 0.1, check_game=False)
+    np.testing.assert_array_equal(a.log_pi, b.log_pi)
+    bad = P.copy()
+    bad[3, 7] += 1e-6
+    with pytest.raises(ValueError, match=r"P \+ P\.T must equal 1"):
+        solve_equilibrium(bad, mu, 0.1)
+    with pytest.raises(ValueError, match=r"P \+ P\.T must equal 1"):
+        solve_equilibrium(np.stack([P, bad]), mu, 0.1)
+    assert solve_equilibrium(bad, mu, 0.1, check_game=False).pi.shape == (40,)
+    for args, match in (((P[:, :5], mu, 0.1), "square"), ((P, mu[:5], 0.1), "mu"),
+                        ((P, -mu, 0.1), "mu"), ((P, mu, -1.0), "tau")):
+        with pytest.raises(ValueError, match=match):
+            solve_equilibrium(*args, check_game=False)
+    with pytest.raises(ValueError, match="check_game must be True or False"):
+        solve_equilibrium(P, mu, 0.1, check_game=None)
 
 
 # ---------------------------------------------------------------------------------------------
