@@ -59,14 +59,13 @@ QUICK_SIZES = Sizes(simplex_steps=150, n_actions=4, conv_steps=120, conv_seeds=1
 
 
 # --------------------------------------------------------------------------------------------
-# Step sizes: the library defaults (``AlgorithmConfig.effective_lr``: min(0.5, 20 tau^2) for IPO,
-# scaled per loss), recorded in the CSVs. Gradient methods need lr = O(tau^2) on intransitive games
-# (the rotational part of the dynamics grows like 1/tau); see tabular/algorithms.py.
+# Step sizes: the library defaults (``AlgorithmConfig.effective_lr``: each method row's ``sgd_lr``,
+# min(0.5, 20 tau^2) for IPO, scaled per loss), recorded in the CSVs. Gradient methods need
+# lr = O(tau^2) on intransitive games (the rotational part of the dynamics grows like 1/tau); see
+# tabular/methods.py.
 # --------------------------------------------------------------------------------------------
 def algorithm_lr(name: str, tau: float) -> float | None:
-    """Learning rate used in the figures (None for the mirror-descent methods)."""
-    if name in ("nash_md", "extragradient"):
-        return None
+    """Learning rate used in the figures (None for the mirror-descent methods, which take none)."""
     return AlgorithmConfig(name, tau=tau).effective_lr
 
 

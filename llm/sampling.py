@@ -78,8 +78,11 @@ def sample(policy, ref, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, max
     """Sample responses from the per-token geometric mixture of ``policy`` and ``ref`` with KV caches.
 
     Args:
-      policy, ref: causal LMs (``ref`` may be None when beta == 0; ``policy`` may be None when
-        beta == 1). prompt_ids, prompt_mask: (B, P) left-padded. beta: float or (B,) tensor.
+      policy: causal LM (None when beta == 1).
+      ref: causal LM (None when beta == 0).
+      prompt_ids: (B, P) left-padded prompts.
+      prompt_mask: (B, P) their attention mask.
+      beta: float or (B,) tensor.
       eos_id: ends a row (None: always ``max_new_tokens`` tokens).
     Returns:
       response (B, T) with ``pad_id`` after ``<eos>``; response_mask (B, T), 1 up to and incl. ``<eos>``.

@@ -129,34 +129,16 @@ class AlgorithmConfig:
         return self.method.kind
 
     @property
-    def effective_lr(self) -> float:
+    def effective_lr(self) -> float | None:
+        """``lr`` if given, else the optimizer's default: 0.01 for Adam, the method row's
+        ``sgd_lr(tau)`` for SGD; None for the closed-form (``md``) updates, which take no lr."""
+        if self.method.sgd_lr is None:
+            return None
         if self.lr is not None:
             return self.lr
         if self.optimizer == "adam":
             return 0.01  # Adam moves each logit by about lr per step, whatever the loss scale
-        # SGD on the exact online-IPO loss: linearised at pi*, the update is theta -= lr J dtheta
-        # with J = 4 D - (4 / tau) D A D (D = diag(pi) - pi pi^T, A = P - 1/2 skew). Its symmetric
-        # part is O(1) whatever tau, its rotation grows like 1/tau on intransitive games, and
-        # plain gradient steps are stable only for lr < 2 Re(l) / |l|^2 over J's eigenvalues l,
-        # i.e. lr = O(tau^2) for small tau. min(0.5, 20 tau^2) converged on BT, cyclic, random
-        # and majority games with non-uniform mu for tau in [0.01, 10]; lr 0.5 at tau = 0.1 and
-        # lr 2 tau at tau = 0.05 oscillate on cyclic(5). Convergence is then slow at small tau:
-        # that is the method (extragradient is the fast alternative), not the step size.
-        # Written without tau**2 in a denominator and with tau * tau (inf, not OverflowError, for
-        # huge tau): every tau that validate_tau accepts, 1e-300 to 1e300, gives a finite lr.
-        tau = self.tau
-        lr_pairwise = min(0.5, 20.0 * tau * tau)
-        # The policy-gradient objectives are tau/4 times IPO's (Prop. 4.2: grad IPO = -(4/tau)
-        # grad self-play), so with lr x 4/tau self_play follows online_ipo step for step. DPO and
-        # SLiC get lr / (2 tau^2) and lr / (2 tau): measured, not derived (their gradients in h
-        # scale like tau, and the rotation like 1/tau); 4x and 16x the DPO default oscillate on
-        # a BT-cyclic blend at tau = 0.1.
-        loss = self.method.loss
-        if loss == "dpo":  # lr_pairwise / (2 tau^2)
-            return min(0.25 / tau / tau, 10.0)
-        if loss == "slic":  # lr_pairwise / (2 tau)
-            return min(0.25 / tau, 10.0 * tau)
-        return lr_pairwise if self.kind == "pairwise" else min(2.0 / tau, 80.0 * tau)  # x 4/tau
+        return self.method.sgd_lr(self.tau)  # the method's row (tabular.methods: ipo_lr, ...)
 
 
 def nash_md_eta(cfg: AlgorithmConfig, t: int) -> float:

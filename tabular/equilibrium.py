@@ -68,9 +68,10 @@ def solve_equilibrium(
         or (B,) (a (B,) tau with one (n, n) ``P`` is a batch too).
       gap_tol: target duality gap; ``converged`` reports whether it was met (a warning names the
         achieved gap and the remedy otherwise). max_iter: Newton steps per tau stage.
-      tau_path_ratio in (0, 1), tau_start > 0: the continuation path ``tau_start * ratio^k`` down
-        to ``tau``, used when direct Newton stalls (at most
+      tau_path_ratio: in (0, 1), with ``tau_start`` > 0: the continuation path
+        ``tau_start * ratio^k`` down to ``tau``, used when direct Newton stalls (at most
         :data:`~tabular.newton.MAX_PATH_STAGES` stages).
+      tau_start: the path's first tau.
       init: optional warm start (a policy with full support; one game only).
       linear: ``"auto"`` (dense LU for small n, GMRES above), ``"dense"`` or ``"krylov"``.
       fixed_point: start with the contraction-aware fixed-point stage

@@ -3,20 +3,27 @@
 Both the tabular sandbox (:mod:`tabular.algorithms`) and the transformer code (:mod:`llm`) read
 this table; neither keeps its own list of methods or re-derives a method's properties.
 
-| method        | kind     | loss | y ~ | y' ~ | update                                                     |
-|---------------|----------|------|-----|------|------------------------------------------------------------|
-| offline_ipo   | pairwise | ipo  | mu  | mu   | gradient of the pairwise loss on ``h_pi(y, y')``           |
-| offline_dpo   | pairwise | dpo  | mu  | mu   |                                                            |
-| offline_slic  | pairwise | slic | mu  | mu   |                                                            |
-| online_ipo    | pairwise | ipo  | pi  | pi   |                                                            |
-| online_dpo    | pairwise | dpo  | pi  | pi   |                                                            |
-| online_slic   | pairwise | slic | pi  | pi   |                                                            |
-| ipo_md        | pairwise | ipo  | mix | mix  | margins under pi, pair from the geometric mixture          |
-| nash_md_pg    | pg       |      | pi  | mix  | REINFORCE on ``P(y, y') - 1/2 - tau r_pi(y)``              |
-| self_play     | pg       |      | pi  | pi   | nash_md_pg with beta = 0                                   |
-| rl            | rl       |      | pi  |      | REINFORCE on a Bradley-Terry reward ``s(y) - tau r_pi(y)`` |
-| nash_md       | md       |      |     |      | closed-form mirror descent (tabular only)                  |
-| extragradient | md       |      |     |      | closed-form extragradient (tabular only)                   |
+| method        | kind     | loss | y ~ | y' ~ | display       | default SGD lr     |
+|---------------|----------|------|-----|------|---------------|--------------------|
+| offline_ipo   | pairwise | ipo  | mu  | mu   | offline IPO   | ipo_lr             |
+| offline_dpo   | pairwise | dpo  | mu  | mu   | offline DPO   | dpo_lr             |
+| offline_slic  | pairwise | slic | mu  | mu   | offline SLiC  | slic_lr            |
+| online_ipo    | pairwise | ipo  | pi  | pi   | online IPO    | ipo_lr             |
+| online_dpo    | pairwise | dpo  | pi  | pi   | online DPO    | dpo_lr             |
+| online_slic   | pairwise | slic | pi  | pi   | online SLiC   | slic_lr            |
+| ipo_md        | pairwise | ipo  | mix | mix  | IPO-MD        | ipo_lr             |
+| nash_md_pg    | pg       |      | pi  | mix  | Nash-MD-PG    | policy_gradient_lr |
+| self_play     | pg       |      | pi  | pi   | self-play     | policy_gradient_lr |
+| rl            | rl       |      | pi  |      | RL            | policy_gradient_lr |
+| nash_md       | md       |      |     |      | Nash-MD       |                    |
+| extragradient | md       |      |     |      | extragradient |                    |
+
+Updates: a ``pairwise`` method follows the gradient of its loss on the margin ``h_pi(y, y')``
+(IPO-MD: margins under pi, the pair from the geometric mixture); ``pg``: REINFORCE on
+``P(y, y') - 1/2 - tau r_pi(y)`` (self_play is nash_md_pg with beta = 0); ``rl``: REINFORCE on
+a Bradley-Terry reward ``s(y) - tau r_pi(y)``; ``md``: closed-form mirror descent and
+extragradient (tabular only). The default SGD learning rate at tau is the row's ``sgd_lr``
+(:func:`ipo_lr`, :func:`dpo_lr`, :func:`slic_lr`, :func:`policy_gradient_lr`).
 
 ``mix`` is the geometric mixture ``pi^(1-beta) mu^beta`` (normalised), so ``pi`` means beta = 0
 and ``mu`` means beta = 1. ``rl`` draws a single response and scores it, so it has no ``y'``.
@@ -24,9 +31,44 @@ and ``mu`` means beta = 1. ``rl`` draws a single response and scores it, so it h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Method", "METHODS", "KINDS", "SAMPLERS", "sampled_methods"]
+__all__ = ["Method", "METHODS", "KINDS", "SAMPLERS", "sampled_methods", "method_table", "ipo_lr", "dpo_lr",
+           "slic_lr", "policy_gradient_lr"]
+
+
+# Default SGD learning rates at tau, one per loss (a row names its own). Each is written without
+# tau**2 in a denominator and with tau * tau (inf, not OverflowError, for huge tau): every tau that
+# validate_tau accepts, 1e-300 to 1e300, gives a finite lr.
+def ipo_lr(tau: float) -> float:
+    """``min(0.5, 20 tau^2)``. SGD on the exact online-IPO loss: linearised at pi*, the update is
+    theta -= lr J dtheta with J = 4 D - (4 / tau) D A D (D = diag(pi) - pi pi^T, A = P - 1/2 skew).
+    Its symmetric part is O(1) whatever tau, its rotation grows like 1/tau on intransitive
+    games, and plain gradient steps are stable only for lr < 2 Re(l) / |l|^2 over J's eigenvalues
+    l, i.e. lr = O(tau^2) for small tau. min(0.5, 20 tau^2) converged on BT, cyclic, random and
+    majority games with non-uniform mu for tau in [0.01, 10]; lr 0.5 at tau = 0.1 and lr 2 tau at
+    tau = 0.05 oscillate on cyclic(5). Convergence is then slow at small tau: that is the method
+    (extragradient is the fast alternative), not the step size."""
+    return min(0.5, 20.0 * tau * tau)
+
+
+def dpo_lr(tau: float) -> float:
+    """IPO's lr / (2 tau^2): measured, not derived (DPO's gradient in h scales like tau and the
+    rotation like 1/tau); 4x this default oscillates on a BT-cyclic blend at tau = 0.1."""
+    return min(0.25 / tau / tau, 10.0)
+
+
+def slic_lr(tau: float) -> float:
+    """IPO's lr / (2 tau): measured like :func:`dpo_lr`; 16x it oscillates on a BT-cyclic blend
+    at tau = 0.1."""
+    return min(0.25 / tau, 10.0 * tau)
+
+
+def policy_gradient_lr(tau: float) -> float:
+    """IPO's lr x 4 / tau: the policy-gradient objectives are tau/4 times IPO's (Prop. 4.2: grad
+    IPO = -(4/tau) grad self-play), so self_play follows online_ipo step for step."""
+    return min(2.0 / tau, 80.0 * tau)
 
 KINDS = ("pairwise", "pg", "rl", "md")
 SAMPLERS = ("pi", "mu", "mix")
@@ -47,6 +89,8 @@ class Method:
     """Where ``y'`` is drawn (None: no second response)."""
     display: str = ""
     """How tables and figures name the method (``online IPO``); empty: its key."""
+    sgd_lr: Callable[[float], float] | None = None
+    """The default SGD learning rate at tau (gradient methods; ``AlgorithmConfig.effective_lr``)."""
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -57,6 +101,9 @@ class Method:
         for where in (self.beta_y, self.beta_y_prime):
             if where is not None and where not in SAMPLERS:
                 raise ValueError(f"unknown sampler {where!r}; choose from {', '.join(SAMPLERS)}")
+        if (self.kind != "md") != (self.sgd_lr is not None):
+            raise ValueError(f"a {self.kind} method {'needs' if self.kind != 'md' else 'takes no'} "
+                             f"default learning rate (sgd_lr)")
 
     @property
     def uses_beta(self) -> bool:
@@ -78,19 +125,31 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "offline_ipo": Method("pairwise", "ipo", "mu", "mu", "offline IPO"),
-    "offline_dpo": Method("pairwise", "dpo", "mu", "mu", "offline DPO"),
-    "offline_slic": Method("pairwise", "slic", "mu", "mu", "offline SLiC"),
-    "online_ipo": Method("pairwise", "ipo", "pi", "pi", "online IPO"),
-    "online_dpo": Method("pairwise", "dpo", "pi", "pi", "online DPO"),
-    "online_slic": Method("pairwise", "slic", "pi", "pi", "online SLiC"),
-    "ipo_md": Method("pairwise", "ipo", "mix", "mix", "IPO-MD"),
-    "nash_md_pg": Method("pg", None, "pi", "mix", "Nash-MD-PG"),
-    "self_play": Method("pg", None, "pi", "pi", "self-play"),
-    "rl": Method("rl", None, "pi", None, "RL"),
+    "offline_ipo": Method("pairwise", "ipo", "mu", "mu", "offline IPO", ipo_lr),
+    "offline_dpo": Method("pairwise", "dpo", "mu", "mu", "offline DPO", dpo_lr),
+    "offline_slic": Method("pairwise", "slic", "mu", "mu", "offline SLiC", slic_lr),
+    "online_ipo": Method("pairwise", "ipo", "pi", "pi", "online IPO", ipo_lr),
+    "online_dpo": Method("pairwise", "dpo", "pi", "pi", "online DPO", dpo_lr),
+    "online_slic": Method("pairwise", "slic", "pi", "pi", "online SLiC", slic_lr),
+    "ipo_md": Method("pairwise", "ipo", "mix", "mix", "IPO-MD", ipo_lr),
+    "nash_md_pg": Method("pg", None, "pi", "mix", "Nash-MD-PG", policy_gradient_lr),
+    "self_play": Method("pg", None, "pi", "pi", "self-play", policy_gradient_lr),
+    "rl": Method("rl", None, "pi", None, "RL", policy_gradient_lr),
     "nash_md": Method("md", display="Nash-MD"),
     "extragradient": Method("md", display="extragradient"),
 }
+
+
+def method_table() -> str:
+    """The table in this module's docstring, rendered from :data:`METHODS` (a test keeps the two
+    equal: a new row shows up in the documentation or the test fails)."""
+    rows = [("method", "kind", "loss", "y ~", "y' ~", "display", "default SGD lr")]
+    rows += [(name, m.kind, m.loss or "", m.beta_y or "", m.beta_y_prime or "", m.display,
+              m.sgd_lr.__name__ if m.sgd_lr else "") for name, m in METHODS.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
 
 
 def sampled_methods() -> dict[str, Method]:

@@ -125,6 +125,16 @@ def test_the_packages_have_no_import_cycle():
         f"[{', '.join(c)}]: {describe(c, edges)}" for c in found)
 
 
+def test_tabular_imports_nothing_that_builds_on_it():
+    """``tabular`` is the core: ``llm``, ``proofs_check`` and ``figures`` build on it, never the
+    reverse."""
+    edges, _ = import_graph(ROOT)
+    core = [m for m in edges if m.split(".")[0] == "tabular"]
+    assert len(core) > 10
+    upward = {m: sorted(t for t in edges[m] if t.split(".")[0] != "tabular") for m in core}
+    assert not any(upward.values()), {m: t for m, t in upward.items() if t}
+
+
 def test_no_module_imports_another_modules_private_name():
     _, private = import_graph(ROOT)
     assert not private, "private names imported from another module: " + "; ".join(

@@ -1,5 +1,6 @@
-"""Every README block marked ``rendered by `python benchmarks/X.py --render``` is what that command
-prints now, from the committed results file: the numbers in the README cannot drift from the file."""
+"""Every block of the READMEs and the manual (``docs/*.md``) marked ``rendered by `python
+benchmarks/X.py --render``` is what that command prints now, from the committed results file: the
+numbers in the documentation cannot drift from the file."""
 
 import os
 import re
@@ -13,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"rendered by `python (benchmarks/\w+\.py) --render` "
                     r"from (benchmarks/measured/\w+\.json)")
-BLOCKS = sorted({(readme, script, results) for readme in ("README.md", "llm/README.md")
+DOCUMENTS = ["README.md", "llm/README.md"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))
+BLOCKS = sorted({(readme, script, results) for readme in DOCUMENTS
                  for script, results in MARKER.findall((ROOT / readme).read_text())})
 
 

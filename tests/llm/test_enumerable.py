@@ -264,11 +264,12 @@ def test_presets_resolve(preset):
 
 
 def test_readme_block_is_the_render_of_the_committed_reference():
-    """README's exact-report block equals `python -m llm exact-report llm/reference/exact`."""
+    """The manual's exact-report block (docs/llm_exact.md) equals `python -m llm exact-report
+    llm/reference/exact`."""
     from llm.exact_report import BLOCK_END, BLOCK_START, render
 
     summary = json.loads(open(os.path.join(ROOT, "llm", "reference", "exact", "summary.json")).read())
-    text = open(os.path.join(ROOT, "README.md")).read()
+    text = open(os.path.join(ROOT, "docs", "llm_exact.md")).read()
     block = text.split(BLOCK_START)[1].split(BLOCK_END)[0].strip()
     assert block == render(summary).strip()
 
