@@ -23,7 +23,7 @@ batches, a few steps: proves the script on a CPU; its numbers are not GPU number
 Flags: ``--smoke`` (CPU, a 1-layer d = 16 model, 1-2 steps per phase, online IPO and Nash-MD-PG
 only: the CI smoke test, seconds),
 ``--out`` (overrides ``GPU_CHECK_OUT``). The report holds the measured provenance
-(:func:`tabular.provenance.measured_provenance`) and the load average before and after.
+(:func:`opo_toolkit.provenance.measured_provenance`) and the load average before and after.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from llm.runtime import autocast, resolve_device
 from llm.sampling import sample, token_logprobs
 from llm.tasks import make_task
 from llm.train import run_sft
-from tabular.cliargs import Parser
-from tabular.files import atomic_write_json
-from tabular.provenance import LoadWindow, load_average, measured_provenance
+from opo_toolkit.cliargs import Parser
+from opo_toolkit.files import atomic_write_json
+from opo_toolkit.provenance import LoadWindow, load_average, measured_provenance
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, in FLOP/s. H200 is the
 # H100 SXM chip with more memory: same 989 TFLOPS. Matched in this order against the device name.

@@ -29,7 +29,7 @@ unless said otherwise):
 Results are written only when asked: ``--write`` writes the committed
 ``benchmarks/measured/tabular_scale.json`` (a full run only: never with ``--quick`` or ``--only``),
 ``--out PATH`` any other file, atomically, with the measured provenance
-(:func:`tabular.provenance.measured_provenance`: CPU, threads, versions, git commit, and the load
+(:func:`opo_toolkit.provenance.measured_provenance`: CPU, threads, versions, git commit, and the load
 average before and after). ``--render`` prints the README tables from that file and draws
 ``benchmarks/measured/tabular_scale.png``. Bad flags: one line and exit 2.
 """
@@ -55,9 +55,10 @@ from scipy.special import expit, log_softmax, logsumexp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trl_common import positive_int  # noqa: E402  (the benchmarks' shared flag types)
 
+from opo_toolkit.cliargs import Parser, UsageError, run_command
+from opo_toolkit.files import atomic_write_json
+from opo_toolkit.provenance import load_window, measured_provenance
 from tabular import METHODS, AlgorithmConfig, duality_gap, exploitability, run, solve_equilibrium
-from tabular.cliargs import Parser, UsageError, run_command
-from tabular.files import atomic_write_json
 from tabular.game import (
     annotator_majority,
     bradley_terry_random,
@@ -65,7 +66,6 @@ from tabular.game import (
     intransitive_blend,
     random_game,
 )
-from tabular.provenance import load_window, measured_provenance
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "tabular_scale.json"  # committed
 

@@ -27,9 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trl_common import positive_int  # noqa: E402  (the benchmarks' shared flag types)
 
+from opo_toolkit.cliargs import Parser, run_command
+from opo_toolkit.provenance import measured_provenance
 from tabular import exploitability, make_game, solve_equilibrium
-from tabular.cliargs import Parser, run_command
-from tabular.provenance import measured_provenance
 from tabular.solvers import duality_gap, fixed_point_map
 
 FAMILIES = {"random": "random:{n}:0", "bt": "bt:{n}:0", "cyclic": "cyclic:{n}",

@@ -7,10 +7,10 @@
   (the CI smoke test writes to a temporary folder); with neither the tables are printed and
   nothing is written. ``--render`` prints the README tables from ``--out`` (default: the committed
   file); a missing or unreadable file is one line on stderr and exit 2. Bad values are the project
-  parser's one line and exit 2 (:class:`tabular.cliargs.Parser`).
+  parser's one line and exit 2 (:class:`opo_toolkit.cliargs.Parser`).
 - :func:`interleaved` and :func:`ratio_stats`: timed repeats that alternate the contenders, so a
   change in the shared machine's load hits both, and the median and spread of the per-repeat ratio.
-- :func:`measure_provenance`: :func:`tabular.provenance.measured_provenance`, the load average
+- :func:`measure_provenance`: :func:`opo_toolkit.provenance.measured_provenance`, the load average
   before and after the measurement and a ``load_warning`` when it exceeded what the benchmark needs;
   :func:`provenance_line` renders them.
 - :func:`peer`: import an optional peer (TRL, cvxpy, nashpy) or print one line saying its column
@@ -31,9 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from tabular.cliargs import Parser, UsageError, one_line
-from tabular.files import atomic_write_json, check_output_dir
-from tabular.provenance import load_too_high, load_warning, load_window, measured_provenance
+from opo_toolkit.cliargs import Parser, UsageError, one_line
+from opo_toolkit.files import atomic_write_json, check_output_dir
+from opo_toolkit.provenance import load_too_high, load_warning, load_window, measured_provenance
 
 __all__ = ["tiny_models", "interleaved", "ratio_stats", "benchmark_parser", "positive_int",
            "destination", "render_or_check", "write_and_render", "measure_provenance", "provenance_line",

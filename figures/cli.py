@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tabular.cliargs import Parser, add_dataclass_flags, config_from_args, flag
-from tabular.files import atomic_write_json, atomic_write_text, check_output_dir, package_versions
+from opo_toolkit.cliargs import Parser, add_dataclass_flags, config_from_args, flag
+from opo_toolkit.files import atomic_write_json, atomic_write_text, check_output_dir, package_versions
 from tabular.game import MAX_SEED, validate_seed
 
 from .common import DEFAULT_SIZES, QUICK_SIZES
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from tabular.progress import progress
+    from opo_toolkit.progress import progress
 
     from . import tabular_figures as tf
     from .llm_figures import llm_figures

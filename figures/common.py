@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from opo_toolkit.files import atomic_write_bytes, atomic_write_text
 from tabular import AlgorithmConfig, run, solve_equilibrium
-from tabular.files import atomic_write_bytes, atomic_write_text
 from tabular.game import annotator_majority, bradley_terry_random, cyclic, random_game
 from tabular.metrics import kl_log
 

@@ -14,7 +14,7 @@ before torch loads):
 - tasks (:mod:`llm.tasks`): ``SyntheticTask``, ``TextTask``, ``make_task``, ``majority_prob``;
 - models (:mod:`llm.models`): ``Codec``, ``ChatCodec`` (a pretrained model's own tokenizer and chat
   template), ``smollm2_gguf_path``, ``train_tokenizer``, ``new_causal_lm``, ``new_scorer``,
-  ``load_causal_lm``, ``load_scorer``, ``save_model`` (bad input: ``tabular.cliargs.UsageError``);
+  ``load_causal_lm``, ``load_scorer``, ``save_model`` (bad input: ``opo_toolkit.cliargs.UsageError``);
 - sampling (:mod:`llm.sampling`): ``sample`` (per-token geometric mixture with KV caches),
   ``sample_responses``, ``token_logprobs``, ``sequence_logprob``, ``pm_prob`` / ``pm_prob_rows``
   (the antisymmetric PM), ``rm_prob_rows``, ``rm_reward``;

@@ -2,7 +2,7 @@
 (``report`` and ``compare`` are tools that read a finished run's summary).
 
 The flags of each subcommand are built from its config dataclass (:mod:`llm.config`) by
-:func:`tabular.cliargs.add_dataclass_flags`: one flag per field, its help from the field's
+:func:`opo_toolkit.cliargs.add_dataclass_flags`: one flag per field, its help from the field's
 metadata, its default shown by ``ArgumentDefaultsHelpFormatter``.
 A usage error (bad flag value, bad path, run folder already used, ...) prints one line on stderr
 and exits with status 2, without a traceback and before anything is written.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from tabular.cliargs import Parser, add_dataclass_flags, config_from_args, run_command
+from opo_toolkit.cliargs import Parser, add_dataclass_flags, config_from_args, run_command
 
 from .config import STAGE_CONFIGS
 

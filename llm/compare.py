@@ -24,8 +24,8 @@ import json
 import os
 import sys
 
-from tabular.cliargs import Parser, one_line
-from tabular.files import check_output_file
+from opo_toolkit.cliargs import Parser, one_line
+from opo_toolkit.files import check_output_file
 
 from .config import RESUMABLE_CHANGES
 from .report import (

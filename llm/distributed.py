@@ -41,7 +41,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from tabular.cliargs import UsageError
+from opo_toolkit.cliargs import UsageError
 
 __all__ = ["launched_world_size", "init", "shutdown", "world_size", "rank", "is_writer", "on_rank_zero",
            "broadcast_object", "gather_dicts", "all_reduce_grads", "all_sum", "local_shards", "shard_seed"]

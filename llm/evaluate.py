@@ -17,10 +17,10 @@ import os
 import numpy as np
 import torch
 
-from tabular.cliargs import UsageError
-from tabular.files import atomic_write_json
-from tabular.progress import progress as progress_bar
-from tabular.stats import t_halfwidth
+from opo_toolkit.cliargs import UsageError
+from opo_toolkit.files import atomic_write_json
+from opo_toolkit.progress import progress as progress_bar
+from opo_toolkit.stats import t_halfwidth
 
 from .align import read_prompt_file
 from .models import check_context, load_causal_lm, load_scorer

@@ -36,11 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tabular.cliargs import Parser, UsageError, add_dataclass_flags, config_from_args, run_command
-from tabular.files import atomic_write_bytes, atomic_write_json, check_output_dir, package_versions
-from tabular.progress import progress
-from tabular.provenance import measured_provenance
-from tabular.runlock import LOCK_NAME, RunLock
+from opo_toolkit.cliargs import Parser, UsageError, add_dataclass_flags, config_from_args, run_command
+from opo_toolkit.files import atomic_write_bytes, atomic_write_json, check_output_dir, package_versions
+from opo_toolkit.progress import progress
+from opo_toolkit.provenance import measured_provenance
+from opo_toolkit.runlock import LOCK_NAME, RunLock
 
 from .align import alignment_loss
 from .config import MethodParams

@@ -2,8 +2,8 @@
 
 Every number is a mean over chains of an exact per-chain quantity (a mean over the evaluation
 prompts of an exact law's metric), with a 95 % Student-t interval over chains
-(:func:`tabular.stats.t_halfwidth`). Comparisons are paired within chains (the same SFT model and
-prompts) and each family's p-values are Holm-adjusted (:func:`tabular.stats.holm_adjust`); a
+(:func:`opo_toolkit.stats.t_halfwidth`). Comparisons are paired within chains (the same SFT model and
+prompts) and each family's p-values are Holm-adjusted (:func:`opo_toolkit.stats.holm_adjust`); a
 comparison is "separated" only when its adjusted p-value is below 0.05.
 
 Families (each over every rho and split it lists):
@@ -21,7 +21,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from tabular.stats import holm_adjust, t_halfwidth, t_pvalue
+from opo_toolkit.stats import holm_adjust, t_halfwidth, t_pvalue
 
 from .exact_targets import NO_POINT_LIMIT
 
@@ -292,7 +292,7 @@ def render(summary: dict, split: str = "test") -> str:
 
 def write_block(path: str, text: str) -> None:
     """Replace the README block between :data:`BLOCK_START` and :data:`BLOCK_END` (atomic)."""
-    from tabular.files import atomic_write_text
+    from opo_toolkit.files import atomic_write_text
 
     with open(path, encoding="utf-8") as f:
         doc = f.read()
@@ -344,7 +344,7 @@ def compare(reference: dict, run: dict) -> dict:
 
 def main(argv=None) -> int:
     """``python -m llm exact-report RUN_DIR [--write FILE] [--split test|train]``."""
-    from tabular.cliargs import Parser, UsageError, run_command
+    from opo_toolkit.cliargs import Parser, UsageError, run_command
 
     parser = Parser(prog="python -m llm exact-report",
                     description="Render the tables of a `python -m llm exact` run (RUN_DIR/summary.json) as "

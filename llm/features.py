@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import os
 
-from tabular.cliargs import Parser, UsageError, run_command
-from tabular.files import atomic_write_json, atomic_write_text
+from opo_toolkit.cliargs import Parser, UsageError, run_command
+from opo_toolkit.files import atomic_write_json, atomic_write_text
 
 __all__ = ["policy_features", "render_features", "main"]
 

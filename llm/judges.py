@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from tabular.files import atomic_write_json
+from opo_toolkit.files import atomic_write_json
 
 from .pipeline import (
     JUDGE_METRICS,

@@ -28,8 +28,8 @@ import os
 import torch
 from tokenizers import Tokenizer
 
-from tabular.cliargs import UsageError
-from tabular.files import atomic_write_json
+from opo_toolkit.cliargs import UsageError
+from opo_toolkit.files import atomic_write_json
 
 __all__ = ["SPECIAL_TOKENS", "PM_FORMS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
            "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model", "check_context",

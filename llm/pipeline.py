@@ -43,7 +43,7 @@ import time
 
 import numpy as np
 
-from tabular.files import atomic_write_json, atomic_write_text, package_versions
+from opo_toolkit.files import atomic_write_json, atomic_write_text, package_versions
 from tabular.methods import METHODS
 
 from .align import run_align

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tabular.cliargs import UsageError
+from opo_toolkit.cliargs import UsageError
 
 __all__ = ["PRESETS", "apply_preset", "gpu_parameter_count"]
 

@@ -17,7 +17,7 @@ and tells the other processes what it found.
 
 Safety of the folder (:func:`claim_run_dir`, used by every stage and by pipeline/study/judges):
 ``--out`` may not be, contain or lie inside one of the stage's inputs (``--overwrite`` would delete
-it); the folder is locked for the whole run (:class:`tabular.runlock.RunLock`: a second process on
+it); the folder is locked for the whole run (:class:`opo_toolkit.runlock.RunLock`: a second process on
 the same ``--out`` stops with one line naming the first; a lock left by a killed run is taken
 over with a note). Every ``run_*`` stage function is wrapped by :func:`stage_function`, which
 releases the folders the call opened however it ends and, on Ctrl-C, notes on the
@@ -37,16 +37,16 @@ import shutil
 
 import torch
 
-from tabular.cliargs import UsageError
-from tabular.files import (
+from opo_toolkit.cliargs import UsageError
+from opo_toolkit.files import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     check_apart,
     check_output_dir,
 )
-from tabular.progress import progress as progress_bar
-from tabular.runlock import LOCK_NAME, RunLock
+from opo_toolkit.progress import progress as progress_bar
+from opo_toolkit.runlock import LOCK_NAME, RunLock
 
 from . import distributed
 from .config import RESUMABLE_CHANGES
@@ -143,7 +143,7 @@ def stage_function(run):
     """Decorator of the ``run_*`` stage functions: resolve ``--preset gpu`` (:func:`llm.presets.apply_preset`)
     into the config before the stage validates it; whatever way the call ends, release the run
     folders it opened (their locks); on Ctrl-C, note on the ``KeyboardInterrupt`` where the
-    innermost run stopped (:func:`tabular.cliargs.run_command` prints the note)."""
+    innermost run stopped (:func:`opo_toolkit.cliargs.run_command` prints the note)."""
     @functools.wraps(run)
     def wrapper(cfg, *args, **kwargs):
         depth = len(_OPEN)

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import torch
 
-from tabular.files import atomic_write_json
+from opo_toolkit.files import atomic_write_json
 
 from . import distributed
 from .models import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from tabular.cliargs import Parser, add_dataclass_flags, config_from_args
+from opo_toolkit.cliargs import Parser, add_dataclass_flags, config_from_args
 from tabular.game import validate_seed
 
 from .checks import CHECKS, run_ledger

@@ -3,14 +3,14 @@
 - ``solve``: the exact equilibrium of a game read from a file, with its certificate.
 - ``run``: several algorithms on one game family, seeds as a batch axis (one vectorised run per
   algorithm); writes ``DIR/metrics.csv`` and ``DIR/config.json`` and prints a summary table. It
-  holds ``DIR``'s lock while it runs (:mod:`tabular.runlock`): a second run on ``DIR`` exits 2.
+  holds ``DIR``'s lock while it runs (:mod:`opo_toolkit.runlock`): a second run on ``DIR`` exits 2.
 - ``equivalence``: checks SPEC §5.1 / §5.5 numerically on a suite of games x tau and exits 1 when
   a check fails.
 
 Every stage's flags come from its dataclass (:class:`SolveConfig`, :class:`RunConfig`,
 :class:`EquivalenceConfig`); the resolved dataclass is what ``config.json`` / ``--json`` record.
 The flags, the one-line usage errors (``python -m tabular COMMAND: error: ...``, exit code 2,
-raised before anything is written) and the parser come from :mod:`tabular.cliargs`, shared with
+raised before anything is written) and the parser come from :mod:`opo_toolkit.cliargs`, shared with
 ``llm``, ``figures`` and ``proofs_check``; the equivalence experiment is :mod:`tabular.equivalence`.
 This module parses, validates, calls the library and writes the results; it holds no numerics.
 
@@ -34,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from opo_toolkit.cliargs import Parser, add_dataclass_flags, config_from_args, fields_from, flag, run_command
+from opo_toolkit.files import atomic_write_json, atomic_write_text, check_output_dir, package_versions
+from opo_toolkit.runlock import RunLock
+
 from .algorithms import AlgorithmConfig, run
-from .cliargs import Parser, add_dataclass_flags, config_from_args, fields_from, flag, run_command
 from .equivalence import EquivalenceConfig, equivalence_suite, equivalence_table, max_abs_difference
-from .files import atomic_write_json, atomic_write_text, check_output_dir, package_versions
 from .game import (
     GAME_FAMILIES,
     check_allocation,
@@ -51,7 +53,6 @@ from .game import (
 )
 from .losses import LABEL_TYPES
 from .methods import METHODS
-from .runlock import RunLock
 from .solvers import solve_equilibrium
 
 __all__ = ["SolveConfig", "RunConfig", "EquivalenceConfig", "build_parser", "main",
@@ -283,8 +284,9 @@ def cmd_run(cfg: RunConfig) -> int:
 
 
 def _run_locked(cfg: RunConfig, algos, P, mu, scores) -> int:
+    from opo_toolkit.progress import progress
+
     from .limits import limit_point
-    from .progress import progress
 
     n = P.shape[0]
     mu_vec = np.full(n, 1.0 / n) if mu is None else mu

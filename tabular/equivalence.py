@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from opo_toolkit.cliargs import flag
+
 from .algorithms import AlgorithmConfig, make_state, run, step
-from .cliargs import flag
 from .game import make_game, validate_eta, validate_reference, validate_seed, validate_tau
 from .limits import mixture_fixed_point
 from .solvers import solve_equilibrium

@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"rendered by `python (benchmarks/\w+\.py) --render` "
                     r"from (benchmarks/measured/\w+\.json)")
-DOCUMENTS = ["README.md", "llm/README.md"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))
+DOCUMENTS = ["README.md", "llm/README.md"] + sorted(str(p.relative_to(ROOT))
+                                                   for p in (ROOT / "docs").glob("*.md"))
 BLOCKS = sorted({(readme, script, results) for readme in DOCUMENTS
                  for script, results in MARKER.findall((ROOT / readme).read_text())})
 

@@ -154,7 +154,7 @@ def test_bad_input_of_other_stages(tmp_path, capsys, argv):
 def test_rl_rejects_label_type(tmp_path):
     """--label-type is for preference-labelled methods; rl is scored by the reward model."""
     from llm.config import AlignConfig
-    from tabular.cliargs import UsageError
+    from opo_toolkit.cliargs import UsageError
 
     cfg = AlignConfig(out=str(tmp_path / "run"), sft="x", rm="y", method="rl", label_type="hard")
     with pytest.raises(UsageError, match="label-type"):

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from llm.config import AlignConfig, EvalConfig, MethodParams, PipelineConfig, PMConfig, SFTConfig, StudyConfig
-from tabular.cliargs import UsageError
+from opo_toolkit.cliargs import UsageError
 from tabular.methods import METHODS, sampled_methods
 
 

@@ -7,7 +7,7 @@ import torch
 from llm.models import Codec, load_scorer, new_scorer, train_tokenizer
 from llm.sampling import pm_form, pm_prob_rows, rm_prob_rows
 from llm.tasks import SyntheticTask
-from tabular.cliargs import UsageError
+from opo_toolkit.cliargs import UsageError
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from llm.cli import main
 from llm.config import AlignConfig, PipelineConfig, SFTConfig
 from llm.models import new_causal_lm
 from llm.presets import PRESETS, apply_preset
-from tabular.cliargs import UsageError
+from opo_toolkit.cliargs import UsageError
 
 
 def _gpu_check():

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from llm.config import AlignConfig, SFTConfig
 from llm.models import ChatCodec, Codec, load_causal_lm, new_causal_lm, smollm2_gguf_path
-from tabular.cliargs import UsageError
+from opo_toolkit.cliargs import UsageError
 
 # A chat template in the style of ChatML, over a word-level vocabulary (a few words + specials).
 TEMPLATE = (

@@ -21,7 +21,7 @@ from llm.config import MAX_SEED, PipelineConfig
 from llm.models import load_codec, new_causal_lm, save_model
 from llm.pipeline import JUDGE_METRICS, summarise
 from llm.report import render_report
-from tabular.runlock import LOCK_NAME, RunLock
+from opo_toolkit.runlock import LOCK_NAME, RunLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REFERENCE = os.path.join(ROOT, "llm", "reference", "summary.json")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def is_one_line_error(err: str, command: str) -> bool:
-    """The one usage-error format of every CLI (tabular.cliargs): ``PROG: error: MESSAGE``."""
+    """The one usage-error format of every CLI (opo_toolkit.cliargs): ``PROG: error: MESSAGE``."""
     return re.fullmatch(f"python -m tabular {command}: error: \\S[^\n]*\n", err) is not None
 
 

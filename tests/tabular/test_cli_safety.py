@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 import tabular.cli
+from opo_toolkit.runlock import LOCK_NAME
 from tabular import make_game
 from tabular.cli import main
-from tabular.runlock import LOCK_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 LONG_RUN = ["run", "--algorithms", "online_ipo", "--game", "rps", "--tau", "0.1", "--steps", "10000000"]

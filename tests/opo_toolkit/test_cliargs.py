@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tabular.algorithms import AlgorithmConfig
-from tabular.cliargs import (
+from opo_toolkit.cliargs import (
     Parser,
     UsageError,
     add_dataclass_flags,
@@ -17,6 +16,7 @@ from tabular.cliargs import (
     flag,
     run_command,
 )
+from tabular.algorithms import AlgorithmConfig
 
 
 @dataclass(frozen=True)

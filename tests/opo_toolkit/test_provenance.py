@@ -1,11 +1,11 @@
-"""tabular.provenance: every field read from the machine, and the load checks benchmarks rely on."""
+"""opo_toolkit.provenance: every field read from the machine, and the load checks benchmarks rely on."""
 
 import os
 import subprocess
 
 import pytest
 
-from tabular.provenance import (
+from opo_toolkit.provenance import (
     LoadWindow,
     git_state,
     load_average,

@@ -1,10 +1,10 @@
-"""Intervals, paired p-values and Holm's adjustment (tabular.stats), checked by simulation."""
+"""Intervals, paired p-values and Holm's adjustment (opo_toolkit.stats), checked by simulation."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from tabular.stats import holm_adjust, t_pvalue
+from opo_toolkit.stats import holm_adjust, t_pvalue
 
 
 def test_holm_by_hand():

@@ -2,7 +2,7 @@
 
 import io
 
-from tabular.progress import LineProgress, progress
+from opo_toolkit.progress import LineProgress, progress
 
 
 class FakeClock:

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from tabular.cliargs import UsageError
-from tabular.files import check_apart, check_output_file
-from tabular.runlock import LOCK_NAME, FolderInUse, RunLock
+from opo_toolkit.cliargs import UsageError
+from opo_toolkit.files import check_apart, check_output_file
+from opo_toolkit.runlock import LOCK_NAME, FolderInUse, RunLock
 
 
 @pytest.mark.parametrize("out, relation", [("m", "is"), ("m/sub", "lies inside"), (".", "contains"),
@@ -91,7 +91,8 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over_with_a_note(tmp_path):
 def test_a_lock_of_a_live_process_is_not_stale(tmp_path):
     """Twin of the stale case: a lock held by another running process is refused, not taken over."""
     out = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from tabular.runlock import RunLock\n"
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from opo_toolkit.runlock import RunLock\n"
                                f"RunLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep
