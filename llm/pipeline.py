@@ -33,17 +33,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import io
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-from opo_toolkit.files import atomic_write_json, atomic_write_text, package_versions
+from opo_toolkit.files import atomic_write_json, atomic_write_text
+from opo_toolkit.provenance import measured_provenance
 from tabular.methods import METHODS
 
 from .align import run_align
@@ -83,35 +83,20 @@ def label_of(method: str, judge: str) -> str:
     return method if judge == "pm" else f"{method}@{judge}"
 
 
-# Environment variables that choose the CPU kernels, hence the round-off: set them to replay another
-# machine's floating-point path on this one (``llm/README.md``, "Another floating-point path").
-FLOAT_PATH_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")
-
-
-def float_path() -> dict:
-    """The CPU kernels this process runs: torch's vector ISA and the variables that forced it."""
-    import torch
-
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "env": {k: os.environ[k] for k in FLOAT_PATH_ENV if k in os.environ}}
-
-
 def provenance(command: list[str] | None = None) -> dict:
-    """Where a result comes from: UTC date, machine, CPU kernels, package versions, git commit, exact
-    command."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = None, None
-    return {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-            "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPUs, "
-                       f"{platform.system()} {platform.release()}".replace("  ", " "),
-            "float_path": float_path(), "versions": package_versions(), "git_commit": commit,
-            "git_dirty": dirty,
-            "command": "python -m llm " + " ".join(sys.argv[1:] if command is None else command)}
+    """Where a result comes from, as :func:`opo_toolkit.provenance.measured_provenance` (the one
+    description every run and benchmark records) measures it, under ``measured``; and, read from
+    it, the keys the summaries have always had: ``date_utc``, ``machine``, ``float_path`` (torch's
+    CPU kernels and the variables that forced them: the round-off), ``versions``,
+    ``git_commit``, ``git_dirty`` and the exact ``command``."""
+    m = measured_provenance(["python", "-m", "llm", *(sys.argv[1:] if command is None else command)],
+                            extra_packages=("matplotlib",))
+    date = datetime.datetime.fromisoformat(m["date_utc"])
+    return {"date_utc": date.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": f"{m['cpu']['model']}, {m['cpu']['logical_cores']} CPUs, {m['platform']}",
+            "float_path": {"cpu_capability": m["cpu"]["capability"], "env": m["cpu"]["float_path_env"]},
+            "versions": m["versions"], "git_commit": m["git"]["commit"], "git_dirty": m["git"]["dirty"],
+            "command": m["command"], "measured": m}
 
 
 def chain_interval(values) -> dict:
