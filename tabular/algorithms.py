@@ -212,7 +212,7 @@ def make_state(cfg: AlgorithmConfig, P, mu=None, *, scores=None, seed: int = 0,
         raise ValueError(f"init must be 'mu', 'uniform' or 'random', got {init!r}")
     theta = torch.log_softmax(theta, -1)
     optimizer = None
-    if cfg.method.sampled:  # gradient methods (all but the closed-form md updates)
+    if cfg.method.learns_from_samples:  # gradient methods (all but the closed-form md updates)
         theta.requires_grad_(True)
         opt_cls = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.Adam
         optimizer = opt_cls([theta], lr=cfg.effective_lr)
@@ -360,7 +360,7 @@ def method_loss(cfg: AlgorithmConfig, theta, log_mu, P, scores=None, generator=N
     """The loss (B,) whose gradient in ``theta`` is one step of a gradient method (exact or
     sampled per ``cfg``); pairs drawn as :data:`tabular.methods.METHODS` says."""
     method = cfg.method
-    if not method.sampled:
+    if not method.learns_from_samples:
         raise ValueError(f"{cfg.name} is a closed-form update ({method.kind}); it has no loss")
     batch = cfg.batch if cfg.sampled else None
     log_pi = torch.log_softmax(theta, -1)

@@ -111,8 +111,10 @@ class Method:
         return "mix" in (self.beta_y, self.beta_y_prime)
 
     @property
-    def sampled(self) -> bool:
-        """True for methods that learn from drawn responses (every kind but ``md``)."""
+    def learns_from_samples(self) -> bool:
+        """True for the gradient methods, which learn from drawn responses (every kind but ``md``).
+        Not to be confused with ``AlgorithmConfig.sampled``, the choice of a run's sampled form
+        over its exact (population) form."""
         return self.kind != "md"
 
     def betas(self, beta: float) -> tuple[float, float]:
@@ -155,4 +157,4 @@ def method_table() -> str:
 def sampled_methods() -> dict[str, Method]:
     """The methods that learn from drawn responses (all but the closed-form ``md`` updates): the
     ones a transformer can run."""
-    return {name: m for name, m in METHODS.items() if m.sampled}
+    return {name: m for name, m in METHODS.items() if m.learns_from_samples}
