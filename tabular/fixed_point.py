@@ -18,9 +18,11 @@ per game, from the residuals it sees, whether to go on or to hand the game over 
    above ``FP_MAX_RATE``, judged from iteration ``FP_MIN_ITER`` on (Anderson's first iterations
    are a transient), and in any case after ``FP_MAX_ITER`` iterations. The rate is checked every
    ``FP_WINDOW`` iterations: plain iteration runs while every game contracts by
-   ``FP_PLAIN_RATE`` or better, Anderson takes over (restarted from the best iterate) when one
-   does not, and with ``rescue=False`` a game whose plain iteration made no progress at all goes
-   to Newton at once (the solver's choice where Newton's LU is cheap, n <= 250).
+   ``FP_PLAIN_RATE`` or better (``FP_MAX_RATE`` where a product with P costs less than
+   ``FP_PLAIN_WORK`` = B n^2: Anderson's bookkeeping would cost more), Anderson takes over
+   (restarted from the best iterate) when one does not, and with ``rescue=False`` a game whose
+   plain iteration made no progress at all goes to Newton at once (the solver's choice where
+   Newton's LU is cheap, n <= 250).
 
 Measured before choosing (one thread, families random, skew, majority-of-5, Bradley-Terry,
 cyclic with a non-uniform mu, tau = 1, 0.1, 0.01, 1e-3, 400 iterations at most, n = 200 / 1000 /
@@ -193,8 +195,10 @@ def anderson_fixed_point(P, log_mu, tau, z0, *, newton_cost: float = FP_NEWTON_C
     ``max(1e-14, 4 eps / tau)`` (the Newton solver's round-off floor ``8 eps max|A pi| / tau``
     at its largest, ``max|A pi| <= 1/2``). Plain iterations are used while every game contracts
     by ``FP_PLAIN_RATE`` or better per iteration (Anderson would not save an iteration there
-    and doubles the bookkeeping at n ~ 200); Anderson mixing, restarted from the best iterate,
-    from the first check where one does not. The rate is checked every ``FP_WINDOW``
+    and doubles the bookkeeping at n ~ 200), or by ``FP_MAX_RATE`` where a product with P is
+    cheaper than ``FP_PLAIN_WORK`` (B n^2); Anderson mixing, restarted from the best iterate,
+    from the first check where one does not. One game (B = 1, one P) runs its plain phase in
+    :func:`_plain_one_game`, bit for bit the same run. The rate is checked every ``FP_WINDOW``
     iterations (a check costs as much as an iteration's bookkeeping at n ~ 200).
     """
     B, n = z0.shape
