@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tabular.stats import t_halfwidth
+from opo_toolkit.stats import t_halfwidth
 
 from .common import finish, pyplot
 
@@ -336,7 +336,8 @@ def draw_study_vs_tau(panels):
                title=f"against the {'selected RL checkpoint' if opp == 'rl' else 'SFT policy'}")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle("LLM study: win rate across τ (validation prompts, chain 0; band: 95 % evaluation interval)")
+    fig.suptitle("LLM study: win rate across τ (validation prompts, selection chain; "
+                 "band: 95 % evaluation interval)")
     fig.tight_layout()
     return fig
 
@@ -415,7 +416,7 @@ def draw_study_checkpoints(panels):
         ax.set(title=m, xlabel="training step", ylabel="validation win rate vs SFT")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.suptitle("LLM study: validation win rate over checkpoints per τ (chain 0; one seed: no band)")
+    fig.suptitle("LLM study: validation win rate over checkpoints per τ (selection chain; one seed: no band)")
     fig.tight_layout()
     return fig
 

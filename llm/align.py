@@ -9,7 +9,9 @@
      the KV-cached sampler, score it with the PM, log-probs of pi with gradient and of mu without,
      the method's loss from :mod:`tabular.losses`) -> step -> log -> every ``eval_every`` steps the
      gold-judge win rate against the SFT model on ``valid`` prompts (each run and step its own
-     sampling stream, :func:`~llm.sampling.stream_seed`) -> checkpoint every K steps;
+     sampling stream, :func:`~llm.sampling.stream_seed`), and with ``--eval-vs POLICY`` the same
+     sample's gold win rate against that fixed policy's responses (``eval/winrate_vs_opponent``;
+     one stream per seed, so runs of one seed share them) -> checkpoint every K steps;
   4. save ``OUT/model`` and ``OUT/done.json`` (final win rate, seconds per step).
 
 Paper mapping: the paper's tau is TRL's ``beta``; the paper's beta (mixture) is TRL's ``mixture_coef``.
@@ -24,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from tabular.cliargs import UsageError
+from opo_toolkit.cliargs import UsageError
 from tabular.losses import make_labels
 
 from . import distributed
@@ -54,10 +56,13 @@ def alignment_loss(params: MethodParams, policy, ref, prompt_ids, prompt_mask, *
     Args:
       params: the method and its hyperparameters (tau, beta, label type, log-prob reduction,
         temperature), validated once by :class:`~llm.config.MethodParams`.
-      prompt_ids, prompt_mask: (B, P) left-padded prompts.
+      prompt_ids: (B, P) left-padded prompts.
+      prompt_mask: (B, P) their attention mask.
       judge: ``judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask) -> (B,) P(y > y')``
-        (the PM in training; an exact table in tests). reward: ``reward(ids, mask, y, y_mask) -> (B,)``.
-      generator: the sampling stream; label_generator: the stream of Bernoulli labels.
+        (the PM in training; an exact table in tests).
+      reward: ``reward(ids, mask, y, y_mask) -> (B,)``.
+      generator: the sampling stream.
+      label_generator: the stream of Bernoulli labels.
     """
     m, tau, temperature = params.spec, params.tau, params.temperature
     B = prompt_ids.shape[0]
@@ -165,6 +170,12 @@ def run_align(cfg, progress: bool = True) -> dict:
     if scorer is not None:
         check_context(scorer, "the scoring model",
                       prompt_len + (max_new + 1 if m.kind == "rl" else 2 * max_new + 2))
+    opponent = None  # --eval-vs: the fixed policy the periodic evaluation also compares with
+    if cfg.eval_vs:
+        opponent, opponent_codec = load_causal_lm(cfg.eval_vs, "--eval-vs policy", task.max_prompt_tokens)
+        if opponent_codec.tokenizer.to_str() != codec.tokenizer.to_str():
+            raise UsageError("the --eval-vs policy's tokenizer differs from the SFT model's")
+        check_context(opponent, "--eval-vs policy", prompt_len + max_new)
     stage.begin()
 
     # -- seed, models, optimiser --
@@ -219,12 +230,26 @@ def run_align(cfg, progress: bool = True) -> dict:
         sft_texts, _ = sample_responses(ref, codec, eval_prompts, stream_seed(*run_key, "curve-sft"), device,
                                         max_new, cfg.temperature)
 
-    def evaluate(step):
-        return gold_winrate(task, codec, policy, sft_texts, eval_prompts,
-                            stream_seed(*run_key, "curve", step), device, max_new, cfg.temperature)
+    opponent_texts = []  # --eval-vs: a fixed opponent's responses, one stream per seed (shared by runs)
+    if cfg.eval_every and opponent is not None and stage.writer:
+        opponent_texts, _ = sample_responses(opponent, codec, eval_prompts,
+                                             stream_seed(cfg.seed, "curve-opponent"), device, max_new,
+                                             cfg.temperature)
+    del opponent
+
+    @torch.no_grad()
+    def evaluate(step) -> dict:
+        """The gold win rates of one sample of the policy against SFT (and the --eval-vs opponent)."""
+        texts, _ = sample_responses(policy, codec, eval_prompts, stream_seed(*run_key, "curve", step), device,
+                                    max_new, cfg.temperature)
+        out = {"eval/winrate_vs_sft": float(task.gold_prob(eval_prompts, texts, sft_texts).mean())}
+        if opponent_texts:
+            vs = task.gold_prob(eval_prompts, texts, opponent_texts)
+            out["eval/winrate_vs_opponent"] = float(vs.mean())
+        return out
 
     if start == 0 and cfg.eval_every and not stage.rows and stage.writer:
-        stage.log({"step": 0, "eval/winrate_vs_sft": evaluate(0)})
+        stage.log({"step": 0, **evaluate(0)})
 
     # -- loop: sample, score, loss, step, log, checkpoint --
     step_times = []
@@ -256,7 +281,7 @@ def run_align(cfg, progress: bool = True) -> dict:
             row.update(stats, **{"charts/step_time_s": float(np.mean(step_times[-cfg.log_every:]))})
             stage.bar.set_postfix(loss=f"{stats['loss/train']:.3f}", kl=f"{stats['kl/seq_logratio_y']:.2f}")
         if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps) and stage.writer:
-            row["eval/winrate_vs_sft"] = evaluate(step + 1)
+            row.update(evaluate(step + 1))
         if len(row) > 1:
             stage.log(row)
         if stage.checkpoint_due(step + 1):

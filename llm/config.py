@@ -1,7 +1,7 @@
 """One configuration dataclass per stage; the CLI flags are built from their fields.
 
 Every field has ``metadata["help"]`` (shown by ``--help`` with its default). :meth:`validate`
-raises :class:`~tabular.cliargs.UsageError` with one line; the resolved config is written as
+raises :class:`~opo_toolkit.cliargs.UsageError` with one line; the resolved config is written as
 ``config.json`` in every run folder and stored in every checkpoint.
 
 :class:`MethodParams` is the one value that carries an alignment method and its hyperparameters
@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from tabular.cliargs import UsageError
+from opo_toolkit.cliargs import UsageError
 from tabular.game import validate_beta, validate_seed, validate_tau
 from tabular.losses import LABEL_TYPES
 from tabular.methods import METHODS, Method, sampled_methods
@@ -195,7 +195,7 @@ class RunConfig:
 
     def inputs(self) -> dict[str, str]:
         """``{flag: path}`` of the files and folders this stage reads: ``--out`` may not be,
-        contain or lie inside any of them (:func:`tabular.files.check_apart`)."""
+        contain or lie inside any of them (:func:`opo_toolkit.files.check_apart`)."""
         return {}
 
     def validate(self) -> None:
@@ -316,9 +316,13 @@ class AlignConfig(DataParallel, RunConfig):
     prompts: str = _f("", "file of training prompts, one per line (default: the task's train split)")
     eval_every: int = _f(25, "gold win rate vs SFT on held-out prompts every K steps (0: never)")
     eval_prompts: int = _f(64, "held-out prompts for the periodic win rate")
+    eval_vs: str = _f("", "policy folder (e.g. a selected RL checkpoint): every periodic evaluation also "
+                      "records the gold win rate against its responses on the same prompts "
+                      "(eval/winrate_vs_opponent; the study's --select-against rl); empty: none")
 
     def inputs(self) -> dict[str, str]:
-        return {"--sft": self.sft, "--pm": self.pm, "--rm": self.rm, "--prompts": self.prompts}
+        return {"--sft": self.sft, "--pm": self.pm, "--rm": self.rm, "--prompts": self.prompts,
+                "--eval-vs": self.eval_vs}
 
     def method_params(self) -> MethodParams:
         """The method and its hyperparameters as the loss reads them (validated on construction)."""
@@ -492,7 +496,8 @@ class PipelineConfig(JudgeTraining, ModelShape, RunConfig):
 class StudyConfig(JudgeTraining, ModelShape, RunConfig):
     """``study``: the paper's protocol: tau (and beta) sweep, selection on validation, chains, test matrix."""
 
-    preset: str = _f("quick", "quick: grids and sizes that finish in ~45 min on 2 CPU cores (printed); "
+    preset: str = _f("quick", "quick: grids and sizes of the reference run, 20 gold chains (22 min on 2 CPU "
+                     "cores at 1 thread; printed); "
                      "paper: the flags as given", choices=("quick", "paper"))
     methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
                        "methods to sweep, select and compare")
@@ -503,7 +508,19 @@ class StudyConfig(JudgeTraining, ModelShape, RunConfig):
                     "tau grid per method, METHOD=T1,T2,...")
     betas: list = _f(["0.0", "0.125", "0.25", "0.5"], "beta grid of ipo_md and nash_md_pg")
     beta: float = _f(0.125, "beta of the other methods' runs (unused by them; names the run)")
-    chains: int = _f(3, "chains for the selected settings (SFT, PM/RM and alignment retrained per seed)")
+    chains: int = _f(3, "test chains of the learned-PM condition: chain i retrains SFT, PM/RM and reruns "
+                     "every selected setting with seed --seed + i (no test policy is a sweep run)")
+    gold_chains: int = _f(0, "test chains of the gold condition (selected settings aligned with the exact "
+                          "gold judge; RL: its Bradley-Terry fit): chain i seeded --seed + i, its SFT shared "
+                          "with learned-PM chain i where that exists; no PM or RM trained "
+                          "(summary_gold.json); 0: none")
+    select_seed: int = _f(-1, "seed of the selection chain (its SFT, PM, RM and every sweep run, in "
+                          "OUT/select); -1: --seed + 1000. It may not be a test chain's seed (--seed + 0 .. "
+                          "max(--chains, --gold-chains) - 1): what is selected is tested on chains it "
+                          "never saw")
+    select_against: str = _f("rl", "checkpoint selection on valid: rl (the paper's): RL selected by win rate "
+                             "vs SFT, every other method by win rate vs that fixed, selected RL checkpoint; "
+                             "sft: every method by win rate vs SFT", choices=("rl", "sft"))
     sft_steps: int = _f(1000, "SFT steps")
     align_steps: int = _f(300, "alignment steps of a sweep run (the last candidate checkpoint)")
     align_batch_size: int = _f(16, "prompts per alignment step")
@@ -533,7 +550,26 @@ class StudyConfig(JudgeTraining, ModelShape, RunConfig):
         if not self.beta_grid:  # parsing it checks every entry
             raise UsageError("--betas needs at least one value")
         _at_least(self, 1, "chains", "eval_every", "valid_prompts", "pm_eval_prompts")
+        _at_least(self, 0, "gold_chains")
         _validate_chain_count(self, "chains")
+        _validate_chain_count(self, "gold_chains")
+        if self.select_seed < -1:
+            raise UsageError(f"--select-seed must be >= 0 (or -1: --seed + 1000), got {self.select_seed}")
+        seed, tests = self.selection_seed, max(self.chains, self.gold_chains)
+        if seed > MAX_SEED:
+            raise UsageError(f"--select-seed {seed} (--seed + 1000) exceeds {MAX_SEED}; pass --select-seed")
+        if self.seed <= seed < self.seed + tests:
+            raise UsageError(f"--select-seed {seed} is the seed of test chain {seed - self.seed} (--seed + "
+                             f"{seed - self.seed}); the selection chain must be disjoint from the test "
+                             "chains")
+        if self.select_against == "rl" and "rl" not in self.methods:
+            raise UsageError("--select-against rl selects against the selected RL checkpoint: --methods must "
+                             "include rl (or pass --select-against sft)")
+
+    @property
+    def selection_seed(self) -> int:
+        """The selection chain's seed: ``--select-seed``, or ``--seed`` + 1000 for -1."""
+        return self.seed + 1000 if self.select_seed == -1 else self.select_seed
 
 
 STAGE_CONFIGS = {"sft": SFTConfig, "train-pm": PMConfig, "align": AlignConfig, "evaluate": EvalConfig,

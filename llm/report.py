@@ -4,15 +4,17 @@ Every result number of the LLM sections of ``README.md`` and ``llm/README.md`` i
 output for the committed reference summary (``llm/reference/summary.json``), pasted between
 ``<!-- llm-report:SECTION -->`` and ``<!-- /llm-report:SECTION -->`` markers; ``--write FILE``
 replaces those blocks in place and a test fails when they differ from what this renders. The
-study's reference (``llm/reference/study/summary.json``) fills the blocks tagged ``study``
-(``<!-- llm-report:study.SECTION -->``, written with ``--tag study``).
+study's reference (``llm/reference/study/summary.json``, its learned-PM condition) fills the blocks
+tagged ``study`` (``<!-- llm-report:study.SECTION -->``, written with ``--tag study``), and its gold
+condition (``summary_gold.json``) those tagged ``studygold``; each summary is one Holm family.
 
 Sections: ``winrate`` (gold win rate against SFT per judge condition, mean and 95 % interval over
 chains), ``order`` (the head-to-head orderings the chain-level intervals separate), ``paper``
 (the paper's Table 2 ordering, claim by claim), ``judges`` (PM / RM against the gold judge:
 accuracy, ECE, MAE, Brier, reliability), ``matrix`` (the side-by-side matrices) and ``provenance``
 (date, machine, commit, command, wall time); for a study also ``selected`` (its selection on
-``valid``). A ``python -m llm judges`` summary has ``provenance`` and ``judges``.
+``valid``: the selection chain's seed, the criterion, the number it maximised in bold). A
+``python -m llm judges`` summary has ``provenance`` and ``judges``.
 
 A run of one chain (``pipeline --seeds 1``, ``study --chains 1``) has no interval over chains: its
 tables give the chain's numbers without intervals and say so, and no ordering or claim is stated.
@@ -29,10 +31,10 @@ import sys
 
 import numpy as np
 
-from tabular.cliargs import Parser, one_line
-from tabular.files import check_output_file
+from opo_toolkit.cliargs import Parser, one_line
+from opo_toolkit.files import check_output_file
+from opo_toolkit.stats import holm_adjust, t_halfwidth, t_pvalue
 from tabular.methods import METHODS
-from tabular.stats import holm_adjust, t_halfwidth, t_pvalue
 
 __all__ = ["render_report", "render_section", "replace_blocks", "read_summary", "check_documents",
            "head_to_head", "head_to_head_row", "display_name", "float_path_text", "JUDGE_TITLE", "SECTIONS",
@@ -130,14 +132,32 @@ def _provenance(s: dict) -> str:
     return "\n".join([
         _origin(s),
         ("1 chain (it trains" if s["chains"] == 1 else f"{s['chains']} chains (each retrains")
-        + " SFT, PM, RM and every alignment run with its seed); "
-        f"{s['n_eval_prompts']} test prompts x {s['samples_per_prompt']} "
+        + (" SFT and every alignment run with its seed; gold only, no PM or RM); " if _gold_only(s) else
+           " SFT, PM, RM and every alignment run with its seed); ")
+        + f"{s['n_eval_prompts']} test prompts x {s['samples_per_prompt']} "
         + ("sample" if s["samples_per_prompt"] == 1 else "samples") + " per policy"
-        + (f" (the PM judges the first {s['n_pm_eval_prompts']})" if "n_pm_eval_prompts" in s else "") + "; "
+        + (f" (the PM judges the first {s['n_pm_eval_prompts']})" if s.get("n_pm_eval_prompts") else "")
+        + "; "
         f"{c['align_steps']} alignment steps of {c['align_batch_size']} prompts; "
         "taus " + ", ".join(f"{display_name(m)} {taus[m]:g}" for m in s["methods"])
-        + f"; beta {c['beta']:g}.",
+        + "; " + _betas(s) + ".",
     ])
+
+
+def _betas(s: dict) -> str:
+    """The beta of the runs: ``--beta``, or a study's selected beta of each method that uses one."""
+    c = s["config"]
+    if "selected" not in s:
+        return f"beta {c['beta']:g}"
+    used = [(m, r["beta"]) for m, r in s["selected"].items() if METHODS[m].uses_beta]
+    if not used:
+        return f"beta {c['beta']:g}"
+    return "betas " + ", ".join(f"{display_name(m)} {b:g}" for m, b in used)
+
+
+def _gold_only(s: dict) -> bool:
+    """A run of the gold condition alone (``--judges gold``, a study's gold chains): no PM or RM trained."""
+    return s.get("judges_run") == ["gold"] and not s.get("n_pm_eval_prompts")
 
 
 def _winrate(s: dict) -> str:
@@ -160,7 +180,8 @@ def _winrate(s: dict) -> str:
                   "gold probabilities over test prompts and samples), mean ± 95 % t half-width over "
                   f"{s['chains']} chains (ddof = 1). The evaluation's own 95 % half-width within a chain "
                   f"is at most {eval_hw:.4f}; the chain-level half-widths (at most {chain_hw:.3f}) are "
-                  "the retraining variance of SFT, PM/RM and alignment: with the largest chain-to-chain "
+                  f"the retraining variance of SFT{'' if _gold_only(s) else ', PM/RM'} and alignment: with "
+                  "the largest chain-to-chain "
                   f"standard deviation measured here ({sd:.3f}), a ± 0.01 interval would need about "
                   f"{int(np.ceil((1.96 * sd / 0.01) ** 2))} chains."]
     pmj = s.get("winrate_vs_sft_pm_judge")
@@ -182,7 +203,7 @@ def head_to_head(s: dict) -> list[dict]:
     mean over chains; a two-sided t-test of the per-chain values against 1/2); with both conditions,
     also each method's twins (``m@gold`` against ``m``). The family is all of them together (15 pairs
     x 2 conditions + 6 twins = 36 for the full pipeline), adjusted by Holm's step-down procedure
-    (:func:`tabular.stats.holm_adjust`; family-wise error <= ALPHA under any dependence). Rows:
+    (:func:`opo_toolkit.stats.holm_adjust`; family-wise error <= ALPHA under any dependence). Rows:
     ``judge`` ("pm", "gold" or "twins"), ``a``, ``b``, ``p``, ``ci95``, ``p_value``, ``p_holm``,
     ``separated`` (p_holm < ALPHA). The report and ``llm compare`` both read this one list; a run of
     one chain has no test (empty list)."""
@@ -360,13 +381,23 @@ def _selected(s: dict) -> str:
     if "selected" not in s:
         raise KeyError("selected (only a study's summary.json has it)")
     c = s["config"]
+    sel = s.get("selection")  # absent in a study from before the disjoint selection chain
+    vs_rl = any(r.get("winrate_vs_rl") is not None for r in s["selected"].values())
     lines = ["| method | tau (grid) | beta | checkpoint step (of "
-             f"{c['align_steps']}) | valid win rate vs SFT |", "|---|---|---|---|---|"]
+             f"{c['align_steps']}) | valid win rate vs SFT |"
+             + (" valid win rate vs selected RL |" if vs_rl else ""),
+             "|---|---|---|---|---|" + ("---|" if vs_rl else "")]
     grids = {entry.split("=")[0]: entry.split("=")[1] for entry in c["taus"]}
     for m, r in s["selected"].items():
         beta = f"{r['beta']:g}" if METHODS[m].uses_beta else "—"
+        mark = {"sft": "", "rl": ""}
+        if sel:  # the number the selection maximised, in bold
+            mark[r.get("criterion", "sft")] = "**"
+        rl_cell = ("—" if r.get("winrate_vs_rl") is None else
+                   f"{mark['rl']}{r['winrate_vs_rl']:.3f}{mark['rl']}")
         lines.append(f"| {display_name(m)} | {r['tau']:g} ({grids.get(m, '?')}) | {beta} | {r['step']} | "
-                     f"{r['winrate_vs_sft']:.3f} |")
+                     f"{mark['sft']}{r['winrate_vs_sft']:.3f}{mark['sft']} |"
+                     + (f" {rl_cell} |" if vs_rl else ""))
     grid_of = {m: sorted(float(t) for t in g.split(",")) for m, g in grids.items()}
     edge = [f"{display_name(m)} ({'lowest' if r['tau'] == grid_of[m][0] else 'highest'})"
             for m, r in s["selected"].items() if len(grid_of.get(m, [])) > 1 and r["tau"] in
@@ -376,9 +407,21 @@ def _selected(s: dict) -> str:
     lines += ["", "Selected tau at an end of its grid (the best tau may lie beyond it): "
               + (", ".join(edge) if edge else "none") + ". Selected at the last checkpoint (longer "
               "training may do better): " + (", ".join(last) if last else "none") + "."]
-    lines += ["", f"Selected on chain 0 by the gold win rate against SFT on {n} `valid` prompts x 2 "
-              f"responses, every {c['eval_every']} steps (the highest; ties to the earlier step); the "
-              "selection's own noise is not in the chain intervals of the tables that follow."]
+    if not sel:
+        lines += ["", f"Selected on chain 0 by the gold win rate against SFT on {n} `valid` prompts x 2 "
+                  f"responses, every {c['eval_every']} steps (the highest; ties to the earlier step); the "
+                  "selection's own noise is not in the chain intervals of the tables that follow."]
+        return "\n".join(lines)
+    lo, hi = sel["test_chain_seeds"]
+    criterion = ("RL by the gold win rate against SFT, every other method by the gold win rate against "
+                 "that fixed, selected RL checkpoint (the paper's criterion)" if sel["against"] == "rl" else
+                 "every method by the gold win rate against SFT")
+    lines += ["", f"Selected on a selection chain of its own (seed {sel['seed']}; the test chains' seeds "
+              f"are {lo}-{hi}, so no test policy is a sweep run or shares a trained model with one): "
+              f"{criterion}, "
+              f"on {n} `valid` prompts x 2 responses, every {c['eval_every']} steps (the highest, in bold; "
+              "ties to the earlier step). The selection's own noise is not in the chain intervals of the "
+              "tables that follow."]
     return "\n".join(lines)
 
 
@@ -457,7 +500,7 @@ def check_documents(names, inputs: dict) -> dict:
 def write_outputs(prog: str, outputs: dict) -> int:
     """Write ``{path: text}`` atomically (every output was checked first); 0, or 2 after one line
     when the system still refuses (a full disk)."""
-    from tabular.files import atomic_write_text
+    from opo_toolkit.files import atomic_write_text
 
     for name, text in outputs.items():
         try:

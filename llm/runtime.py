@@ -316,7 +316,7 @@ def prepare_run_dir(config) -> bool:
         if set(old) != set(dataclasses.asdict(config)):
             raise UsageError(f"{out} holds a run of another stage (its config.json has other fields); "
                              "--resume continues only a run of this stage")
-        _check_same(old, dataclasses.asdict(config), existing)
+        _check_same(old, dataclasses.asdict(config), existing, config)
         for name in (CHECKPOINT, "done.json", "metrics.jsonl", "metrics.csv"):
             path = os.path.join(out, name)
             if os.path.lexists(path) and not os.path.isfile(path):
@@ -357,9 +357,14 @@ def write_config(config, path: str) -> None:
     atomic_write_text(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
 
 
-def _check_same(old: dict, new: dict, path: str) -> None:
+def _check_same(old: dict, new: dict, path: str, config=None) -> None:
+    """Refuse to resume where the recorded config differs from the current one (outside
+    ``RESUMABLE_CHANGES``). A field the recorded config lacks (added to the code since the run
+    started) counts as unchanged when the current run leaves it at its default."""
+    defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(config)} if config is not None else {}
     diff = sorted(k for k in set(old) | set(new)
-                  if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+                  if k not in RESUMABLE_CHANGES and old.get(k, defaults.get(k)) != new.get(k))
     if diff:
         raise UsageError(f"checkpoint/config mismatch in {path}: {', '.join(diff)} "
                          "differ from the current run")
@@ -423,7 +428,7 @@ def _read_checkpoint(out: str, config, here: str) -> dict:
     except Exception as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UsageError(f"corrupt checkpoint {path}: {reason}") from None
-    _check_same(state["config"], dataclasses.asdict(config), path)
+    _check_same(state["config"], dataclasses.asdict(config), path, config)
     if state.get("device", here) != here:
         raise UsageError(f"checkpoint {path} was written on {state['device']} and this run is on {here}: "
                          f"the random-number streams are device-specific; resume with --device "

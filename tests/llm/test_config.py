@@ -97,6 +97,26 @@ def test_pipeline_bad_numbers_name_the_flag_and_entry(kw, message):
 
 def test_study_grids_are_typed():
     cfg = StudyConfig(out="x", methods=["online_ipo", "nash_md_pg"],
-                      taus=["online_ipo=0.1,1", "nash_md_pg=0.02"], betas=["0", "0.5"])
-    cfg.validate()
+                      taus=["online_ipo=0.1,1", "nash_md_pg=0.02"], betas=["0", "0.5"], select_against="sft")
+    cfg.validate()  # (no rl in --methods: the selection is against SFT)
     assert cfg.tau_grid == {"online_ipo": (0.1, 1.0), "nash_md_pg": (0.02,)} and cfg.beta_grid == (0.0, 0.5)
+
+
+def test_a_field_added_since_a_run_started_does_not_block_its_resume():
+    """A run folder's config.json written before a flag existed (e.g. align's --eval-vs) resumes
+    when the current run leaves that flag at its default, and is refused when it does not."""
+    import dataclasses
+
+    from llm.config import AlignConfig
+    from llm.runtime import _check_same
+    from opo_toolkit.cliargs import UsageError
+
+    cfg = AlignConfig(out="x", sft="s", pm="p", rm="r")
+    old = dataclasses.asdict(cfg)
+    old.pop("eval_vs")
+    _check_same(old, dataclasses.asdict(cfg), "x/config.json", cfg)
+    changed = dataclasses.replace(cfg, eval_vs="some/policy")
+    with pytest.raises(UsageError, match="eval_vs"):
+        _check_same(old, dataclasses.asdict(changed), "x/config.json", changed)
+    with pytest.raises(UsageError, match="eval_vs"):  # without the config: no default to assume
+        _check_same(old, dataclasses.asdict(cfg), "x/config.json")

@@ -136,9 +136,11 @@ def test_t_halfwidth_by_hand():
 
 
 # block tag -> the committed reference summary that renders those blocks, and the files that hold them
-REFERENCES = {None: (REFERENCE, ["README.md", os.path.join("llm", "README.md")]),
+REFERENCES = {None: (REFERENCE, [os.path.join("docs", "llm.md"), os.path.join("llm", "README.md")]),
               "study": (os.path.join(ROOT, "llm", "reference", "study", "summary.json"),
                         [os.path.join("llm", "README.md")]),
+              "studygold": (os.path.join(ROOT, "llm", "reference", "study", "summary_gold.json"),
+                            [os.path.join("llm", "README.md")]),
               "judges": (os.path.join(ROOT, "llm", "reference", "judges", "summary.json"),
                          [os.path.join("llm", "README.md")]),
               "taufair": (os.path.join(ROOT, "llm", "reference", "tau_fair", "summary.json"),
