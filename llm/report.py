@@ -99,8 +99,9 @@ ONE_CHAIN = ("One chain: the numbers are that chain's, without an interval over 
 
 
 def float_path_text(fp: dict) -> str:
-    """A run's recorded floating-point path (:func:`llm.pipeline.float_path`) in words: the torch CPU
-    kernels and the variables that forced them."""
+    """A run's recorded floating-point path (``provenance["float_path"]``, from
+    :func:`opo_toolkit.provenance.measured_provenance`) in words: the torch CPU kernels and the
+    variables that forced them."""
     env = " ".join(f"{k}={v}" for k, v in fp["env"].items())
     return f"torch CPU kernels {fp['cpu_capability']}" + (f", forced by {env}" if env else "")
 

@@ -243,6 +243,17 @@ class Pairs(NamedTuple):
     y_prime: torch.Tensor | None
     weight: torch.Tensor
     label: torch.Tensor
+    incidence: torch.Tensor | None = None
+    """Folded pairs only: (n, K), +1 at ``y`` and -1 at ``y'`` in column k (all 0 where
+    ``y = y'``), so that ``x @ incidence`` is every margin ``x(y) - x(y')``, each one subtraction
+    rounded once as written, and its gradient one product (a DPO step spent a quarter of its time
+    in the two gathers and their scatter-adds)."""
+
+    def margin(self, x: torch.Tensor) -> torch.Tensor:
+        """``x(y) - x(y')`` for every pair (``x`` (B, n), e.g. the log-ratio: the pairwise margin)."""
+        if self.incidence is not None:
+            return x @ self.incidence
+        return self.at_y(x) - self.at_y_prime(x)
 
     def at_y(self, x: torch.Tensor) -> torch.Tensor:
         """Per-response values ``x`` (B, n) at each pair's ``y``."""
@@ -306,7 +317,11 @@ def _pairs_one_sampler(P, log_q, label_type: str) -> Pairs:
     count = torch.where(y == y_prime, 1.0, 2.0).to(q.dtype)
     weight = count * q.index_select(1, y) * q.index_select(1, y_prime)  # (B, K)
     label = label_matrix(P, label_type).reshape(B, n * n).index_select(1, y * n + y_prime)
-    return Pairs(y, y_prime, weight, label)
+    columns = torch.arange(y.numel(), device=y.device)
+    incidence = torch.zeros(n, y.numel(), dtype=log_q.dtype, device=log_q.device)
+    incidence[y, columns] += 1.0
+    incidence[y_prime, columns] -= 1.0  # the diagonal pairs' columns are 0: their margin is 0
+    return Pairs(y, y_prime, weight, label, incidence)
 
 
 def responses(log_q, values, batch: int | None = None, generator=None) -> Pairs:
@@ -344,8 +359,7 @@ def pairwise_objective(pr: Pairs, log_ratio: torch.Tensor, loss: str, tau: float
     """``sum_k w_k loss(h_k, label_k, tau)`` per game (B,), ``h_k = r(y_k) - r(y'_k)``,
     ``r = log pi - log mu`` (``log_ratio``, carrying the gradient); loss from
     :func:`tabular.losses.pairwise_loss`."""
-    margin = pr.at_y(log_ratio) - pr.at_y_prime(log_ratio)
-    return pr.total(pairwise_loss(loss, margin, pr.label, tau))
+    return pr.total(pairwise_loss(loss, pr.margin(log_ratio), pr.label, tau))
 
 
 def policy_gradient_objective(pr: Pairs, log_pi, log_ratio, reward, tau: float) -> torch.Tensor:

@@ -135,8 +135,11 @@ def gap_and_log_T(Ppi, mu, tau: float, pi):
         tau_d = tau * (np.log(pi) - log_mu + lse) - shift  # tau (log pi - log T)
         d = tau_d / tau
         near = pi * (tau_d + tau * np.expm1(-d))
-        far = pi * tau_d - tau * (pi - T)
-        terms = np.where(pi > 0, np.where(np.abs(d) <= 1.0, near, far), tau * T)
+        if near.ndim == 1 and np.minimum.reduce(pi) > 0 and np.maximum.reduce(np.abs(d)) <= 1.0:
+            terms = near  # what the where below selects everywhere (the usual case: pi near T)
+        else:
+            far = pi * tau_d - tau * (pi - T)
+            terms = np.where(pi > 0, np.where(np.abs(d) <= 1.0, near, far), tau * T)
     return 2.0 * terms.sum(-1), scaled - lse
 
 

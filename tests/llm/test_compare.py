@@ -112,24 +112,28 @@ def test_write_needs_a_tag(tmp_path, capsys):
     assert e.value.code == 2 and "--write needs --tag" in capsys.readouterr().err
 
 
-# llm/README.md block tag -> the committed summary of the run it compares with the reference
-COMPARISONS = {"rerun": os.path.join(ROOT, "llm", "reference", "rerun", "summary.json"),
-               "otherfp": os.path.join(ROOT, "llm", "reference", "other_fp", "summary.json"),
-               "pinned": os.path.join(ROOT, "llm", "reference", "pinned_avx2", "summary.json")}
+# llm/README.md block tag -> (the committed reference summary, the committed summary of the run
+# compared with it)
+STUDY = os.path.join(ROOT, "llm", "reference", "study")
+COMPARISONS = {"rerun": (REFERENCE, os.path.join(ROOT, "llm", "reference", "rerun", "summary.json")),
+               "otherfp": (REFERENCE, os.path.join(ROOT, "llm", "reference", "other_fp", "summary.json")),
+               "pinned": (REFERENCE, os.path.join(ROOT, "llm", "reference", "pinned_avx2", "summary.json")),
+               "studyrerun": (os.path.join(STUDY, "summary.json"),
+                              os.path.join(ROOT, "llm", "reference", "study_rerun", "summary.json")),
+               "studygoldrerun": (os.path.join(STUDY, "summary_gold.json"),
+                                  os.path.join(ROOT, "llm", "reference", "study_rerun", "summary_gold.json"))}
 
 
 @pytest.mark.parametrize("tag", list(COMPARISONS))
-def test_llm_readme_comparisons_equal_what_compare_renders_from_the_committed_runs(ref, tag):
+def test_llm_readme_comparisons_equal_what_compare_renders_from_the_committed_runs(tag):
     with open(os.path.join(ROOT, "llm", "README.md")) as f:
         text = f.read()
     assert f"<!-- llm-report:{tag}.compare -->" in text
-    with open(COMPARISONS[tag]) as f:
-        run = json.load(f)
-    rendered = render_comparison(ref, run)
-    rel = os.path.relpath(COMPARISONS[tag], ROOT)
+    reference, run = (json.load(open(path)) for path in COMPARISONS[tag])
+    rendered = render_comparison(reference, run)
+    ref_rel, rel = (os.path.relpath(path, ROOT) for path in COMPARISONS[tag])
     assert replace_blocks(text, None, tag, render={"compare": rendered}.__getitem__) == text, (
-        f"re-render with `python -m llm compare llm/reference/summary.json {rel} --write llm/README.md "
-        f"--tag {tag}`")
+        f"re-render with `python -m llm compare {ref_rel} {rel} --write llm/README.md --tag {tag}`")
 
 
 def test_the_other_float_path_run_records_the_kernels_it_forced():
