@@ -23,8 +23,9 @@ unless said otherwise):
 - ``bulk`` (issue 22): per-prompt games, B = 256, 1024, 10^4 (``--bulk-max``) of n = 585, one mu
   per game, P shared ((n, n) with (B, n) mu) and, for B <= 512, a (B, n, n) stack: time, peak
   memory, certificates, beside a one-by-one loop.
-- ``throughput``: ``tabular.run`` exact and sampled forms, 1000 games x 10 actions, steps*games/s
-  (measured over ``--steps`` steps; the 10^4-step time is that rate extrapolated, and says so).
+- ``throughput``: ``tabular.run`` exact and sampled forms, 1000 games x 10 actions: the exact
+  forms run the goal's 10^4 steps (measured; ~4 min for the twelve), the sampled forms
+  ``--steps`` steps (their 10^4-step time extrapolated, and it says so).
 
 Results are written only when asked: ``--write`` writes the committed
 ``benchmarks/measured/tabular_scale.json`` (a full run only: never with ``--quick`` or ``--only``),
@@ -193,7 +194,11 @@ def bench_batch(B, n, tau, rows):
     print_row(row)
 
 
-def bench_throughput(games, n, steps, rows):
+def bench_throughput(games, n, steps, rows, exact_steps=None):
+    """Every algorithm's exact and sampled form on ``games`` games of ``n`` actions (one run
+    each, recording at the start and the end). The exact forms run ``exact_steps`` steps when
+    given (the goal's 10^4: measured, not extrapolated; extrapolating 200 steps multiplied the
+    two recordings' one-off cost by 50), the sampled forms ``steps``, extrapolated to 10^4."""
     P = np.stack([random_game(n, seed) for seed in range(games)])
     scores = np.random.default_rng(0).normal(size=(games, n))  # rl's Bradley-Terry scores
     pi_star = solve_equilibrium(P, None, 0.1).pi  # batched; not part of the simulation time
@@ -202,13 +207,15 @@ def bench_throughput(games, n, steps, rows):
     for name in METHODS:
         for sampled in (False, True):
             cfg = AlgorithmConfig(name, tau=0.1, sampled=sampled, batch=16)
-            _, t = timed(lambda: run(cfg, P, steps=steps, seed=0, record_every=steps,
+            k = exact_steps if exact_steps and not sampled else steps
+            _, t = timed(lambda: run(cfg, P, steps=k, seed=0, record_every=k,
                                      pi_star=pi_star, scores=scores if name == "rl" else None))
-            rate = steps * games / t
+            rate = k * games / t
             row = {"section": "throughput", "n": n, "tau": 0.1, "games": games,
                    "method": name, "variant": "sampled" if sampled else "exact",
-                   "median_s": t, "min_s": t, "max_s": t, "steps": steps,
-                   "steps_games_per_s": rate, "extrapolated_1e4_steps_s": 1e4 * games / rate}
+                   "median_s": t, "min_s": t, "max_s": t, "steps": k,
+                   "steps_games_per_s": rate, "extrapolated_1e4_steps_s": 1e4 * games / rate,
+                   "measured_1e4": k == 10_000}
             rows.append(row)
             print_row(row)
 
@@ -443,9 +450,11 @@ def goal_lines(rows):
         slow = [r for r in exact if r["extrapolated_1e4_steps_s"] > 30]
         worst = max(exact, key=lambda r: r["extrapolated_1e4_steps_s"])
         names = ", ".join(f"{r['method']} {r['extrapolated_1e4_steps_s']:.0f} s" for r in slow)
+        how = ("measured" if all(r.get("measured_1e4") for r in exact) else
+               f"extrapolated from {worst['steps']} steps")
         out.append(f"- throughput, exact forms, {worst['games']} games × {worst['n']} actions × "
                    f"10⁴ "
-                   f"steps ≤ 30 s (extrapolated from {worst['steps']} steps): met for "
+                   f"steps ≤ 30 s ({how}): met for "
                    f"{len(exact) - len(slow)} of {len(exact)} algorithms"
                    + (f"; **NOT met** for {names}" if slow else ""))
     grid = pick("grid")
@@ -561,8 +570,10 @@ def render(path):
         ratio = r.get("ratio_vs_ours")
         extra = ""
         if r["section"] == "throughput":
-            extra = f" ({r['steps_games_per_s']:.3g} steps·games/s; 10⁴ steps ≈ " \
-                    f"{r['extrapolated_1e4_steps_s']:.0f} s, extrapolated)"
+            extra = (f" ({r['steps_games_per_s']:.3g} steps·games/s; 10⁴ steps: "
+                     f"{r['extrapolated_1e4_steps_s']:.1f} s, measured)" if r.get("measured_1e4") else
+                     f" ({r['steps_games_per_s']:.3g} steps·games/s; 10⁴ steps ≈ "
+                     f"{r['extrapolated_1e4_steps_s']:.0f} s, extrapolated)")
         if "solve_peak_gib" in r:
             extra = f" (one solve: {r['solve_peak_gib']:.2f} GiB incl. P)"
         if r["section"] == "batch":
@@ -748,7 +759,7 @@ def run_benchmark(args) -> int:
                 "batch": lambda: bench_batch(10000, 10, 0.1, rows),
                 "grid": grid,
                 "bulk": lambda: bench_bulk(bulk_sizes, 585, 0.1, 256, rows),
-                "throughput": lambda: bench_throughput(1000, 10, args.steps, rows),
+                "throughput": lambda: bench_throughput(1000, 10, args.steps, rows, exact_steps=10_000),
             }
         for name in sections:
             plan[name]()
