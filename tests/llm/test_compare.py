@@ -137,7 +137,7 @@ def test_llm_readme_comparisons_equal_what_compare_renders_from_the_committed_ru
 
 
 def test_the_other_float_path_run_records_the_kernels_it_forced():
-    with open(COMPARISONS["otherfp"]) as f:
+    with open(COMPARISONS["otherfp"][1]) as f:
         fp = json.load(f)["provenance"]["float_path"]
     assert fp["cpu_capability"] == "DEFAULT" and fp["env"] == {"ATEN_CPU_CAPABILITY": "default",
                                                                "MKL_CBWR": "COMPATIBLE"}
