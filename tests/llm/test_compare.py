@@ -4,6 +4,7 @@ reference summary and perturbed copies of it (each check must be able to fail)."
 import copy
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -129,7 +130,7 @@ def test_llm_readme_comparisons_equal_what_compare_renders_from_the_committed_ru
     with open(os.path.join(ROOT, "llm", "README.md")) as f:
         text = f.read()
     assert f"<!-- llm-report:{tag}.compare -->" in text
-    reference, run = (json.load(open(path)) for path in COMPARISONS[tag])
+    reference, run = (json.loads(Path(path).read_text()) for path in COMPARISONS[tag])
     rendered = render_comparison(reference, run)
     ref_rel, rel = (os.path.relpath(path, ROOT) for path in COMPARISONS[tag])
     assert replace_blocks(text, None, tag, render={"compare": rendered}.__getitem__) == text, (
