@@ -43,8 +43,9 @@ from trl_common import (  # noqa: E402
 
 from llm.align import alignment_loss  # noqa: E402
 from llm.config import MethodParams  # noqa: E402
+from llm.judging import LearnedPM, LearnedRM, PromptBatch  # noqa: E402
 from llm.models import Codec, new_causal_lm, new_scorer, train_tokenizer  # noqa: E402
-from llm.sampling import pm_prob, rm_reward, sample  # noqa: E402
+from llm.sampling import Decoding, sample  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
 from tabular.methods import sampled_methods  # noqa: E402
 
@@ -78,15 +79,15 @@ def measure(steps: int, batch_size: int, sample_batch: int, sample_tokens: int, 
     gen = torch.Generator().manual_seed(0)
     methods = list(sampled_methods())
     times = {m: [] for m in methods}
+    decoding = Decoding(task.max_new_tokens, codec.eos_id, codec.pad_id)
     for s in range(steps):  # interleaved: step s of every method, then step s + 1
         ids, mask = codec.encode_prompts(prompts[s * batch_size:(s + 1) * batch_size])
+        batch = PromptBatch(ids, mask)
         for method in (methods if s % 2 == 0 else methods[::-1]):
             t0 = time.perf_counter()
-            loss, _ = alignment_loss(
-                MethodParams(method, 0.1, 0.125), policy, ref, ids, mask, generator=gen,
-                max_new_tokens=task.max_new_tokens, eos_id=codec.eos_id, pad_id=codec.pad_id,
-                judge=lambda i, m, y, ym, yp, ypm: pm_prob(scorer, codec, i, m, y, ym, yp, ypm),
-                reward=lambda i, m, y, ym: rm_reward(scorer, codec, i, m, y, ym))
+            params = MethodParams(method, 0.1, 0.125)
+            judge = LearnedRM(scorer, codec) if params.spec.kind == "rl" else LearnedPM(scorer, codec)
+            loss, _ = alignment_loss(params, policy, ref, batch, judge, decoding, generator=gen)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -55,7 +55,9 @@ from trl_common import (  # noqa: E402
 import llm.align  # noqa: E402
 import llm.sampling  # noqa: E402
 from llm.config import MethodParams  # noqa: E402
+from llm.judging import PairJudge, PromptBatch  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
+from llm.sampling import Decoding  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "sampling_speed.json"
@@ -107,6 +109,16 @@ def measure(sampling_modules: dict, repeats: int, seed: int = 0, sizes: dict = F
     ids, mask = codec.encode_prompts(task.prompts("train", B))
     p_ids, p_mask = codec.encode_prompts(task.prompts("train", B_step))
     params = MethodParams("online_ipo", 0.1, 0.0)
+    step_batch, decoding = PromptBatch(p_ids, p_mask), Decoding(T_step, codec.eos_id, codec.pad_id)
+
+    class VersionPM(PairJudge):  # the learned PM through this version's pm_prob
+        def __init__(self, v):
+            self.v = v
+
+        def prob(self, batch, y, y_prime):
+            v = self.v
+            return v.sampling.pm_prob(v.pm, codec, batch.ids, batch.mask, y.ids, y.mask, y_prime.ids,
+                                      y_prime.mask)
 
     def sampler(v, key, beta, eos):
         def fn():
@@ -118,16 +130,14 @@ def measure(sampling_modules: dict, repeats: int, seed: int = 0, sizes: dict = F
 
     def step(v):
         def fn():
-            names = ("sample", "token_logprobs", "pm_prob")
+            names = ("sample", "token_logprobs")
             saved = {n: getattr(llm.align, n) for n in names}
-            for n in names:  # alignment_loss with this version's sampling functions
+            for n in names:  # alignment_loss with this version's sampling functions (and its pm_prob)
                 setattr(llm.align, n, getattr(v.sampling, n))
             try:
-                loss, s = llm.align.alignment_loss(
-                    params, v.policy, v.ref, p_ids, p_mask, generator=v.gen["step"],
-                    max_new_tokens=T_step, eos_id=codec.eos_id, pad_id=codec.pad_id,
-                    label_generator=v.label_gen,
-                    judge=lambda i, m, y, ym, yp, ypm: v.sampling.pm_prob(v.pm, codec, i, m, y, ym, yp, ypm))
+                loss, s = llm.align.alignment_loss(params, v.policy, v.ref, step_batch, VersionPM(v),
+                                                   decoding, generator=v.gen["step"],
+                                                   label_generator=v.label_gen)
             finally:
                 for n, f in saved.items():
                     setattr(llm.align, n, f)

@@ -74,8 +74,9 @@ from trl_common import (  # noqa: E402
 
 from llm.align import alignment_loss  # noqa: E402
 from llm.config import MethodParams  # noqa: E402
+from llm.judging import LearnedPM, PromptBatch  # noqa: E402
 from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
-from llm.sampling import pm_prob, sample  # noqa: E402
+from llm.sampling import Decoding, sample  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "trl_compare.json"
@@ -240,11 +241,11 @@ def ipo_step(batch: int, new_tokens: int, repeats: int, seed: int, with_trl: boo
     ids, mask = codec.encode_prompts(prompts)
 
     params = MethodParams("online_ipo", tau, 0.0)
+    prompt_batch, judge = PromptBatch(ids, mask), LearnedPM(pm, codec)
+    decoding = Decoding(new_tokens, codec.eos_id, codec.pad_id)
 
     def ours():
-        loss, _ = alignment_loss(params, policy, ref, ids, mask, generator=gen,
-                                 max_new_tokens=new_tokens, eos_id=codec.eos_id, pad_id=codec.pad_id,
-                                 judge=lambda i, m, y, ym, yp, ypm: pm_prob(pm, codec, i, m, y, ym, yp, ypm),
+        loss, _ = alignment_loss(params, policy, ref, prompt_batch, judge, decoding, generator=gen,
                                  label_generator=label_gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()

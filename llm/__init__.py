@@ -15,10 +15,14 @@ before torch loads):
 - models (:mod:`llm.models`): ``Codec``, ``ChatCodec`` (a pretrained model's own tokenizer and chat
   template), ``smollm2_gguf_path``, ``train_tokenizer``, ``new_causal_lm``, ``new_scorer``,
   ``load_causal_lm``, ``load_scorer``, ``save_model`` (bad input: ``opo_toolkit.cliargs.UsageError``);
-- sampling (:mod:`llm.sampling`): ``sample`` (per-token geometric mixture with KV caches),
-  ``sample_responses``, ``token_logprobs``, ``sequence_logprob``, ``pm_prob`` / ``pm_prob_rows``
-  (the antisymmetric PM), ``rm_prob_rows``, ``rm_reward``;
+- sampling (:mod:`llm.sampling`): ``Decoding`` (length cap, end and pad tokens), ``sample``
+  (per-token geometric mixture with KV caches), ``sample_responses``, ``token_logprobs``,
+  ``sequence_logprob``, ``pm_prob`` / ``pm_prob_rows`` (the antisymmetric PM), ``rm_prob_rows``,
+  ``rm_reward``;
 - methods: the shared table :data:`tabular.methods.METHODS` (the llm runs its ``sampled_methods()``);
+- the batch and the judges (:mod:`llm.judging`): ``PromptBatch``, ``Responses``, the interfaces
+  ``PairJudge`` (``P(y > y' | x)``) and ``RewardJudge`` (``r(x, y)``), and ``LearnedPM``,
+  ``LearnedRM``, ``GoldJudge``, ``GoldBradleyTerry``, ``TableJudge``, ``TableReward``;
 - objectives (:mod:`llm.objectives`): ``pairwise_method_loss``, ``nash_md_pg_loss``, ``rl_loss``,
   ``kl_to_go``; ``alignment_loss`` (:mod:`llm.align`): sample, score and loss of one step;
 - evaluation (:mod:`llm.evaluate`): ``win_matrices``, ``format_matrix``; ``main`` (:mod:`llm.cli`).
@@ -43,6 +47,9 @@ _API = {
     "load_causal_lm": "models", "load_scorer": "models", "save_model": "models",
     "sample": "sampling", "token_logprobs": "sampling", "sequence_logprob": "sampling",
     "pm_prob": "sampling", "pm_prob_rows": "sampling", "rm_prob_rows": "sampling", "rm_reward": "sampling",
+    "PromptBatch": "judging", "Responses": "judging", "PairJudge": "judging", "RewardJudge": "judging",
+    "LearnedPM": "judging", "LearnedRM": "judging", "GoldJudge": "judging", "GoldBradleyTerry": "judging",
+    "TableJudge": "judging", "TableReward": "judging", "Decoding": "sampling",
     "pairwise_method_loss": "objectives", "nash_md_pg_loss": "objectives",
     "rl_loss": "objectives", "kl_to_go": "objectives",
     "main": "cli", "PRESETS": "presets", "apply_preset": "presets",

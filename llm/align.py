@@ -31,58 +31,64 @@ from tabular.losses import make_labels
 
 from . import distributed
 from .config import MethodParams
+from .judging import (
+    GoldBradleyTerry,
+    GoldJudge,
+    LearnedPM,
+    LearnedRM,
+    PairJudge,
+    PromptBatch,
+    Responses,
+    RewardJudge,
+)
 from .models import check_context, load_causal_lm, load_scorer, save_model
 from .objectives import nash_md_pg_loss, pairwise_method_loss, rl_loss
 from .runtime import autocast, open_stage, save_checkpoint, stage_function
-from .sampling import (
-    pm_prob,
-    rm_reward,
-    sample,
-    sample_responses,
-    sequence_logprob,
-    stream_seed,
-    token_logprobs,
-)
+from .sampling import Decoding, sample, sample_responses, sequence_logprob, stream_seed, token_logprobs
 from .tasks import fit_bradley_terry
 
 __all__ = ["run_align", "alignment_loss", "gold_winrate", "gold_bradley_terry", "read_prompt_file"]
 
 
-def alignment_loss(params: MethodParams, policy, ref, prompt_ids, prompt_mask, *, generator: torch.Generator,
-                   max_new_tokens: int, eos_id, pad_id: int, judge=None, reward=None,
+def alignment_loss(params: MethodParams, policy, ref, batch: PromptBatch, judge: PairJudge | RewardJudge,
+                   decoding: Decoding, *, generator: torch.Generator,
                    label_generator: torch.Generator | None = None):
     """Sample a pair per prompt as ``params.method`` says, score it, and return (scalar loss, stats).
 
     Args:
       params: the method and its hyperparameters (tau, beta, label type, log-prob reduction,
         temperature), validated once by :class:`~llm.config.MethodParams`.
-      prompt_ids: (B, P) left-padded prompts.
-      prompt_mask: (B, P) their attention mask.
-      judge: ``judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask) -> (B,) P(y > y')``
-        (the PM in training; an exact table in tests).
-      reward: ``reward(ids, mask, y, y_mask) -> (B,)``.
+      batch: the B prompts (ids, mask, texts where they are text).
+      judge: a :class:`~llm.judging.PairJudge` (``P(y > y' | x)``: the pairwise methods and
+        Nash-MD-PG) or, for ``rl``, a :class:`~llm.judging.RewardJudge` (``r(x, y)``).
+      decoding: the responses' length cap, end and pad tokens.
       generator: the sampling stream.
       label_generator: the stream of Bernoulli labels.
     """
     m, tau, temperature = params.spec, params.tau, params.temperature
-    B = prompt_ids.shape[0]
+    needed = RewardJudge if m.kind == "rl" else PairJudge
+    if not isinstance(judge, needed):
+        raise TypeError(f"{params.method} is scored by a {needed.__name__}, got {type(judge).__name__}")
+    B = len(batch)
     beta_y, beta_y_prime = params.betas()
-    betas = torch.tensor([beta_y] * B + [beta_y_prime] * B, device=prompt_ids.device)  # (2B,)
-    ids2, mask2 = prompt_ids.repeat(2, 1), prompt_mask.repeat(2, 1)  # (2B, P)
-    response, resp_mask = sample(policy, ref, ids2, mask2, max_new_tokens, generator, eos_id, pad_id,
-                                 beta=betas, temperature=temperature)  # (2B, T), samples carry no gradient
+    betas = torch.tensor([beta_y] * B + [beta_y_prime] * B, device=batch.ids.device)  # (2B,)
+    both = batch.repeat(2)  # (2B, P): rows < B draw y, rows >= B draw y'
+    response, resp_mask = sample(policy, ref, both.ids, both.mask, decoding.max_new_tokens, generator,
+                                 decoding.eos_id, decoding.pad_id, beta=betas,
+                                 temperature=temperature)  # (2B, T), samples carry no gradient
+    responses = Responses(response, resp_mask)
+    y, y_prime = responses.rows(0, B), responses.rows(B, 2 * B)
     # Nash-MD-PG / self-play score only y (y' is the opponent's sample): no log-probs for y'.
     n = B if m.kind == "pg" else 2 * B
-    scored = (ids2[:n], mask2[:n], response[:n], resp_mask[:n])
+    scored = (both.ids[:n], both.mask[:n], response[:n], resp_mask[:n])
     with torch.no_grad():
         ref_tok = token_logprobs(ref, *scored, temperature)  # (n, T)
     tok = token_logprobs(policy, *scored, temperature)  # (n, T), with grad
-    y, y_mask, y_prime, y_prime_mask = response[:B], resp_mask[:B], response[B:], resp_mask[B:]
     stats = {"kl/seq_logratio_y": (tok[:B] - ref_tok[:B]).sum(-1).mean().item(),
              "charts/response_tokens": resp_mask.sum(-1).float().mean().item()}
     if m.kind == "pairwise":
         with torch.no_grad():
-            p = judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask)  # (B,)
+            p = judge.prob(batch, y, y_prime)  # (B,)
         logp = sequence_logprob(tok, resp_mask, params.logp_reduction)  # (2B,)
         ref_logp = sequence_logprob(ref_tok, resp_mask, params.logp_reduction)  # (2B,)
         losses = pairwise_method_loss(m.loss, logp[:B], logp[B:], ref_logp[:B], ref_logp[B:], p, tau,
@@ -91,12 +97,12 @@ def alignment_loss(params: MethodParams, policy, ref, prompt_ids, prompt_mask, *
                                       - (logp[B:] - ref_logp[B:])).abs().mean().item()
     elif m.kind == "pg":
         with torch.no_grad():
-            p = judge(prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask)  # (B,)
+            p = judge.prob(batch, y, y_prime)  # (B,)
         label = make_labels(p, params.label_type, label_generator)  # (B,), as the pairwise methods do
-        losses = nash_md_pg_loss(tok[:B], ref_tok[:B], y_mask, label, tau)  # (B,), only y gets gradient
+        losses = nash_md_pg_loss(tok[:B], ref_tok[:B], y.mask, label, tau)  # (B,), only y gets gradient
     else:
         with torch.no_grad():
-            r = reward(ids2, mask2, response, resp_mask)  # (2B,)
+            r = judge.reward(both, responses)  # (2B,)
         losses = rl_loss(tok, ref_tok, resp_mask, r, tau)  # (2B,)
         p = torch.sigmoid(r[:B] - r[B:])
     stats["charts/p_mean_abs_minus_half"] = (p - 0.5).abs().mean().item()
@@ -202,24 +208,16 @@ def run_align(cfg, progress: bool = True) -> dict:
     start = stage.resume(policy, optimizer, generators)
 
     run_key = (cfg.seed, cfg.method, cfg.tau, cfg.beta, cfg.judge)  # names this run's random streams
-    batch_prompts = []  # the current shard's prompt texts (the gold judge reads text, not ids)
-    bt_weights, bt_accuracy = None, None
-    if cfg.judge == "gold" and m.kind == "rl":
+    bt_accuracy = None
+    if cfg.judge == "gold" and m.kind == "rl":  # r(x, y) = w . phi(x, y), the gold judge's BT fit
         bt_weights, bt_accuracy = gold_bradley_terry(task, codec, ref, stream_seed(*run_key, "bt-fit"),
                                                      device, max_new)
-
-    def judge(ids, mask, y, y_mask, y_prime, y_prime_mask):
-        if cfg.judge == "gold":  # exact P(y > y' | x) of the hidden judge
-            p = task.gold_prob(batch_prompts, codec.decode(y), codec.decode(y_prime))
-            return torch.as_tensor(p, dtype=torch.float32, device=ids.device)
-        return pm_prob(scorer, codec, ids, mask, y, y_mask, y_prime, y_prime_mask)
-
-    def reward(ids, mask, y, y_mask):
-        if cfg.judge == "gold":  # r(x, y) = w . phi(x, y), the Bradley-Terry fit of the gold judge
-            xs = batch_prompts * (ids.shape[0] // len(batch_prompts))
-            r = task.features(xs, codec.decode(y)) @ bt_weights
-            return torch.as_tensor(r, dtype=torch.float32, device=ids.device)
-        return rm_reward(scorer, codec, ids, mask, y, y_mask)
+        judge = GoldBradleyTerry(task, codec, bt_weights)
+    elif cfg.judge == "gold":  # exact P(y > y' | x) of the hidden judge
+        judge = GoldJudge(task, codec)
+    else:
+        judge = LearnedRM(scorer, codec) if m.kind == "rl" else LearnedPM(scorer, codec)
+    decoding = Decoding(max_new, codec.eos_id, codec.pad_id)
 
     # validation prompts (two responses each) and the SFT model's responses to them, for the curve;
     # every run and every step draws from its own stream (no draw shared between runs). Rank 0
@@ -259,13 +257,12 @@ def run_align(cfg, progress: bool = True) -> dict:
         optimizer.zero_grad(set_to_none=True)
         totals = {}
         for s, rows in my_shards:
-            batch_prompts[:] = [prompts[i] for i in idx[rows].tolist()]
-            prompt_ids, prompt_mask = codec.encode_prompts(batch_prompts)  # (B / shards, P)
+            texts = tuple(prompts[i] for i in idx[rows].tolist())
+            prompt_ids, prompt_mask = codec.encode_prompts(list(texts))  # (B / shards, P)
+            batch = PromptBatch(prompt_ids.to(device), prompt_mask.to(device), texts)
             with autocast(device, cfg.bf16):
-                loss, stats = alignment_loss(
-                    params, policy, ref, prompt_ids.to(device), prompt_mask.to(device), generator=gens[s],
-                    max_new_tokens=max_new, eos_id=codec.eos_id, pad_id=codec.pad_id, judge=judge,
-                    reward=reward, label_generator=label_gens[s])
+                loss, stats = alignment_loss(params, policy, ref, batch, judge, decoding, generator=gens[s],
+                                             label_generator=label_gens[s])
             (loss / stage.shards).backward()  # the batch's mean loss is the mean of the shards' means
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0.0) + v

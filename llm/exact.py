@@ -46,8 +46,9 @@ from .align import alignment_loss
 from .config import MethodParams
 from .enumerable import EnumerableTask, exact_law, mask_response_vocab, prompt_ids, response_index
 from .exact_targets import TARGET_OF, policy_metrics, targets
+from .judging import PairJudge, PromptBatch, RewardJudge
 from .models import SPECIAL_TOKENS, new_causal_lm
-from .sampling import stream_seed
+from .sampling import Decoding, stream_seed
 
 __all__ = ["ExactConfig", "run_exact", "main", "PRESETS", "METHODS"]
 
@@ -221,19 +222,36 @@ def doc_of_prompt(task, ids: torch.Tensor) -> np.ndarray:
     return (x * task.K ** np.arange(task.prompt_len - 1, -1, -1)).sum(1)
 
 
-def make_judge(task, rho: float):
-    """The exact gold judge on token ids: (ids, mask, y, y_mask, y', y'_mask) -> (B,) P_x(y > y')."""
-    def judge(ids, mask, y, y_mask, y_prime, y_prime_mask):
-        p = task.pair_preference(doc_of_prompt(task, ids), response_index(task, y, y_mask),
-                                 response_index(task, y_prime, y_prime_mask), rho)
+class ExactJudge(PairJudge):
+    """The enumerable task's exact gold judge on token ids: ``P_x(y > y')`` at intransitivity ``rho``."""
+
+    def __init__(self, task, rho: float):
+        self.task, self.rho = task, rho
+
+    def prob(self, batch, y, y_prime):
+        task = self.task
+        p = task.pair_preference(doc_of_prompt(task, batch.ids), response_index(task, y.ids, y.mask),
+                                 response_index(task, y_prime.ids, y_prime.mask), self.rho)
         return torch.as_tensor(p, dtype=torch.float32)
 
-    def reward(ids, mask, y, y_mask):  # RL: the HodgeRank BT reward / 4 (same scale as P - 1/2)
-        docs, idx = doc_of_prompt(task, ids), response_index(task, y, y_mask)
-        r = task.bt_reward(docs, rho)[np.arange(len(idx)), idx] / 4.0
+
+class ExactBTReward(RewardJudge):
+    """RL's reward on the enumerable task: the judge's HodgeRank Bradley-Terry reward / 4 (the scale
+    of ``P - 1/2``)."""
+
+    def __init__(self, task, rho: float):
+        self.task, self.rho = task, rho
+
+    def reward(self, batch, y):
+        docs, idx = doc_of_prompt(self.task, batch.ids), response_index(self.task, y.ids, y.mask)
+        r = self.task.bt_reward(docs, self.rho)[np.arange(len(idx)), idx] / 4.0
         return torch.as_tensor(r, dtype=torch.float32)
 
-    return judge, reward
+
+def make_judge(task, rho: float, params: MethodParams) -> PairJudge | RewardJudge:
+    """Who scores ``params.method``'s samples at intransitivity ``rho``: the exact judge, or for
+    ``rl`` its Bradley-Terry reward."""
+    return ExactBTReward(task, rho) if params.spec.kind == "rl" else ExactJudge(task, rho)
 
 
 # -- one unit: one chain, one rho, one method ---------------------------------------------------
@@ -241,7 +259,8 @@ def align_unit(cfg, task, sft, rho: float, method: str, seed: int, evals: dict, 
     """Align a copy of ``sft`` with ``method``; exact metrics on both splits every eval_every steps."""
     policy, ref = copy.deepcopy(sft), copy.deepcopy(sft).requires_grad_(False)
     params = MethodParams(method, cfg.tau, cfg.beta)
-    judge, reward = make_judge(task, rho)
+    judge = make_judge(task, rho, params)
+    decoding = Decoding(task.L, EOS, PAD)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(stream_seed(seed, rho, method, "sample"))
@@ -266,9 +285,8 @@ def align_unit(cfg, task, sft, rho: float, method: str, seed: int, evals: dict, 
     for step in range(1, cfg.steps + 1):
         docs = train[rng.integers(len(train), size=cfg.batch_size)]
         ids = prompt_ids(task, docs, BOS, SEP)
-        loss, stats = alignment_loss(
-            params, policy, ref, ids, torch.ones_like(ids), generator=gen, max_new_tokens=task.L,
-            eos_id=EOS, pad_id=PAD, judge=judge, reward=reward)
+        batch = PromptBatch(ids, torch.ones_like(ids))
+        loss, stats = alignment_loss(params, policy, ref, batch, judge, decoding, generator=gen)
         if not torch.isfinite(loss):
             raise RuntimeError(f"{method} at rho={rho}: the loss became {loss.item()} at step {step}; "
                                f"lower --lr")

@@ -27,14 +27,25 @@ from __future__ import annotations
 import functools
 import inspect
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .models import PM_FORMS
 
-__all__ = ["sample", "sample_responses", "token_logprobs", "sequence_logprob", "pm_prob", "pm_prob_rows",
-           "pm_form", "rm_prob_rows", "rm_reward", "gumbel", "stream_seed"]
+__all__ = ["Decoding", "sample", "sample_responses", "token_logprobs", "sequence_logprob", "pm_prob",
+           "pm_prob_rows", "pm_form", "rm_prob_rows", "rm_reward", "gumbel", "stream_seed"]
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How :func:`sample` ends and pads the responses of one run: at most ``max_new_tokens`` tokens,
+    a row ends at ``eos_id`` (None: every row runs to the cap), ``pad_id`` after it."""
+
+    max_new_tokens: int
+    eos_id: int | None
+    pad_id: int
 
 
 def stream_seed(*keys) -> int:

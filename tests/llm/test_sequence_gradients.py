@@ -21,8 +21,9 @@ import torch
 import llm.objectives
 from llm.align import alignment_loss
 from llm.config import MethodParams
+from llm.judging import PromptBatch, TableJudge, TableReward
 from llm.models import new_causal_lm
-from llm.sampling import token_logprobs
+from llm.sampling import Decoding, token_logprobs
 
 V, T = 4, 3
 
@@ -80,11 +81,11 @@ def sampled_gradient(policy, ref, method, tau, beta, P, scores, batch=8192, reps
     params = list(policy.parameters())
     total = 0
     for _ in range(reps):
-        loss, _ = alignment_loss(
-            MethodParams(method, tau, beta), policy, ref, torch.zeros(batch, 1, dtype=torch.long),
-            torch.ones(batch, 1, dtype=torch.long), generator=gen, max_new_tokens=T, eos_id=None, pad_id=0,
-            judge=lambda ids, mask, y, ym, yp, ypm: P[_index(y), _index(yp)],
-            reward=lambda ids, mask, y, ym: scores[_index(y)])
+        index = lambda r: _index(r.ids)  # noqa: E731
+        judge = TableReward(scores, index) if method == "rl" else TableJudge(P, index)  # exact tables
+        prompts = PromptBatch(torch.zeros(batch, 1, dtype=torch.long), torch.ones(batch, 1, dtype=torch.long))
+        loss, _ = alignment_loss(MethodParams(method, tau, beta), policy, ref, prompts, judge,
+                                 Decoding(T, None, 0), generator=gen)
         total = total + _flat(torch.autograd.grad(loss, params, allow_unused=True), params)
     return total / reps
 

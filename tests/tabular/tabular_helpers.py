@@ -1,6 +1,9 @@
 """Independent reference implementations for the tabular tests (nothing here imports tabular)."""
 
+from types import SimpleNamespace
+
 import numpy as np
+import torch
 
 
 def random_preference(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -30,3 +33,17 @@ def payoff(P, mu, tau, pi, pi_prime):
         m = p > 0
         return float(np.sum(p[m] * np.log(p[m] / q[m])))
     return float(pi @ P @ pi_prime) - tau * kl(pi, mu) + tau * kl(pi_prime, mu)
+
+
+class OneTokenLM(torch.nn.Module):
+    """A causal "LM" whose next-token logits are a parameter vector whatever the prefix: with
+    one-token responses over a vocabulary of n actions it is the tabular policy softmax(theta)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.tensor(np.asarray(logits, np.float64)))
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=False, **unused):
+        B, L = input_ids.shape
+        return SimpleNamespace(logits=self.logits.expand(B, L, -1), past_key_values=None)  # (B, L, V)

@@ -38,6 +38,7 @@ import torch
 from equivalence_examples import FAMILIES, examples
 from hypothesis import HealthCheck, Verbosity, assume, find, given, settings
 from hypothesis import strategies as st
+from tabular_helpers import OneTokenLM
 
 from tabular import AlgorithmConfig, make_state, mixture_fixed_point, run, solve_equilibrium, step
 from tabular.algorithms import method_loss, nash_md_step, pairs, pairwise_objective, sampling_log_policy
@@ -429,21 +430,6 @@ def test_sampled_gradients_are_unbiased_within_a_bernstein_bound(ex, form):
 # ---------------------------------------------------------------------------------------------
 # 5. The bridge: a one-token "LLM" through the llm code path.
 # ---------------------------------------------------------------------------------------------
-class OneTokenLM(torch.nn.Module):
-    """A causal "LM" whose next-token logits are a parameter vector whatever the prefix: with
-    one-token responses over a vocabulary of n actions it is the tabular policy softmax(theta)."""
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = torch.nn.Parameter(torch.tensor(np.asarray(logits, np.float64)))
-
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
-                use_cache=False, **unused):
-        B, L = input_ids.shape
-        from types import SimpleNamespace
-        return SimpleNamespace(logits=self.logits.expand(B, L, -1), past_key_values=None)  # (B, L, V)
-
-
 BRIDGE_METHODS = [("online_ipo", "soft"), ("online_ipo", "hard"), ("ipo_md", "soft"),
                   ("self_play", "soft"), ("nash_md_pg", "soft"), ("nash_md_pg", "hard")]
 
@@ -517,19 +503,17 @@ def check_sampled_bridge(ex, form, samples=2**14):
     exact tabular gradient. Its per-pair gradients are the tabular ones (checked exactly above)."""
     from llm.align import alignment_loss
     from llm.config import MethodParams
+    from llm.judging import PromptBatch, TableJudge
+    from llm.sampling import Decoding
 
     method, label_type = form
     beta = ex.beta if method in ("ipo_md", "nash_md_pg") else 0.0
     policy, ref = OneTokenLM(ex.theta), OneTokenLM(np.log(ex.mu)).requires_grad_(False)
-    P = torch.tensor(ex.P)
-
-    def judge(ids, mask, y, y_mask, y_prime, y_prime_mask):
-        return P[y[:, 0], y_prime[:, 0]]  # the exact table: P(y > y')
-
+    judge = TableJudge(torch.tensor(ex.P))  # the exact table P(y > y') over one-token responses
     prompt = torch.zeros(samples, 1, dtype=torch.long)
-    loss, _ = alignment_loss(MethodParams(method, ex.tau, beta, label_type), policy, ref, prompt,
-                             torch.ones_like(prompt), generator=torch.Generator().manual_seed(ex.seed),
-                             max_new_tokens=1, eos_id=None, pad_id=0, judge=judge,
+    loss, _ = alignment_loss(MethodParams(method, ex.tau, beta, label_type), policy, ref,
+                             PromptBatch(prompt, torch.ones_like(prompt)), judge, Decoding(1, None, 0),
+                             generator=torch.Generator().manual_seed(ex.seed),
                              label_generator=torch.Generator().manual_seed(ex.seed + 1))
     (sampled,) = torch.autograd.grad(loss, policy.logits)
     exact = exact_gradient(ex, method, beta, label_type)

@@ -1,10 +1,12 @@
 """The method table: one entry per method, consistent with the losses and the mixture semantics."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
+from tabular_helpers import OneTokenLM
 
 import tabular.methods
 from tabular import AlgorithmConfig, bradley_terry_random, run
@@ -84,3 +86,51 @@ def test_a_new_method_is_one_loss_and_one_row(monkeypatch):
     assert grad.abs().max().item() <= 1e-10
     start = method_loss(cfg, log_mu.clone().requires_grad_(True), log_mu, torch.tensor(P)[None])
     assert loss.item() < start.item()  # it moved, downhill
+
+
+def test_a_new_method_runs_in_the_llm_half_with_the_same_loss(monkeypatch, tmp_path):
+    """Issue 20, the llm half of the test above: with the same one loss and one row and nothing
+    else, ``llm.align.alignment_loss`` on 2^16 one-token prompts (the KV-cached sampler, an exact
+    table judge) estimates the tabular exact form's population loss within Hoeffding's radius
+    (false-failure probability 1e-9), a radius that excludes online SLiC's value (so the row's loss,
+    not another, is what runs); and ``llm align --judge gold`` trains a tiny GPT-2 with it."""
+    from llm.align import alignment_loss, run_align
+    from llm.config import AlignConfig, MethodParams, SFTConfig
+    from llm.judging import PromptBatch, TableJudge
+    from llm.sampling import Decoding
+    from llm.train import run_sft
+
+    monkeypatch.setitem(PAIRWISE_LOSSES, "sq_hinge", squared_hinge_loss)
+    monkeypatch.setitem(METHODS, "online_sq_hinge",
+                        Method("pairwise", "sq_hinge", "pi", "pi", "online squared hinge", slic_lr))
+    P, _ = bradley_terry_random(4, 0)
+    mu, pi = np.array([0.4, 0.3, 0.2, 0.1]), np.array([0.1, 0.2, 0.3, 0.4])
+    tau, B, delta = 1.0, 2**16, 1e-9
+    log_mu = torch.log(torch.tensor(mu))[None]
+
+    def population_loss(name):
+        return method_loss(AlgorithmConfig(name, tau=tau), torch.log(torch.tensor(pi))[None], log_mu,
+                           torch.tensor(P)[None]).item()
+
+    prompt = torch.zeros(B, 1, dtype=torch.long)
+    loss, _ = alignment_loss(MethodParams("online_sq_hinge", tau, 0.0), OneTokenLM(np.log(pi)),
+                             OneTokenLM(np.log(mu)).requires_grad_(False),
+                             PromptBatch(prompt, torch.ones_like(prompt)), TableJudge(torch.tensor(P)),
+                             Decoding(1, None, 0), generator=torch.Generator().manual_seed(0))
+    ratio = np.log(pi / mu)
+    worst = (1 + tau * (ratio.max() - ratio.min())) ** 2  # every pair's loss lies in [0, worst]
+    radius = worst * np.sqrt(np.log(2 / delta) / (2 * B))
+    exact = population_loss("online_sq_hinge")
+    assert abs(loss.item() - exact) <= radius, (loss.item(), exact, radius)
+    assert abs(population_loss("online_slic") - exact) > 2 * radius
+
+    shape = dict(n_layer=1, n_embd=32, n_head=2)
+    sft = run_sft(SFTConfig(out=str(tmp_path / "sft"), steps=20, batch_size=16, **shape), progress=False)
+    done = run_align(AlignConfig(out=str(tmp_path / "align"), sft=sft["model"], judge="gold",
+                                 method="online_sq_hinge", tau=0.5, steps=3, batch_size=8, eval_every=3,
+                                 eval_prompts=8, log_every=1), progress=False)
+    assert done["method"] == "online_sq_hinge" and done["steps"] == 3
+    assert 0 <= done["final_winrate_vs_sft"] <= 1
+    with open(tmp_path / "align" / "metrics.jsonl") as f:
+        losses = [json.loads(line)["loss/train"] for line in f if "loss/train" in line]
+    assert len(losses) == 3 and np.all(np.isfinite(losses))
