@@ -33,6 +33,7 @@ import warnings
 import numpy as np
 
 from tabular import duality_gap, exploitability, solve_equilibrium
+from tabular.fixed_point import log_normalise_logaddexp
 from tabular.pairwise_limits import online_dpo_limit
 
 from .enumerable import per_token_mixture
@@ -45,10 +46,6 @@ TARGET_OF = {"online_ipo": "nash", "self_play": "nash", "ipo_md": "tok_mix", "na
              "rl": "rlhf", "online_dpo": "dpo", "online_slic": "nash"}
 # methods whose TARGET_OF is a reference point, not a limit theory predicts for them
 NO_POINT_LIMIT = ("online_slic",)
-
-
-def _log_softmax(z):
-    return z - np.logaddexp.reduce(z, axis=-1, keepdims=True)
 
 
 def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -67,7 +64,7 @@ def win_rate(P: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def rlhf_target(mu: np.ndarray, reward: np.ndarray, tau: float) -> np.ndarray:
     """``mu exp(reward / tau)`` normalised (B, n): the KL-regularised reward maximiser."""
-    return np.exp(_log_softmax(np.log(mu) + reward / tau))
+    return np.exp(log_normalise_logaddexp(np.log(mu) + reward / tau))
 
 
 def token_mixture_fixed_point(P, mu, tau: float, beta: float, space, init=None, tol: float = 1e-12,
@@ -83,7 +80,7 @@ def token_mixture_fixed_point(P, mu, tau: float, beta: float, space, init=None, 
 
     def T(z):
         m = per_token_mixture(np.exp(z), mu, beta, space)
-        return _log_softmax(log_mu + np.matmul(P, m[..., None])[..., 0] / tau)
+        return log_normalise_logaddexp(log_mu + np.matmul(P, m[..., None])[..., 0] / tau)
 
     z = np.log(mu if init is None else init)
     g = T(z) - z  # (B, n) residual of the map
@@ -101,7 +98,7 @@ def token_mixture_fixed_point(P, mu, tau: float, beta: float, space, init=None, 
             z_new = z + g - np.einsum("bnm,bm->bn", Zm + Gm, gamma)
         else:
             z_new = z + g
-        z_new = _log_softmax(z_new)
+        z_new = log_normalise_logaddexp(z_new)
         g_new = T(z_new) - z_new
         dZ.append(z_new - z)
         dG.append(g_new - g)
@@ -125,7 +122,7 @@ def targets(P: np.ndarray, mu: np.ndarray, tau: float, beta: float, reward: np.n
         warnings.simplefilter("error")  # a target that misses its certificate is an error here
         nash = solve_equilibrium(P, mu, tau)
         mix_eq = solve_equilibrium(P, mu, tau / (1 - beta))
-    seq = np.exp(_log_softmax(np.log(mu) + np.matmul(P, mix_eq.pi[..., None])[..., 0] / tau))
+    seq = np.exp(log_normalise_logaddexp(np.log(mu) + np.matmul(P, mix_eq.pi[..., None])[..., 0] / tau))
     tok, tok_res, tok_iters = token_mixture_fixed_point(P, mu, tau, beta, space, init=seq)
     if tok_res.max() > 1e-10:
         raise RuntimeError(f"the per-token mixture fixed point reached residual {tok_res.max():.3g} only")
@@ -133,9 +130,9 @@ def targets(P: np.ndarray, mu: np.ndarray, tau: float, beta: float, reward: np.n
     dpo = online_dpo_limit(P, mu, tau)
     if not dpo.converged.all():
         raise RuntimeError(f"online DPO's stationary point reached residual {dpo.residual.max():.3g} only")
-    seq_m = np.exp(_log_softmax((1 - beta) * np.log(seq) + beta * np.log(mu)))
-    seq_res = np.abs(np.log(seq)
-                     - _log_softmax(np.log(mu) + np.matmul(P, seq_m[..., None])[..., 0] / tau)).max(-1)
+    seq_m = np.exp(log_normalise_logaddexp((1 - beta) * np.log(seq) + beta * np.log(mu)))
+    seq_T = log_normalise_logaddexp(np.log(mu) + np.matmul(P, seq_m[..., None])[..., 0] / tau)
+    seq_res = np.abs(np.log(seq) - seq_T).max(-1)
     return {"laws": {"nash": nash.pi, "seq_mix": seq, "tok_mix": tok, "rlhf": rlhf, "dpo": dpo.pi},
             "certificates": {"nash_gap": nash.gap, "seq_mix_residual": seq_res, "tok_mix_residual": tok_res,
                              "mix_equilibrium_gap": mix_eq.gap, "dpo_residual": dpo.residual},

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, logit
 
+from .fixed_point import log_normalise_logaddexp
+
 __all__ = ["PairwiseLimit", "online_dpo_limit", "online_dpo_residual"]
 
 
@@ -52,12 +54,8 @@ class PairwiseLimit:
     iterations: int
 
 
-def _log_softmax(z):
-    return z - np.logaddexp.reduce(z, axis=-1, keepdims=True)
-
-
 def _parts(P, log_mu, tau, rho):
-    pi = np.exp(_log_softmax(log_mu + rho))
+    pi = np.exp(log_normalise_logaddexp(log_mu + rho))
     S = expit(tau * (rho[..., :, None] - rho[..., None, :]))
     D = S - P
     G = np.einsum("...ay,...y->...a", D, pi)
@@ -156,5 +154,5 @@ def online_dpo_limit(P, mu, tau: float, *, tol: float = 1e-12, max_iter: int = 1
         better = rt < res[todo]
         rho[todo] = np.where(better[..., None], r, rho[todo])
         res[todo] = np.where(better, rt, res[todo])
-    log_pi = _log_softmax(log_mu + rho)
+    log_pi = log_normalise_logaddexp(log_mu + rho)
     return PairwiseLimit(np.exp(log_pi), log_pi, float(tau), res, res <= tol, it)
