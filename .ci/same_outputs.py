@@ -9,6 +9,7 @@ the main job's stages:
 - ``python -m tabular run`` exact (300 steps) and sampled (64 pairs, 3 seeds, 300 steps) of the
   main job's eight algorithms on its game (``metrics.csv``);
 - ``python -m figures --quick --only simplex,convergence,equivalence,dpo,bias`` (every CSV);
+- ``python -m llm exact`` with the tiny preset, its seven methods and 20 steps (every JSON);
 - ``python -m llm pipeline`` with the main job's ``--quick`` stages and 1 chain (``summary.json``).
 
 Then every output file is compared, less what records the run rather than its results: each
@@ -32,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ALGORITHMS = "online_ipo,ipo_md,nash_md,extragradient,self_play,online_dpo,online_slic,offline_ipo"
+EXACT_METHODS = "online_ipo,ipo_md,nash_md_pg,self_play,online_dpo,online_slic,rl"
 GAME = ["--game", "majority:8:5", "--tau", "0.1", "--beta", "0.125"]
 STEPS = [
     ("equivalence.txt", ["-m", "tabular", "equivalence"]),
@@ -42,6 +44,8 @@ STEPS = [
             "--batch", "64", "--seeds", "3", "--out", "{out}/tabular_sampled"]),
     (None, ["-m", "figures", "--quick", "--only", "simplex,convergence,equivalence,dpo,bias",
             "--out", "{out}/figures", "--no-progress"]),
+    (None, ["-m", "llm", "exact", "--preset", "tiny", "--methods", EXACT_METHODS, "--steps", "20",
+            "--out", "{out}/exact"]),
     (None, ["-m", "llm", "pipeline", "--out", "{out}/llm", "--sft-steps", "200", "--pm-steps", "100",
             "--align-steps", "30", "--seeds", "1", "--eval-every", "10", "--n-prompts", "256",
             "--samples-per-prompt", "2"]),

@@ -2,8 +2,9 @@
 
 Inputs (each optional; a figure whose input is missing or malformed is skipped with a reason):
 
-- ``DIR/summary.json``: ``methods``, ``win_matrix_gold_mean`` and ``win_matrix_gold_ci95`` (or an older
-  ``_std``) (square, ``p(row beats column)``; rows/columns are ``matrix_labels`` when present, else
+- ``DIR/summary.json``: ``methods`` and ``win_matrix_gold``'s ``mean`` and ``ci95`` (older summaries:
+  ``win_matrix_gold_mean`` and ``win_matrix_gold_ci95`` or ``_std``) (square, ``p(row beats column)``;
+  rows/columns are ``matrix_labels`` when present, else
   ``methods`` or, when the matrix has one more row, ``["sft"] + methods``) -> ``fig6a_llm_win_matrix``
   (Table 2-style annotated heatmap, mean ± 95 % half-width over chains).
 - ``DIR/tau_sweep.csv`` (method,tau,seed,winrate_vs_sft) -> ``fig6b_llm_winrate_vs_tau``.
@@ -82,12 +83,17 @@ class WinMatrix:
 
 def win_matrix_data(summary: dict) -> tuple[list[dict], WinMatrix]:
     """The matrix of ``summary.json`` with its row/column labels checked; returns the CSV rows too."""
-    spread = "win_matrix_gold_ci95" if "win_matrix_gold_ci95" in summary else "win_matrix_gold_std"
-    for key in ("methods", "win_matrix_gold_mean", spread):
-        if key not in summary:
+    gold = summary.get("win_matrix_gold")
+    if isinstance(gold, dict) and "mean" in gold and "ci95" in gold:  # schema 2 and 3
+        flat = {"win_matrix_gold_mean": gold["mean"], "win_matrix_gold_ci95": gold["ci95"]}
+    else:  # older summaries: flat keys only, the spread a ci95 or (older still) a std
+        flat = summary
+    spread = "win_matrix_gold_ci95" if "win_matrix_gold_ci95" in flat else "win_matrix_gold_std"
+    for key, where in (("methods", summary), ("win_matrix_gold_mean", flat), (spread, flat)):
+        if key not in where:
             raise ValueError(f"summary.json lacks key {key!r}")
-    mean = np.asarray(summary["win_matrix_gold_mean"], np.float64)
-    std = np.asarray(summary[spread], np.float64)
+    mean = np.asarray(flat["win_matrix_gold_mean"], np.float64)
+    std = np.asarray(flat[spread], np.float64)
     what = (f"mean ± 95 % half-width over {summary.get('chains', '?')} chains" if spread.endswith("ci95")
             else "mean ± std over seed pairs")
     methods = list(summary["methods"])

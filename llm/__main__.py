@@ -22,10 +22,11 @@ if _requested_threads(sys.argv[1:]) > 1:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from llm.cli import main  # noqa: E402  (torch is imported only now)
+from opo_toolkit.cliargs import main_status  # noqa: E402
 
 code = 1
 try:
-    code = main()
+    code = main_status(main)
 finally:
     if "torch.distributed" in sys.modules:  # a stage ran: leave its process group, if any, now
         from llm.distributed import shutdown

@@ -21,6 +21,7 @@ renders the result into the ``<!-- llm-report:TAG.compare -->`` blocks of a mark
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -38,6 +39,7 @@ from .report import (
     head_to_head_row,
     read_summary,
     replace_blocks,
+    summary_config,
     write_outputs,
 )
 
@@ -64,7 +66,7 @@ def _leaves(x, path=()):
 
 def config_differences(ref: dict, run: dict) -> list[str]:
     """The result-changing settings in which two summaries' configs differ."""
-    a, b = ref["config"], run["config"]
+    a, b = summary_config(ref), summary_config(run)  # typed list flags read in either recorded form
     return sorted(k for k in set(a) | set(b) if k not in _NOT_RESULTS and a.get(k) != b.get(k))
 
 
@@ -78,7 +80,8 @@ def compare_summaries(ref: dict, run: dict) -> dict:
     """
     a, b = (dict(_leaves({k: v for k, v in s.items() if k not in _NOT_REPEATABLE})) for s in (ref, run))
     shared = a.keys() & b.keys()
-    diffs = sorted((abs(a[p] - b[p]), ".".join(map(str, p))) for p in shared if a[p] != b[p])
+    diffs = sorted((abs(a[p] - b[p]), ".".join(map(str, p))) for p in shared
+                   if a[p] != b[p] and not (math.isnan(a[p]) and math.isnan(b[p])))  # NaN: one chain's ci95
     bit_for_bit = a.keys() == b.keys() and not diffs
     winrates = []
     for j in ref["judges_run"]:

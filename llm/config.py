@@ -10,15 +10,21 @@ validates them once, with the tabular core's own checks (:func:`tabular.game.val
 :func:`~tabular.game.validate_beta`). The methods are the table :mod:`tabular.methods`: the llm
 runs the ones that learn from samples (:func:`tabular.methods.sampled_methods`).
 
-The pipeline's and the study's ``--taus`` / ``--sweep-taus`` / ``--betas`` keep the words they
-were given (that is what ``config.json`` records and a resumed run compares); each has one parser
-(:func:`method_values`, :func:`numbers`) behind a typed property (``tau_table``, ``tau_grid``,
-``beta_grid``, ...), used by ``validate`` and by the stages alike.
+The list flags hold typed values: the pipeline's ``--taus`` a mapping ``{method: tau}``, the
+study's ``{method: (tau, ...)}``, ``--sweep-taus`` / ``--sweep-betas`` / ``--betas`` tuples of
+numbers. Each has one parser (:func:`tau_table`, :func:`method_values`, :func:`numbers`), declared
+as the field's ``metadata["parse"]``: the CLI turns the words into the value with it
+(:func:`opo_toolkit.cliargs.config_from_args`), ``validate`` checks the value with it, and
+:func:`recorded_config` reads a recorded config with it: ``config.json`` records the value (a JSON
+mapping / list of numbers), and runs and summaries written before the flags were typed recorded the
+words (``["online_ipo=0.05", ...]``), which read back as the same value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from opo_toolkit.cliargs import UsageError
@@ -31,12 +37,12 @@ from .tasks import TASKS
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
            "StudyConfig", "JudgesConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED",
-           "LOGP_REDUCTIONS", "method_values", "numbers", "tau_table"]
+           "LOGP_REDUCTIONS", "method_values", "numbers", "tau_table", "number_words", "recorded_config"]
 
 
 def _f(default, help: str, **kw):
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -97,38 +103,123 @@ def _distinct(values: tuple, flag: str) -> tuple:
     return values
 
 
+def _word(value) -> str:
+    """A number as a flag word: ``%g`` where that is exact (``0.05``, ``1``), else its repr; a word
+    stays as given."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+def number_words(values) -> list[str]:
+    """A tuple of numbers as the flag's words (``--help``'s default, the study's printed preset)."""
+    return [_word(v) for v in values]
+
+
+def _table_words(table) -> list[str]:
+    """``{method: tau}`` or ``{method: (tau, ...)}`` as ``METHOD=V[,V...]`` words."""
+    return [f"{m}={','.join(number_words(v if isinstance(v, (tuple, list)) else (v,)))}"
+            for m, v in table.items()]
+
+
 def numbers(values, flag: str, check) -> tuple[float, ...]:
-    """A list flag's entries as distinct numbers, each through ``check`` (``validate_tau`` /
-    ``validate_beta``)."""
-    return _distinct(tuple(_checked(f"{flag} {v}", check, v) for v in values), flag)
+    """A list flag's words (or numbers) as a tuple of distinct numbers, each through ``check``
+    (``validate_tau`` / ``validate_beta``)."""
+    return _distinct(tuple(_checked(f"{flag} {_word(v)}", check, v) for v in values), flag)
 
 
 def method_values(entries, flag: str, check) -> dict[str, tuple[float, ...]]:
-    """``METHOD=V1,V2,...`` entries as ``{method: (v1, v2, ...)}``, each value through ``check``.
+    """``METHOD=V1,V2,...`` words, or the mapping ``{method: (v1, v2, ...)}`` they stand for, as
+    ``{method: (v1, v2, ...)}``, each value through ``check``.
 
     One-line UsageError for an entry without ``=``, an unknown method, a repeated method or value,
     or a bad value.
     """
+    items = []  # (method, its values, the entry as messages name it)
+    if isinstance(entries, Mapping):
+        for method, values in entries.items():
+            if not isinstance(values, (tuple, list)):
+                raise UsageError(f"{flag} {method}: its grid must be a sequence of numbers, got {values!r}")
+            items.append((method, values, _table_words({method: values})[0]))
+    else:
+        for entry in entries:
+            method, sep, values = entry.partition("=")
+            if not sep or not values:
+                raise UsageError(f"{flag} entries must be METHOD=VALUE[,VALUE...], got {entry!r}")
+            items.append((method, values.split(","), entry))
     table = {}
-    for entry in entries:
-        method, sep, values = entry.partition("=")
-        if not sep or not values:
-            raise UsageError(f"{flag} entries must be METHOD=VALUE[,VALUE...], got {entry!r}")
+    for method, values, entry in items:
         _known_method(method, f"{flag} {entry}: ")
         if method in table:
             raise UsageError(f"{flag} gives {method} twice")
-        table[method] = _distinct(tuple(_checked(f"{flag} {entry}", check, v) for v in values.split(",")),
+        table[method] = _distinct(tuple(_checked(f"{flag} {entry}", check, v) for v in values),
                                   f"{flag} {entry}")
     return table
 
 
 def tau_table(entries) -> dict[str, float]:
-    """``METHOD=TAU`` entries (the pipeline's ``--taus``) as ``{method: tau}``, one tau per method."""
+    """``METHOD=TAU`` words (the pipeline's ``--taus``), or the mapping ``{method: tau}``, as
+    ``{method: tau}``: one tau per method."""
+    if isinstance(entries, Mapping):
+        entries = {method: (tau,) for method, tau in entries.items()}
     table = method_values(entries, "--taus", validate_tau)
     for method, taus in table.items():
         if len(taus) != 1:
             raise UsageError(f"--taus gives one tau per method, got {method}={','.join(map(str, taus))}")
     return {method: taus[0] for method, taus in table.items()}
+
+
+def _tau_grids(entries) -> dict[str, tuple[float, ...]]:
+    """The study's ``--taus``: ``METHOD=T1,T2,...`` words (or the mapping) as ``{method: (tau, ...)}``."""
+    return method_values(entries, "--taus", validate_tau)
+
+
+def _number_flag(flag: str, check, metavar: str) -> dict:
+    """The metadata of a flag that holds a tuple of numbers: its parser and how --help shows it."""
+    return {"parse": lambda values: numbers(values, flag, check), "words": number_words, "metavar": metavar}
+
+
+# The metadata of the two --taus flags (see the module docstring).
+_TAU_TABLE = {"parse": tau_table, "words": _table_words, "metavar": "METHOD=TAU"}
+_TAU_GRIDS = {"parse": _tau_grids, "words": _table_words, "metavar": "METHOD=T1,T2,..."}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _held(cfg, name: str, form: str, ok) -> None:
+    """A typed list flag holds its typed value (its words parsed), else a one-line UsageError."""
+    value = getattr(cfg, name)
+    if not ok(value):
+        raise UsageError(f"{_flag(name)} must hold {form} (its words parsed), got {value!r}")
+
+
+def _number_tuple(value) -> bool:
+    return isinstance(value, tuple) and all(map(_is_number, value))
+
+
+def _method_map(value, holds) -> bool:
+    """``value`` is a dict from method names to values for which ``holds``."""
+    return isinstance(value, dict) and all(isinstance(m, str) and holds(v) for m, v in value.items())
+
+
+def recorded_config(cls, data: dict) -> dict:
+    """A recorded config of the dataclass ``cls`` (``config.json``, a checkpoint's or a summary's
+    ``config``) with each typed list flag read back through its parser: from the value recorded (a
+    JSON mapping / list of numbers) or, in runs written before the flags were typed, from the words
+    given. ``cls(**recorded_config(cls, json.loads(json.dumps(asdict(cfg)))))`` equals ``cfg``. A value
+    that reads in neither form is left as recorded (it differs from any typed value)."""
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        parse = f.metadata.get("parse")
+        if parse is not None and f.name in out:
+            try:
+                out[f.name] = parse(out[f.name])
+            except (ValueError, TypeError, AttributeError):  # UsageError is a ValueError
+                pass
+    return out
 
 
 @dataclass(frozen=True)
@@ -180,7 +271,7 @@ class RunConfig:
     out: str = _f("", "run folder (config.json, metrics, checkpoints, models)", required=True)
     seed: int = _f(0, "random seed (model init, batches, sampling)")
     task: str = _f("synthetic", "task: synthetic (facts with hidden salience) or text (stdlib docstrings)",
-                   choices=tuple(TASKS))
+                   choices=lambda: tuple(TASKS))
     task_seed: int = _f(0, "seed of the task's hidden judge and data splits (keep fixed across stages)")
     device: str = _f("auto", "auto (CUDA if present), cpu, cuda or cuda:N")
     bf16: bool = _f(False, "bf16 autocast on CUDA (ignored on CPU)")
@@ -302,7 +393,8 @@ class AlignConfig(DataParallel, RunConfig):
     rm: str = _f("", "reward model folder (method rl)")
     judge: str = _f("pm", "who labels the pairs: the learned pm (rl: the learned rm) or the exact gold judge "
                     "(rl: reward = the Bradley-Terry fit of the gold judge)", choices=("pm", "gold"))
-    method: str = _f("online_ipo", "alignment method", choices=tuple(sampled_methods()))
+    method: str = _f("online_ipo", "alignment method (a sampled method of tabular.methods.METHODS)",
+                     choices=lambda: tuple(sampled_methods()))
     tau: float = _f(0.1, "KL-regularisation strength tau (> 0); also the DPO/SLiC scale")
     beta: float = _f(0.125, "geometric-mixture coefficient beta in [0, 1] (ipo_md, nash_md_pg)")
     label_type: str = _f("soft", "labels from the PM probability", choices=LABEL_TYPES)
@@ -431,9 +523,10 @@ class PipelineConfig(JudgeTraining, ModelShape, RunConfig):
 
     methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
                        "methods to align (each for every seed)")
-    taus: list = _f(["online_ipo=0.05", "ipo_md=0.05", "online_dpo=0.5", "online_slic=0.5", "nash_md_pg=0.02",
-                     "rl=0.05", "self_play=0.02", "offline_ipo=0.05", "offline_dpo=0.5", "offline_slic=0.5"],
-                    "tau per method, METHOD=TAU")
+    taus: dict[str, float] = _f({"online_ipo": 0.05, "ipo_md": 0.05, "online_dpo": 0.5, "online_slic": 0.5,
+                                 "nash_md_pg": 0.02, "rl": 0.05, "self_play": 0.02, "offline_ipo": 0.05,
+                                 "offline_dpo": 0.5, "offline_slic": 0.5},
+                                "tau per method, METHOD=TAU", **_TAU_TABLE)
     beta: float = _f(0.125, "mixture coefficient for ipo_md and nash_md_pg")
     seeds: int = _f(3, "chains: per chain seed, SFT, PM/RM and every alignment run are retrained")
     judges: list = _f(["pm", "gold"], "judge conditions: pm (learned PM; rl: learned RM) and/or gold "
@@ -451,38 +544,30 @@ class PipelineConfig(JudgeTraining, ModelShape, RunConfig):
                               "response each; the PM's forward passes cost the most)")
     sweep: bool = _f(False, "also run the tau sweep (online_ipo vs online_dpo) and beta sweep (ipo_md) "
                      "on chain 0")
-    sweep_taus: list = _f(["0.02", "0.05", "0.2", "1.0"], "taus of the sweep (online_ipo and online_dpo)")
-    sweep_betas: list = _f(["0.0", "0.25", "0.5", "1.0"], "betas of the ipo_md sweep (at ipo_md's tau)")
+    sweep_taus: tuple[float, ...] = _f((0.02, 0.05, 0.2, 1.0),
+                                       "taus of the sweep (online_ipo and online_dpo)",
+                                       **_number_flag("--sweep-taus", validate_tau, "TAU"))
+    sweep_betas: tuple[float, ...] = _f((0.0, 0.25, 0.5, 1.0), "betas of the ipo_md sweep (at ipo_md's tau)",
+                                        **_number_flag("--sweep-betas", validate_beta, "BETA"))
     sweep_seeds: int = _f(1, "seeds per sweep point")
-
-    @property
-    def tau_table(self) -> dict[str, float]:
-        """``--taus`` parsed: ``{method: tau}``."""
-        return tau_table(self.taus)
 
     def tau_of(self, method: str) -> float:
         """The tau of ``method`` from ``--taus`` (a one-line UsageError when it has none)."""
-        table = self.tau_table
-        if method not in table:
+        if method not in self.taus:
             raise UsageError(f"--taus lacks a tau for {method}")
-        return table[method]
-
-    @property
-    def sweep_tau_grid(self) -> tuple[float, ...]:
-        """``--sweep-taus`` parsed."""
-        return numbers(self.sweep_taus, "--sweep-taus", validate_tau)
-
-    @property
-    def sweep_beta_grid(self) -> tuple[float, ...]:
-        """``--sweep-betas`` parsed."""
-        return numbers(self.sweep_betas, "--sweep-betas", validate_beta)
+        return self.taus[method]
 
     def validate(self) -> None:
         super().validate()
         _validate_chains(self)
+        _held(self, "taus", "a mapping {method: tau}", lambda v: _method_map(v, _is_number))
+        tau_table(self.taus)  # every entry: a known method, tau > 0
         for method in self.methods + (["ipo_md"] if self.sweep else []):  # the beta sweep runs ipo_md
             self.tau_of(method)
-        if not (self.sweep_tau_grid and self.sweep_beta_grid):  # parsing them checks every entry
+        for name, check in (("sweep_taus", validate_tau), ("sweep_betas", validate_beta)):
+            _held(self, name, "a tuple of numbers", _number_tuple)
+            numbers(getattr(self, name), _flag(name), check)  # each in range, no value twice
+        if not (self.sweep_taus and self.sweep_betas):
             raise UsageError("--sweep-taus and --sweep-betas need at least one value each")
         _at_least(self, 1, "seeds", "sweep_seeds", "eval_prompts", "pm_eval_prompts")
         _at_least(self, 0, "eval_every")
@@ -501,12 +586,16 @@ class StudyConfig(JudgeTraining, ModelShape, RunConfig):
                      "paper: the flags as given", choices=("quick", "paper"))
     methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
                        "methods to sweep, select and compare")
-    taus: list = _f(["online_ipo=0.005,0.01,0.02,0.05,0.1,0.2,0.5,1",
-                     "ipo_md=0.005,0.01,0.02,0.05,0.1,0.2,0.5,1",
-                     "online_dpo=0.025,0.05,0.1,0.2,0.5,1,2", "online_slic=0.025,0.05,0.1,0.2,0.5,1,2",
-                     "nash_md_pg=0.0025,0.005,0.01,0.02,0.05,0.1", "rl=0.0025,0.005,0.01,0.02,0.05,0.1,0.2"],
-                    "tau grid per method, METHOD=T1,T2,...")
-    betas: list = _f(["0.0", "0.125", "0.25", "0.5"], "beta grid of ipo_md and nash_md_pg")
+    taus: dict[str, tuple[float, ...]] = _f(
+        {"online_ipo": (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+         "ipo_md": (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+         "online_dpo": (0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+         "online_slic": (0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+         "nash_md_pg": (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1),
+         "rl": (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)},
+        "tau grid per method, METHOD=T1,T2,...", **_TAU_GRIDS)
+    betas: tuple[float, ...] = _f((0.0, 0.125, 0.25, 0.5), "beta grid of ipo_md and nash_md_pg",
+                                  **_number_flag("--betas", validate_beta, "BETA"))
     beta: float = _f(0.125, "beta of the other methods' runs (unused by them; names the run)")
     chains: int = _f(3, "test chains of the learned-PM condition: chain i retrains SFT, PM/RM and reruns "
                      "every selected setting with seed --seed + i (no test policy is a sweep run)")
@@ -531,23 +620,17 @@ class StudyConfig(JudgeTraining, ModelShape, RunConfig):
     samples_per_prompt: int = _f(4, "responses per prompt and policy (validation figures and test)")
     pm_eval_prompts: int = _f(2048, "of the test prompts, those the PM judges in its side-by-side matrix")
 
-    @property
-    def tau_grid(self) -> dict[str, tuple[float, ...]]:
-        """``--taus`` parsed: ``{method: (tau, ...)}``."""
-        return method_values(self.taus, "--taus", validate_tau)
-
-    @property
-    def beta_grid(self) -> tuple[float, ...]:
-        """``--betas`` parsed (the grid of the methods whose ``uses_beta``)."""
-        return numbers(self.betas, "--betas", validate_beta)
-
     def validate(self) -> None:
         super().validate()
         _validate_chains(self)
-        missing = [m for m in self.methods if m not in self.tau_grid]
+        _held(self, "taus", "a mapping {method: (tau, ...)}", lambda v: _method_map(v, _number_tuple))
+        _tau_grids(self.taus)  # every grid: a known method, taus > 0, none twice
+        missing = [m for m in self.methods if m not in self.taus]
         if missing:
             raise UsageError(f"--taus lacks a grid for {', '.join(missing)}")
-        if not self.beta_grid:  # parsing it checks every entry
+        _held(self, "betas", "a tuple of numbers", _number_tuple)
+        numbers(self.betas, "--betas", validate_beta)  # each in [0, 1], none twice
+        if not self.betas:
             raise UsageError("--betas needs at least one value")
         _at_least(self, 1, "chains", "eval_every", "valid_prompts", "pm_eval_prompts")
         _at_least(self, 0, "gold_chains")

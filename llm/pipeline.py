@@ -50,6 +50,7 @@ from .align import run_align
 from .config import AlignConfig, PMConfig, SFTConfig
 from .evaluate import across_chains, chain_matrices, t_halfwidth
 from .models import load_causal_lm, load_scorer
+from .report import SUMMARY_SCHEMA
 from .runtime import claim_run_dir, setup_torch, stage_function, start_run_dir
 from .sampling import sample_responses, stream_seed
 from .train import run_sft, run_train_pm
@@ -137,7 +138,7 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
     step_time = {label_of(m, j): float(np.mean([c["step_time_s"][label_of(m, j)] for c in chains]))
                  for j in judges_run for m in cfg.methods}
     return {
-        "schema": 2,
+        "schema": SUMMARY_SCHEMA,
         "config": dataclasses.asdict(cfg),
         "provenance": origin or provenance(),
         "chains": len(chains),
@@ -146,7 +147,6 @@ def summarise(cfg, chains: list[dict], wall_time_s: float, origin: dict | None =
         "labels": labels,
         "matrix_labels": labels,
         "win_matrix_gold": gold,
-        "win_matrix_gold_mean": gold["mean"], "win_matrix_gold_ci95": gold["ci95"],  # for fig6a
         "win_matrix_gold_eval_ci95": eval_hw.tolist(),
         "win_matrix_pm": pm,
         "winrate_vs_sft": winrate,
@@ -278,10 +278,10 @@ def run_pipeline(cfg, progress: bool = True) -> dict:
         # 4. sweeps (chain 0 only; the study stage sweeps with seeds and a validation split)
         if cfg.sweep and i == 0:
             for method in ("online_ipo", "online_dpo"):
-                for tau in cfg.sweep_tau_grid:
+                for tau in cfg.sweep_taus:
                     r = align(method, "pm", tau, cfg.beta, os.path.join("sweep", f"{method}_tau{tau:g}"))
                     tau_rows.append([method, tau, c, r["final_winrate_vs_sft"]])
-            for beta in cfg.sweep_beta_grid:
+            for beta in cfg.sweep_betas:
                 r = align("ipo_md", "pm", cfg.tau_of("ipo_md"), beta,
                           os.path.join("sweep", f"ipo_md_beta{beta:g}"))
                 beta_rows.append(["ipo_md", beta, cfg.tau_of("ipo_md"), c, r["final_winrate_vs_sft"]])

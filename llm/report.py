@@ -36,9 +36,12 @@ from opo_toolkit.files import check_output_file
 from opo_toolkit.stats import holm_adjust, t_halfwidth, t_pvalue
 from tabular.methods import METHODS
 
-__all__ = ["render_report", "render_section", "replace_blocks", "read_summary", "check_documents",
+from .config import JudgesConfig, PipelineConfig, StudyConfig, number_words, recorded_config
+
+__all__ = ["SUMMARY_SCHEMA", "current_schema", "render_report", "render_section", "replace_blocks",
+           "read_summary", "check_documents",
            "head_to_head", "head_to_head_row", "display_name", "float_path_text", "JUDGE_TITLE", "SECTIONS",
-           "MALFORMED", "main"]
+           "MALFORMED", "summary_config", "main"]
 
 SECTIONS = ("provenance", "winrate", "order", "paper", "judges", "matrix")
 
@@ -53,6 +56,10 @@ PAPER_CLAIMS = (("online_ipo", "ipo_md", 0.515), ("ipo_md", "online_dpo", 0.600)
                 ("online_dpo", "nash_md_pg", 0.520), ("online_slic", "nash_md_pg", 0.521),
                 ("online_dpo", "rl", 0.727), ("online_slic", "rl", 0.728), ("nash_md_pg", "rl", 0.729),
                 ("online_ipo", "rl", 0.791))
+
+SUMMARY_SCHEMA = 3
+"""The layout of the ``summary.json`` the pipeline and the study write (:func:`current_schema` reads
+the older one)."""
 
 
 def paper_claim(p: float) -> str:
@@ -118,10 +125,16 @@ def _origin(s: dict) -> str:
             + ("pipeline" if s.get("kind") != "judges" else "run") + " time.")
 
 
-def _provenance(s: dict) -> str:
-    from .config import tau_table  # the pipeline's one parser of --taus
+def summary_config(s: dict) -> dict:
+    """The config a summary records, its typed list flags read back whichever form they were
+    recorded in (:func:`llm.config.recorded_config`: values, or the words of a run from before the
+    flags were typed): a judges run's, a study's (it has ``selected``) or a pipeline's."""
+    cls = JudgesConfig if s.get("kind") == "judges" else StudyConfig if "selected" in s else PipelineConfig
+    return recorded_config(cls, s["config"])
 
-    c = s["config"]
+
+def _provenance(s: dict) -> str:
+    c = summary_config(s)
     if s.get("kind") == "judges":
         return "\n".join([_origin(s), (
             f"{s['chains']} chains, seeds {c['seed']}-{c['seed'] + s['chains'] - 1}, each training SFT "
@@ -129,7 +142,7 @@ def _provenance(s: dict) -> str:
             f"{c['pm_steps']} steps each on {c['pm_pairs']} gold-labelled pairs), as the pipeline's chains "
             "do; scored on each chain's held-out pairs.")])
     # the pipeline's taus; a study's are grids, of which it selected one per method
-    taus = {m: r["tau"] for m, r in s["selected"].items()} if "selected" in s else tau_table(c["taus"])
+    taus = {m: r["tau"] for m, r in s["selected"].items()} if "selected" in s else c["taus"]
     return "\n".join([
         _origin(s),
         ("1 chain (it trains" if s["chains"] == 1 else f"{s['chains']} chains (each retrains")
@@ -381,14 +394,14 @@ def _selected(s: dict) -> str:
     """A study's selection on the ``valid`` split (chain 0): per method its tau, beta and checkpoint."""
     if "selected" not in s:
         raise KeyError("selected (only a study's summary.json has it)")
-    c = s["config"]
+    c = summary_config(s)
     sel = s.get("selection")  # absent in a study from before the disjoint selection chain
     vs_rl = any(r.get("winrate_vs_rl") is not None for r in s["selected"].values())
     lines = ["| method | tau (grid) | beta | checkpoint step (of "
              f"{c['align_steps']}) | valid win rate vs SFT |"
              + (" valid win rate vs selected RL |" if vs_rl else ""),
              "|---|---|---|---|---|" + ("---|" if vs_rl else "")]
-    grids = {entry.split("=")[0]: entry.split("=")[1] for entry in c["taus"]}
+    grids = {m: ",".join(number_words(g)) for m, g in c["taus"].items()}
     for m, r in s["selected"].items():
         beta = f"{r['beta']:g}" if METHODS[m].uses_beta else "—"
         mark = {"sft": "", "rl": ""}
@@ -399,7 +412,7 @@ def _selected(s: dict) -> str:
         lines.append(f"| {display_name(m)} | {r['tau']:g} ({grids.get(m, '?')}) | {beta} | {r['step']} | "
                      f"{mark['sft']}{r['winrate_vs_sft']:.3f}{mark['sft']} |"
                      + (f" {rl_cell} |" if vs_rl else ""))
-    grid_of = {m: sorted(float(t) for t in g.split(",")) for m, g in grids.items()}
+    grid_of = {m: sorted(g) for m, g in c["taus"].items()}
     edge = [f"{display_name(m)} ({'lowest' if r['tau'] == grid_of[m][0] else 'highest'})"
             for m, r in s["selected"].items() if len(grid_of.get(m, [])) > 1 and r["tau"] in
             (grid_of[m][0], grid_of[m][-1])]
@@ -478,7 +491,26 @@ def read_summary(path: str) -> dict:
         raise ValueError(f"{path} holds a JSON {type(summary).__name__}, not a summary object")
     if not isinstance(summary.get("config", {}), dict):
         raise ValueError(f"{path}: its config is not an object")
-    return summary
+    return current_schema(summary)
+
+
+# Schema 2 summaries also stored the gold matrix's mean and 95 % half-widths under flat names (for
+# the figures), the same numbers twice; schema 3 keeps them once, under ``win_matrix_gold``.
+_SCHEMA_2_COPIES = ("win_matrix_gold_mean", "win_matrix_gold_ci95")
+
+
+def current_schema(summary: dict) -> dict:
+    """A pipeline or study ``summary.json`` as the current schema (:data:`SUMMARY_SCHEMA`) writes it:
+    a schema 2 summary without its second copies of the gold matrix (each equal to its first,
+    checked), so summaries of either schema compare number for number."""
+    if summary.get("schema") != 2 or not isinstance(summary.get("win_matrix_gold"), dict):
+        return summary
+    gold = summary["win_matrix_gold"]
+    for name in _SCHEMA_2_COPIES:
+        if name in summary and summary[name] != gold.get(name.rpartition("_")[2]):
+            raise ValueError(f"{name} differs from win_matrix_gold's {name.rpartition('_')[2]}: not a "
+                             "summary this code wrote")
+    return {**{k: v for k, v in summary.items() if k not in _SCHEMA_2_COPIES}, "schema": SUMMARY_SCHEMA}
 
 
 def check_documents(names, inputs: dict) -> dict:

@@ -47,6 +47,7 @@ import time
 
 import numpy as np
 
+from opo_toolkit.cliargs import shown_value
 from opo_toolkit.files import atomic_write_json
 from tabular.methods import METHODS
 
@@ -70,28 +71,31 @@ __all__ = ["run_study", "select_settings", "apply_preset", "QUICK"]
 # The quick preset: what it sets (printed by the study, so its output says what it reduced).
 # Its tau grids start one step below where the first quick study (941dd80) selected every method's
 # smallest tau, so that a selection inside the grid can be told from one at its edge.
-QUICK = {"taus": ["online_ipo=0.005,0.02,0.1", "ipo_md=0.005,0.02,0.1", "online_dpo=0.025,0.1,0.5",
-                  "online_slic=0.025,0.1,0.5", "nash_md_pg=0.0025,0.01,0.05", "rl=0.0025,0.01,0.05"],
-         "betas": ["0.125", "0.5"], "chains": 3, "sft_steps": 500, "pm_steps": 1000, "pm_pairs": 8000,
+QUICK = {"taus": {"online_ipo": (0.005, 0.02, 0.1), "ipo_md": (0.005, 0.02, 0.1),
+                  "online_dpo": (0.025, 0.1, 0.5), "online_slic": (0.025, 0.1, 0.5),
+                  "nash_md_pg": (0.0025, 0.01, 0.05), "rl": (0.0025, 0.01, 0.05)},
+         "betas": (0.125, 0.5), "chains": 3, "sft_steps": 500, "pm_steps": 1000, "pm_pairs": 8000,
          "align_steps": 150, "eval_every": 50, "gold_chains": 20,
          "valid_prompts": 256, "n_prompts": 2048, "samples_per_prompt": 1}
 
 
 def apply_preset(cfg):
-    """``cfg`` with the preset's values; returns (config, [lines saying what changed])."""
+    """``cfg`` with the preset's values; returns (config, [lines saying what changed], each value
+    in its flag's words)."""
     if cfg.preset != "quick":
         return cfg, []
     changes = {k: v for k, v in QUICK.items() if getattr(cfg, k) != v}
-    return dataclasses.replace(cfg, **changes), [f"--{k.replace('_', '-')} {v} (given {getattr(cfg, k)})"
-                                                 for k, v in changes.items()]
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    lines = [f"--{k.replace('_', '-')} {shown_value(fields[k], v)} "
+             f"(given {shown_value(fields[k], getattr(cfg, k))})" for k, v in changes.items()]
+    return dataclasses.replace(cfg, **changes), lines
 
 
 def _grid(cfg) -> list[tuple[str, float, float]]:
     """(method, tau, beta) of every sweep run: the beta grid for the methods that use beta, else
     ``cfg.beta``."""
-    taus = cfg.tau_grid
-    return [(m, t, b) for m in cfg.methods for t in taus[m]
-            for b in (cfg.beta_grid if METHODS[m].uses_beta else [cfg.beta])]
+    return [(m, t, b) for m in cfg.methods for t in cfg.taus[m]
+            for b in (cfg.betas if METHODS[m].uses_beta else [cfg.beta])]
 
 
 def select_settings(rows: list[dict], against: str = "sft") -> dict:

@@ -4,12 +4,18 @@
   ``PROG: error: MESSAGE`` on stderr and exit status 2 (argparse prints a usage block first).
 - :func:`add_dataclass_flags`: one flag per field of a stage's config dataclass, ``--field-name``,
   its help from ``field.metadata["help"]`` or else the field's attribute docstring (the string
-  literal under it, as CleanRL writes ``Args``); type, default and ``choices`` from the field.
-- :func:`config_from_args`: the dataclass back from the parsed flags.
+  literal under it, as CleanRL writes ``Args``); type, default and ``choices`` from the field
+  (``choices`` may be a zero-argument callable, read when the parser is built, so a registry can
+  grow after import). A field whose value is typed (a mapping, a tuple of numbers) declares
+  ``metadata["parse"]`` (the flag's words -> the value) and ``metadata["words"]`` (the value ->
+  words, for the default shown by ``--help``).
+- :func:`config_from_args`: the dataclass back from the parsed flags (``parse`` applied there: call
+  it where a :class:`UsageError` becomes one line, under :func:`run_command`).
 - :func:`run_command`: runs a command and turns a bad-input exception (:class:`UsageError`; in
   ``tabular`` also the ``ValueError`` of its input checks) into that same one line and exit 2,
   without a traceback; Ctrl-C into one line saying where the command stopped and how to go on,
   and exit 130 (128 + SIGINT, as a shell reports it).
+- :func:`main_status`: an entry point's exit status, ``| head`` ending it quietly (141, no traceback).
 - :func:`fields_from`: a config that takes some fields of another dataclass (type and default
   declared once, there, the CLI help here), e.g. ``tabular run`` takes ``AlgorithmConfig``'s
   hyperparameters.
@@ -21,6 +27,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import os
 import sys
 import textwrap
 import types
@@ -29,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, field
 
 __all__ = ["UsageError", "Parser", "flag", "add_dataclass_flags", "config_from_args", "run_command",
-           "fields_from", "one_line"]
+           "fields_from", "one_line", "shown_value", "main_status"]
 
 
 class UsageError(ValueError):
@@ -74,6 +81,18 @@ def run_command(prog: str, command: Callable[[], int],
         notes = getattr(e, "__notes__", None)
         print(f"{prog}: {one_line(notes[0] if notes else interrupted)}", file=sys.stderr, flush=True)
         return 130
+
+
+def main_status(main: Callable[[], int | None]) -> int:
+    """The exit status of an entry point's ``main()``. When the reader of stdout goes away (``| head``)
+    it ends quietly with 141 (128 + SIGPIPE, as a shell tool reports it) instead of a traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()  # a closed pipe shows here at the latest, not at interpreter exit
+        return code or 0
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to write to
+        return 141
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,11 +146,21 @@ def _default(f: dataclasses.Field):
     return MISSING
 
 
+def shown_value(f: dataclasses.Field, value) -> str:
+    """``value`` of the field ``f`` as its flag would take it: ``metadata["words"](value)`` joined
+    by blanks (``online_ipo=0.05 ipo_md=0.05``), else ``str(value)``."""
+    words = f.metadata.get("words")
+    return " ".join(words(value)) if words else str(value)
+
+
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
     """One flag ``--field-name`` per field of the dataclass ``cls``.
 
     help: ``metadata["help"]``, else the attribute docstring (a field with neither is a bug).
     bool: ``store_true`` (default False) or ``--x/--no-x`` (default True). list: ``nargs="+"``.
+    Typed value (``metadata["parse"]``): ``nargs="+"`` words, parsed by :func:`config_from_args`;
+    the default, left out of the namespace, is the field's own, shown as ``metadata["words"]``
+    gives it. ``metadata["choices"]``: a tuple, or a zero-argument callable called now.
     Required: no default, or ``metadata["required"]``; ``--help`` then shows no default.
     """
     hints = typing.get_type_hints(cls)
@@ -145,12 +174,15 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
         if help_text is None:
             raise TypeError(f"{cls.__name__}.{f.name} has no help (metadata or docstring)")
         kwargs = {"help": help_text.replace("%", "%%")}  # argparse %-formats help strings
-        kind, is_list = _value_type(hints[f.name])
         default = _default(f)
         if default is MISSING or meta.get("required"):
             kwargs.update(required=True, default=argparse.SUPPRESS)  # no "(default: ...)"
+        elif "parse" in meta:  # absent from the namespace unless given; its default stated here
+            text = shown_value(f, default).replace("%", "%%")
+            kwargs.update(default=argparse.SUPPRESS, help=f"{kwargs['help']} (default: {text})")
         else:
             kwargs["default"] = default
+        kind, is_list = (str, True) if "parse" in meta else _value_type(hints[f.name])
         if kind is bool:
             kwargs["action"] = (argparse.BooleanOptionalAction if default is True else "store_true")
         else:
@@ -158,12 +190,23 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
             if is_list:
                 kwargs["nargs"] = "+"
         kwargs.update({k: meta[k] for k in _ARGPARSE_KEYS if k in meta})
+        if callable(kwargs.get("choices")):  # a registry, read now (it may have grown since import)
+            kwargs["choices"] = tuple(kwargs["choices"]())
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
 def config_from_args(cls, args: argparse.Namespace):
-    """The dataclass ``cls`` from the flags :func:`add_dataclass_flags` made for it."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    """The dataclass ``cls`` from the flags :func:`add_dataclass_flags` made for it. A typed field's
+    words go through its ``metadata["parse"]`` (which raises :class:`UsageError` on bad words);
+    left out, it takes the field's default."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        parse = f.metadata.get("parse")
+        if parse is None:
+            values[f.name] = getattr(args, f.name)
+        elif hasattr(args, f.name):
+            values[f.name] = parse(getattr(args, f.name))
+    return cls(**values)
 
 
 def fields_from(source, after: str, flags: dict[str, dict]):

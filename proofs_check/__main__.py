@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from opo_toolkit.cliargs import Parser, add_dataclass_flags, config_from_args
+from opo_toolkit.cliargs import Parser, add_dataclass_flags, config_from_args, main_status
 from tabular.game import validate_seed
 
 from .checks import CHECKS, run_ledger
@@ -46,4 +46,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_status(main))

@@ -2,6 +2,8 @@
 
 import sys
 
+from opo_toolkit.cliargs import main_status
+
 from .cli import main
 
-sys.exit(main())
+sys.exit(main_status(main))

@@ -322,3 +322,21 @@ def test_one_sweep_plot_for_tau_and_beta():
                                                        ("ipo_md, τ=0.5", [0.0, 0.5])]
     assert list(csv_rows[0]) == ["method", "tau", "beta", "mean", "ci95", "seeds"]
     assert csv_rows[0]["ci95"] == 0.0  # one seed: no band
+
+
+def test_llm_heatmap_reads_the_matrix_of_every_summary_schema():
+    """Schema 3 keeps the gold matrix once (``win_matrix_gold``: mean, ci95), schema 2 also had flat
+    copies, older summaries only flat keys with a std: each gives its own mean and spread."""
+    from figures.llm_figures import win_matrix_data
+
+    mean, ci = [[0.5, 0.7], [0.3, 0.5]], [[0.0, 0.05], [0.05, 0.0]]
+    base = {"methods": ["online_ipo"], "matrix_labels": ["sft", "online_ipo"]}
+    schema3 = {**base, "schema": 3, "win_matrix_gold": {"mean": mean, "ci95": ci}}
+    schema2 = {**schema3, "schema": 2, "win_matrix_gold_mean": mean, "win_matrix_gold_ci95": ci}
+    older = {**base, "win_matrix_gold_mean": mean, "win_matrix_gold_std": [[0.0, 0.01], [0.01, 0.0]]}
+    for summary, spread, name in ((schema3, ci, "ci95"), (schema2, ci, "ci95"),
+                                  (older, older["win_matrix_gold_std"], "std")):
+        _, m = win_matrix_data(summary)
+        assert m.mean.tolist() == mean and m.spread.tolist() == spread and m.spread_name == name
+    with pytest.raises(ValueError, match="lacks key 'win_matrix_gold_mean'"):
+        win_matrix_data(base)

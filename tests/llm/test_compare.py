@@ -4,13 +4,12 @@ reference summary and perturbed copies of it (each check must be able to fail)."
 import copy
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from llm.cli import main
 from llm.compare import compare_summaries, render_comparison
-from llm.report import head_to_head, replace_blocks
+from llm.report import head_to_head, read_summary, replace_blocks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REFERENCE = os.path.join(ROOT, "llm", "reference", "summary.json")
@@ -130,7 +129,7 @@ def test_llm_readme_comparisons_equal_what_compare_renders_from_the_committed_ru
     with open(os.path.join(ROOT, "llm", "README.md")) as f:
         text = f.read()
     assert f"<!-- llm-report:{tag}.compare -->" in text
-    reference, run = (json.loads(Path(path).read_text()) for path in COMPARISONS[tag])
+    reference, run = (read_summary(path) for path in COMPARISONS[tag])  # as the CLI reads them
     rendered = render_comparison(reference, run)
     ref_rel, rel = (os.path.relpath(path, ROOT) for path in COMPARISONS[tag])
     assert replace_blocks(text, None, tag, render={"compare": rendered}.__getitem__) == text, (
@@ -142,3 +141,36 @@ def test_the_other_float_path_run_records_the_kernels_it_forced():
         fp = json.load(f)["provenance"]["float_path"]
     assert fp["cpu_capability"] == "DEFAULT" and fp["env"] == {"ATEN_CPU_CAPABILITY": "default",
                                                                "MKL_CBWR": "COMPATIBLE"}
+
+
+def test_a_schema_2_summary_reads_as_schema_3_and_compares_with_one_number_for_number(tmp_path):
+    """Schema 2 stored the gold matrix's mean and ci95 twice (flat copies for the figures); the
+    reader drops the copies (checked equal first), so a schema 2 reference and a schema 3 run of
+    the same numbers compare bit for bit, and a copy that disagrees is refused."""
+    from llm.report import SUMMARY_SCHEMA, current_schema
+
+    with open(REFERENCE) as f:
+        raw = json.load(f)
+    assert raw["schema"] == 2 and raw["win_matrix_gold_mean"] == raw["win_matrix_gold"]["mean"]
+    now = current_schema(raw)
+    assert now["schema"] == SUMMARY_SCHEMA == 3
+    assert "win_matrix_gold_mean" not in now and "win_matrix_gold_ci95" not in now
+    assert now["win_matrix_gold"] == raw["win_matrix_gold"] and len(now) == len(raw) - 2
+    written = _save(tmp_path, now, "schema3")
+    c = compare_summaries(read_summary(REFERENCE), read_summary(os.path.join(written, "summary.json")))
+    assert c["bit_for_bit"] and c["differing"] == 0
+    bad = copy.deepcopy(raw)
+    bad["win_matrix_gold_ci95"][0][1] += 1e-12
+    with pytest.raises(ValueError, match="win_matrix_gold_ci95 differs from win_matrix_gold's ci95"):
+        current_schema(bad)
+
+
+def test_a_one_chain_run_with_no_interval_reproduces_itself(ref):
+    """One chain has no 95 % interval (NaN): the same NaN in both summaries is the same number."""
+    one = copy.deepcopy(ref)
+    one["winrate_vs_sft"]["pm"]["rl"]["ci95"] = float("nan")
+    c = compare_summaries(one, copy.deepcopy(one))
+    assert c["bit_for_bit"] and c["differing"] == 0
+    other = copy.deepcopy(one)
+    other["winrate_vs_sft"]["pm"]["rl"]["ci95"] = 0.1  # NaN against a number still differs
+    assert compare_summaries(one, other)["differing"] == 1

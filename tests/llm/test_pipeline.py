@@ -17,7 +17,7 @@ from llm.report import SECTIONS, render_report, replace_blocks
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REFERENCE = os.path.join(ROOT, "llm", "reference", "summary.json")
 TINY = dict(n_layer=1, n_embd=16, n_head=2, methods=["online_ipo", "rl"],
-            taus=["online_ipo=0.1", "rl=0.05"], seeds=2, sft_steps=20, pm_steps=10,
+            taus={"online_ipo": 0.1, "rl": 0.05}, seeds=2, sft_steps=20, pm_steps=10,
             pm_pairs=64, align_steps=4, align_batch_size=4, eval_every=2, eval_prompts=8, n_prompts=16,
             samples_per_prompt=2, pm_eval_prompts=8, checkpoint_every=2)
 

@@ -17,7 +17,7 @@ import pytest
 
 import llm.train
 from llm.cli import main
-from llm.config import MAX_SEED, PipelineConfig
+from llm.config import MAX_SEED, PipelineConfig, recorded_config
 from llm.models import load_codec, new_causal_lm, save_model
 from llm.pipeline import JUDGE_METRICS, summarise
 from llm.report import render_report
@@ -267,7 +267,7 @@ def _one_chain_summary():
     """What ``pipeline --seeds 1`` summarises: the reference's chain 0 as the only chain."""
     with open(REFERENCE) as f:
         ref = json.load(f)
-    cfg = PipelineConfig(**{**ref["config"], "seeds": 1})
+    cfg = PipelineConfig(**{**recorded_config(PipelineConfig, ref["config"]), "seeds": 1})
     chain0 = lambda m: np.asarray(m["per_chain"])[:, :, 0].tolist()  # noqa: E731
     heldout = {who: {**{k: ref["judges"][who][k]["per_chain"][0] for k in JUDGE_METRICS},
                      "reliability": ref["reliability"][who]} for who in ("pm", "rm")}

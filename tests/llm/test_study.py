@@ -45,14 +45,16 @@ def test_rl_criterion_selects_by_win_rate_against_the_selected_rl_checkpoint():
         select_settings([{**rows[3], "winrate_vs_rl": None}], "rl")
 
 
-def test_selected_section_names_selections_at_a_grid_edge_or_the_last_checkpoint():
-    from llm.report import render_section
-
-    s = {"config": {"taus": ["online_ipo=0.01,0.1,1", "rl=0.5,0.05"], "align_steps": 100, "eval_every": 50,
-                    "valid_prompts": 8},
+@pytest.mark.parametrize("taus", [
+    {"online_ipo": [0.01, 0.1, 1.0], "rl": [0.5, 0.05]},  # as config.json records the typed value
+    ["online_ipo=0.01,0.1,1", "rl=0.5,0.05"],  # as a study from before the flags were typed did
+])
+def test_selected_section_names_selections_at_a_grid_edge_or_the_last_checkpoint(taus):
+    s = {"config": {"taus": taus, "align_steps": 100, "eval_every": 50, "valid_prompts": 8},
          "selected": {"online_ipo": {"tau": 0.1, "beta": 0.1, "step": 50, "winrate_vs_sft": 0.6},
                       "rl": {"tau": 0.5, "beta": 0.1, "step": 100, "winrate_vs_sft": 0.7}}}
     text = render_section(s, "selected")
+    assert "| 0.1 (0.01,0.1,1) |" in text and "| 0.5 (0.5,0.05) |" in text
     assert "end of its grid (the best tau may lie beyond it): RL (highest)." in text
     assert "last checkpoint (longer training may do better): RL." in text
     s["selected"]["rl"].update(tau=0.05, step=50)
@@ -63,14 +65,15 @@ def test_selected_section_names_selections_at_a_grid_edge_or_the_last_checkpoint
 def test_quick_preset_says_what_it_changes():
     cfg, changes = apply_preset(StudyConfig(out="x"))
     assert cfg.chains == QUICK["chains"] and cfg.taus == QUICK["taus"]
-    assert any(c.startswith("--taus ") for c in changes)
+    assert "--betas 0.125 0.5 (given 0 0.125 0.25 0.5)" in changes  # in the flags' words
+    assert any(c.startswith("--taus online_ipo=0.005,0.02,0.1 ipo_md=0.005,0.02,0.1 ") for c in changes)
     same, none = apply_preset(StudyConfig(out="x", preset="paper"))
     assert none == [] and same == StudyConfig(out="x", preset="paper")
 
 
 def test_tiny_study_selects_reruns_and_resumes(tmp_path):
     cfg = StudyConfig(out=str(tmp_path / "study"), preset="paper", n_layer=1, n_embd=16, n_head=2,
-                      methods=["online_ipo", "rl"], taus=["online_ipo=0.1,0.5", "rl=0.05"], chains=2,
+                      methods=["online_ipo", "rl"], taus={"online_ipo": (0.1, 0.5), "rl": (0.05,)}, chains=2,
                       sft_steps=20, pm_steps=10, pm_pairs=64, align_steps=4, align_batch_size=4, eval_every=2,
                       valid_prompts=8, n_prompts=16, samples_per_prompt=2, checkpoint_every=2, gold_chains=3)
     summary = run_study(cfg, progress=False)

@@ -115,6 +115,45 @@ def test_run_command_turns_ctrl_c_into_one_line_and_exit_130(capsys):
     assert capsys.readouterr().err == "prog cmd: interrupted after 3 of 9 steps in run; rerun with --resume\n"
 
 
+REGISTRY = {"a": 1}
+
+
+@dataclass(frozen=True)
+class FromRegistry:
+    kind: str = field(default="a", metadata={"choices": lambda: tuple(REGISTRY)})
+    """one of the registry's names, as it stands when the parser is built"""
+
+
+def test_callable_choices_are_read_when_the_parser_is_built(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "b", 2)  # registered after the class was defined
+    parser, cfg = parse(FromRegistry, ["--kind", "b"])
+    assert cfg == FromRegistry("b") and "{a,b}" in parser.format_help()
+    with pytest.raises(SystemExit):
+        parse(FromRegistry, ["--kind", "c"])
+
+
+def _grid(words):
+    if not all(w.replace(".", "", 1).isdigit() for w in words):
+        raise UsageError(f"--grid takes numbers, got {' '.join(words)}")
+    return tuple(float(w) for w in words)
+
+
+@dataclass(frozen=True)
+class Typed:
+    grid: tuple[float, ...] = field(default=(0.5, 2.0), metadata={
+        "parse": _grid, "words": lambda values: [f"{v:g}" for v in values], "metavar": "X"})
+    """numbers, held as a tuple"""
+
+
+def test_a_typed_field_parses_its_words_and_shows_its_default_as_words():
+    parser, cfg = parse(Typed, [])
+    assert cfg == Typed() and type(cfg.grid) is tuple  # left out: the field's own default
+    assert "numbers, held as a tuple (default: 0.5 2)" in " ".join(parser.format_help().split())
+    assert parse(Typed, ["--grid", "1", "3.5"])[1] == Typed((1.0, 3.5))
+    with pytest.raises(UsageError, match="--grid takes numbers, got 1 x"):  # run_command's one line
+        parse(Typed, ["--grid", "1", "x"])
+
+
 @dataclass(frozen=True)
 @fields_from(AlgorithmConfig, after="first", flags={"lr": {"help": "step size"},
                                                     "optimizer": {"help": "opt", "choices": ("sgd", "adam")}})
@@ -163,3 +202,18 @@ def test_every_entry_point_has_the_one_error_format(prog, capsys):
         main(["--seed", "x"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err == f"{prog}: error: argument --seed: invalid int value: 'x'\n", err
+
+
+def test_a_reader_that_leaves_ends_the_command_quietly_with_141():
+    """``python -m ... | head``: once head has its line the writer ends with 141, not a traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from opo_toolkit.cliargs import main_status\n"
+            "def main():\n    for i in range(10**6):\n        print('line', i)\n    return 0\n"
+            "sys.exit(main_status(main))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()  # the reader leaves
+    assert proc.wait(timeout=60) == 141 and proc.stderr.read() == b""
+    proc.stderr.close()
