@@ -43,7 +43,8 @@ from trl_common import (  # noqa: E402
     write_and_render,
 )
 
-from llm.models import Codec, new_causal_lm, new_scorer, save_model, train_tokenizer  # noqa: E402
+from llm.models import Codec, new_causal_lm, save_model, train_tokenizer  # noqa: E402
+from llm.scorers import new_scorer  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
 from tabular.methods import sampled_methods  # noqa: E402
 

@@ -44,8 +44,9 @@ from trl_common import (  # noqa: E402
 from llm.align import alignment_loss  # noqa: E402
 from llm.config import MethodParams  # noqa: E402
 from llm.judging import LearnedPM, LearnedRM, PromptBatch  # noqa: E402
-from llm.models import Codec, new_causal_lm, new_scorer, train_tokenizer  # noqa: E402
+from llm.models import Codec, new_causal_lm, train_tokenizer  # noqa: E402
 from llm.sampling import Decoding, sample  # noqa: E402
+from llm.scorers import new_scorer  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
 from tabular.methods import sampled_methods  # noqa: E402
 

@@ -54,10 +54,12 @@ from trl_common import (  # noqa: E402
 
 import llm.align  # noqa: E402
 import llm.sampling  # noqa: E402
+import llm.scorers  # noqa: E402
 from llm.config import MethodParams  # noqa: E402
 from llm.judging import PairJudge, PromptBatch  # noqa: E402
-from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
+from llm.models import Codec, train_tokenizer  # noqa: E402
 from llm.sampling import Decoding  # noqa: E402
+from llm.scorers import new_scorer  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "sampling_speed.json"
@@ -76,6 +78,8 @@ class Version:
 
     def __init__(self, sampling, models, seed: int):
         self.sampling = sampling
+        # the PM's pm_prob: in llm/sampling.py of checkouts before llm/scorers.py held it
+        self.pm_prob = getattr(sampling, "pm_prob", llm.scorers.pm_prob)
         self.policy, self.ref, self.pm = (copy.deepcopy(m) for m in models)
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=1e-3)
         self.gen = {k: torch.Generator().manual_seed(seed) for k in ("pi", "mix", "eos", "step")}
@@ -117,7 +121,7 @@ def measure(sampling_modules: dict, repeats: int, seed: int = 0, sizes: dict = F
 
         def prob(self, batch, y, y_prime):
             v = self.v
-            return v.sampling.pm_prob(v.pm, codec, batch.ids, batch.mask, y.ids, y.mask, y_prime.ids,
+            return v.pm_prob(v.pm, codec, batch.ids, batch.mask, y.ids, y.mask, y_prime.ids,
                                       y_prime.mask)
 
     def sampler(v, key, beta, eos):
@@ -209,7 +213,7 @@ def pm_input_rebuild(codec, p_ids, p_mask, seed, new_tokens: int):
     y = torch.randint(codec.vocab_size, (p_ids.shape[0], new_tokens),
                       generator=torch.Generator().manual_seed(seed))
     ones = torch.ones_like(y)
-    rows = llm.sampling._rows
+    rows = llm.scorers.token_rows
     x, a, b = rows(p_ids, p_mask), [codec.summary_ids(r) for r in rows(y, ones)], \
         [codec.summary_ids(r) for r in rows(y.flip(0), ones)]
     return codec.pm_inputs(x + x, a + b, b + a)

@@ -75,8 +75,9 @@ from trl_common import (  # noqa: E402
 from llm.align import alignment_loss  # noqa: E402
 from llm.config import MethodParams  # noqa: E402
 from llm.judging import LearnedPM, PromptBatch  # noqa: E402
-from llm.models import Codec, new_scorer, train_tokenizer  # noqa: E402
+from llm.models import Codec, train_tokenizer  # noqa: E402
 from llm.sampling import Decoding, sample  # noqa: E402
+from llm.scorers import new_scorer  # noqa: E402
 from llm.tasks import make_task  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "measured" / "trl_compare.json"

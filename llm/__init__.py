@@ -13,12 +13,14 @@ before torch loads):
   ``MethodParams`` (:mod:`llm.config`: a method and its hyperparameters, validated once);
 - tasks (:mod:`llm.tasks`): ``SyntheticTask``, ``TextTask``, ``make_task``, ``majority_prob``;
 - models (:mod:`llm.models`): ``Codec``, ``ChatCodec`` (a pretrained model's own tokenizer and chat
-  template), ``smollm2_gguf_path``, ``train_tokenizer``, ``new_causal_lm``, ``new_scorer``,
-  ``load_causal_lm``, ``load_scorer``, ``save_model`` (bad input: ``opo_toolkit.cliargs.UsageError``);
+  template), ``smollm2_gguf_path``, ``train_tokenizer``, ``new_causal_lm``, ``load_causal_lm``,
+  ``save_model`` (bad input: ``opo_toolkit.cliargs.UsageError``);
+- the preference and reward models (:mod:`llm.scorers`): ``PM_FORMS``, ``new_scorer``,
+  ``load_scorer``, ``pm_prob`` / ``pm_prob_rows`` (the antisymmetric PM), ``rm_prob_rows``,
+  ``rm_reward``;
 - sampling (:mod:`llm.sampling`): ``Decoding`` (length cap, end and pad tokens), ``sample``
   (per-token geometric mixture with KV caches), ``sample_responses``, ``token_logprobs``,
-  ``sequence_logprob``, ``pm_prob`` / ``pm_prob_rows`` (the antisymmetric PM), ``rm_prob_rows``,
-  ``rm_reward``;
+  ``sequence_logprob``;
 - methods: the shared table :data:`tabular.methods.METHODS` (the llm runs its ``sampled_methods()``);
 - the batch and the judges (:mod:`llm.judging`): ``PromptBatch``, ``Responses``, the interfaces
   ``PairJudge`` (``P(y > y' | x)``) and ``RewardJudge`` (``r(x, y)``), and ``LearnedPM``,
@@ -43,10 +45,11 @@ _API = {
     "PipelineConfig": "config", "MethodParams": "config",
     "SyntheticTask": "tasks", "TextTask": "tasks", "make_task": "tasks", "majority_prob": "tasks",
     "Codec": "models", "ChatCodec": "models", "smollm2_gguf_path": "models", "train_tokenizer": "models",
-    "new_causal_lm": "models", "new_scorer": "models",
-    "load_causal_lm": "models", "load_scorer": "models", "save_model": "models",
+    "new_causal_lm": "models", "new_scorer": "scorers",
+    "load_causal_lm": "models", "load_scorer": "scorers", "save_model": "models",
     "sample": "sampling", "token_logprobs": "sampling", "sequence_logprob": "sampling",
-    "pm_prob": "sampling", "pm_prob_rows": "sampling", "rm_prob_rows": "sampling", "rm_reward": "sampling",
+    "pm_prob": "scorers", "PM_FORMS": "scorers", "pm_prob_rows": "scorers", "rm_prob_rows": "scorers",
+    "rm_reward": "scorers",
     "PromptBatch": "judging", "Responses": "judging", "PairJudge": "judging", "RewardJudge": "judging",
     "LearnedPM": "judging", "LearnedRM": "judging", "GoldJudge": "judging", "GoldBradleyTerry": "judging",
     "TableJudge": "judging", "TableReward": "judging", "Decoding": "sampling",

@@ -41,10 +41,11 @@ from .judging import (
     Responses,
     RewardJudge,
 )
-from .models import check_context, load_causal_lm, load_scorer, save_model
+from .models import check_context, load_causal_lm, save_model
 from .objectives import nash_md_pg_loss, pairwise_method_loss, rl_loss
 from .runtime import autocast, open_stage, save_checkpoint, stage_function
 from .sampling import Decoding, sample, sample_responses, sequence_logprob, stream_seed, token_logprobs
+from .scorers import load_scorer
 from .tasks import fit_bradley_terry
 
 __all__ = ["run_align", "alignment_loss", "gold_winrate", "gold_bradley_terry", "read_prompt_file"]

@@ -10,21 +10,14 @@ validates them once, with the tabular core's own checks (:func:`tabular.game.val
 :func:`~tabular.game.validate_beta`). The methods are the table :mod:`tabular.methods`: the llm
 runs the ones that learn from samples (:func:`tabular.methods.sampled_methods`).
 
-The list flags hold typed values: the pipeline's ``--taus`` a mapping ``{method: tau}``, the
-study's ``{method: (tau, ...)}``, ``--sweep-taus`` / ``--sweep-betas`` / ``--betas`` tuples of
-numbers. Each has one parser (:func:`tau_table`, :func:`method_values`, :func:`numbers`), declared
-as the field's ``metadata["parse"]``: the CLI turns the words into the value with it
-(:func:`opo_toolkit.cliargs.config_from_args`), ``validate`` checks the value with it, and
-:func:`recorded_config` reads a recorded config with it: ``config.json`` records the value (a JSON
-mapping / list of numbers), and runs and summaries written before the flags were typed recorded the
-words (``["online_ipo=0.05", ...]``), which read back as the same value.
+The list flags hold typed values (the pipeline's ``--taus`` a mapping ``{method: tau}``, the
+study's ``{method: (tau, ...)}``, the grids tuples of numbers); their words, the parsers that turn
+words into values and the reading of recorded configs are :mod:`llm.flag_values`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from opo_toolkit.cliargs import UsageError
@@ -32,12 +25,22 @@ from tabular.game import validate_beta, validate_seed, validate_tau
 from tabular.losses import LABEL_TYPES
 from tabular.methods import METHODS, Method, sampled_methods
 
-from .models import PM_FORMS
+from .flag_values import (
+    TAU_GRIDS,
+    TAU_TABLE,
+    checked,
+    known_method,
+    number_flag,
+    numbers,
+    tau_grids,
+    tau_table,
+)
+from .sampling import LOGP_REDUCTIONS
+from .scorers import PM_FORMS
 from .tasks import TASKS
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
-           "StudyConfig", "JudgesConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED",
-           "LOGP_REDUCTIONS", "method_values", "numbers", "tau_table", "number_words", "recorded_config"]
+           "StudyConfig", "JudgesConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED"]
 
 
 def _f(default, help: str, **kw):
@@ -54,17 +57,6 @@ MAX_SEED = 2**32 - 1
 # Chains of the pipeline, study and judges stages: each retrains SFT, PM and RM (minutes at least on
 # a CPU), so this is far above any run that could finish, and a typo such as 10**12 is refused.
 MAX_CHAINS = 1000
-# How a response's token log-probs become its sequence log-prob (llm.sampling.sequence_logprob).
-LOGP_REDUCTIONS = ("sum", "mean")
-
-
-def _checked(flag: str, check, value):
-    """``check(value)`` (a tabular validator), its ValueError re-raised as a one-line UsageError
-    that names the flag."""
-    try:
-        return check(value)
-    except ValueError as e:
-        raise UsageError(f"{flag}: {e}") from None
 
 
 def _flag(name: str) -> str:
@@ -84,105 +76,6 @@ def _positive_finite(flag: str, value) -> float:
                                        and value > 0):
         raise UsageError(f"{flag} must be a finite number > 0, got {value}")
     return float(value)
-
-
-def _known_method(name, where: str = "") -> None:
-    """``name`` is a method the llm runs (one the shared table samples), else a one-line UsageError."""
-    if name not in sampled_methods():
-        raise UsageError(f"{where}unknown method {name!r}; choose from {', '.join(sampled_methods())}")
-
-
-def _distinct(values: tuple, flag: str) -> tuple:
-    """``values`` unless one number appears twice (``0.1,1e-1`` too): a grid point run twice
-    would be written twice."""
-    seen = set()
-    for v in values:
-        if v in seen:
-            raise UsageError(f"{flag} gives {v:g} twice")
-        seen.add(v)
-    return values
-
-
-def _word(value) -> str:
-    """A number as a flag word: ``%g`` where that is exact (``0.05``, ``1``), else its repr; a word
-    stays as given."""
-    if isinstance(value, float):
-        short = f"{value:g}"
-        return short if float(short) == value else repr(value)
-    return str(value)
-
-
-def number_words(values) -> list[str]:
-    """A tuple of numbers as the flag's words (``--help``'s default, the study's printed preset)."""
-    return [_word(v) for v in values]
-
-
-def _table_words(table) -> list[str]:
-    """``{method: tau}`` or ``{method: (tau, ...)}`` as ``METHOD=V[,V...]`` words."""
-    return [f"{m}={','.join(number_words(v if isinstance(v, (tuple, list)) else (v,)))}"
-            for m, v in table.items()]
-
-
-def numbers(values, flag: str, check) -> tuple[float, ...]:
-    """A list flag's words (or numbers) as a tuple of distinct numbers, each through ``check``
-    (``validate_tau`` / ``validate_beta``)."""
-    return _distinct(tuple(_checked(f"{flag} {_word(v)}", check, v) for v in values), flag)
-
-
-def method_values(entries, flag: str, check) -> dict[str, tuple[float, ...]]:
-    """``METHOD=V1,V2,...`` words, or the mapping ``{method: (v1, v2, ...)}`` they stand for, as
-    ``{method: (v1, v2, ...)}``, each value through ``check``.
-
-    One-line UsageError for an entry without ``=``, an unknown method, a repeated method or value,
-    or a bad value.
-    """
-    items = []  # (method, its values, the entry as messages name it)
-    if isinstance(entries, Mapping):
-        for method, values in entries.items():
-            if not isinstance(values, (tuple, list)):
-                raise UsageError(f"{flag} {method}: its grid must be a sequence of numbers, got {values!r}")
-            items.append((method, values, _table_words({method: values})[0]))
-    else:
-        for entry in entries:
-            method, sep, values = entry.partition("=")
-            if not sep or not values:
-                raise UsageError(f"{flag} entries must be METHOD=VALUE[,VALUE...], got {entry!r}")
-            items.append((method, values.split(","), entry))
-    table = {}
-    for method, values, entry in items:
-        _known_method(method, f"{flag} {entry}: ")
-        if method in table:
-            raise UsageError(f"{flag} gives {method} twice")
-        table[method] = _distinct(tuple(_checked(f"{flag} {entry}", check, v) for v in values),
-                                  f"{flag} {entry}")
-    return table
-
-
-def tau_table(entries) -> dict[str, float]:
-    """``METHOD=TAU`` words (the pipeline's ``--taus``), or the mapping ``{method: tau}``, as
-    ``{method: tau}``: one tau per method."""
-    if isinstance(entries, Mapping):
-        entries = {method: (tau,) for method, tau in entries.items()}
-    table = method_values(entries, "--taus", validate_tau)
-    for method, taus in table.items():
-        if len(taus) != 1:
-            raise UsageError(f"--taus gives one tau per method, got {method}={','.join(map(str, taus))}")
-    return {method: taus[0] for method, taus in table.items()}
-
-
-def _tau_grids(entries) -> dict[str, tuple[float, ...]]:
-    """The study's ``--taus``: ``METHOD=T1,T2,...`` words (or the mapping) as ``{method: (tau, ...)}``."""
-    return method_values(entries, "--taus", validate_tau)
-
-
-def _number_flag(flag: str, check, metavar: str) -> dict:
-    """The metadata of a flag that holds a tuple of numbers: its parser and how --help shows it."""
-    return {"parse": lambda values: numbers(values, flag, check), "words": number_words, "metavar": metavar}
-
-
-# The metadata of the two --taus flags (see the module docstring).
-_TAU_TABLE = {"parse": tau_table, "words": _table_words, "metavar": "METHOD=TAU"}
-_TAU_GRIDS = {"parse": _tau_grids, "words": _table_words, "metavar": "METHOD=T1,T2,..."}
 
 
 def _is_number(value) -> bool:
@@ -205,23 +98,6 @@ def _method_map(value, holds) -> bool:
     return isinstance(value, dict) and all(isinstance(m, str) and holds(v) for m, v in value.items())
 
 
-def recorded_config(cls, data: dict) -> dict:
-    """A recorded config of the dataclass ``cls`` (``config.json``, a checkpoint's or a summary's
-    ``config``) with each typed list flag read back through its parser: from the value recorded (a
-    JSON mapping / list of numbers) or, in runs written before the flags were typed, from the words
-    given. ``cls(**recorded_config(cls, json.loads(json.dumps(asdict(cfg)))))`` equals ``cfg``. A value
-    that reads in neither form is left as recorded (it differs from any typed value)."""
-    out = dict(data)
-    for f in dataclasses.fields(cls):
-        parse = f.metadata.get("parse")
-        if parse is not None and f.name in out:
-            try:
-                out[f.name] = parse(out[f.name])
-            except (ValueError, TypeError, AttributeError):  # UsageError is a ValueError
-                pass
-    return out
-
-
 @dataclass(frozen=True)
 class MethodParams:
     """An alignment method and its hyperparameters: everything :func:`llm.align.alignment_loss`
@@ -241,9 +117,9 @@ class MethodParams:
     """sampling temperature = temperature of the log-probs in the loss (> 0)"""
 
     def __post_init__(self):
-        _known_method(self.method)
-        object.__setattr__(self, "tau", _checked("--tau", validate_tau, self.tau))
-        object.__setattr__(self, "beta", _checked("--beta", validate_beta, self.beta))
+        known_method(self.method)
+        object.__setattr__(self, "tau", checked("--tau", validate_tau, self.tau))
+        object.__setattr__(self, "beta", checked("--beta", validate_beta, self.beta))
         object.__setattr__(self, "temperature", _positive_finite("--temperature", self.temperature))
         if self.label_type not in LABEL_TYPES:
             raise UsageError(f"--label-type must be one of {', '.join(LABEL_TYPES)}, got {self.label_type!r}")
@@ -478,12 +354,12 @@ def _validate_chain_count(cfg, name: str) -> None:
 def _validate_chains(cfg) -> None:
     """The checks of what the pipeline and the study share: methods and the sizes of each chain's stages."""
     for method in cfg.methods:
-        _known_method(method)
+        known_method(method)
     if len(set(cfg.methods)) < len(cfg.methods):
         raise UsageError(f"--methods lists a method twice: {' '.join(cfg.methods)}")
     _at_least(cfg, 1, "align_steps", "align_batch_size", "n_prompts", "samples_per_prompt")
     _positive_finite("--align-lr", cfg.align_lr)
-    _checked("--beta", validate_beta, cfg.beta)
+    checked("--beta", validate_beta, cfg.beta)
 
 
 @dataclass
@@ -523,10 +399,10 @@ class PipelineConfig(JudgeTraining, ModelShape, RunConfig):
 
     methods: list = _f(["online_ipo", "ipo_md", "online_dpo", "online_slic", "nash_md_pg", "rl"],
                        "methods to align (each for every seed)")
-    taus: dict[str, float] = _f({"online_ipo": 0.05, "ipo_md": 0.05, "online_dpo": 0.5, "online_slic": 0.5,
-                                 "nash_md_pg": 0.02, "rl": 0.05, "self_play": 0.02, "offline_ipo": 0.05,
-                                 "offline_dpo": 0.5, "offline_slic": 0.5},
-                                "tau per method, METHOD=TAU", **_TAU_TABLE)
+    taus: dict[str, float] = _f({name: m.llm_tau for name, m in sampled_methods().items()
+                                 if m.llm_tau is not None},
+                                "tau per method, METHOD=TAU (defaults: the rows' llm_tau, tabular.methods)",
+                                **TAU_TABLE)
     beta: float = _f(0.125, "mixture coefficient for ipo_md and nash_md_pg")
     seeds: int = _f(3, "chains: per chain seed, SFT, PM/RM and every alignment run are retrained")
     judges: list = _f(["pm", "gold"], "judge conditions: pm (learned PM; rl: learned RM) and/or gold "
@@ -546,9 +422,9 @@ class PipelineConfig(JudgeTraining, ModelShape, RunConfig):
                      "on chain 0")
     sweep_taus: tuple[float, ...] = _f((0.02, 0.05, 0.2, 1.0),
                                        "taus of the sweep (online_ipo and online_dpo)",
-                                       **_number_flag("--sweep-taus", validate_tau, "TAU"))
+                                       **number_flag("--sweep-taus", validate_tau, "TAU"))
     sweep_betas: tuple[float, ...] = _f((0.0, 0.25, 0.5, 1.0), "betas of the ipo_md sweep (at ipo_md's tau)",
-                                        **_number_flag("--sweep-betas", validate_beta, "BETA"))
+                                        **number_flag("--sweep-betas", validate_beta, "BETA"))
     sweep_seeds: int = _f(1, "seeds per sweep point")
 
     def tau_of(self, method: str) -> float:
@@ -593,9 +469,9 @@ class StudyConfig(JudgeTraining, ModelShape, RunConfig):
          "online_slic": (0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
          "nash_md_pg": (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1),
          "rl": (0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)},
-        "tau grid per method, METHOD=T1,T2,...", **_TAU_GRIDS)
+        "tau grid per method, METHOD=T1,T2,...", **TAU_GRIDS)
     betas: tuple[float, ...] = _f((0.0, 0.125, 0.25, 0.5), "beta grid of ipo_md and nash_md_pg",
-                                  **_number_flag("--betas", validate_beta, "BETA"))
+                                  **number_flag("--betas", validate_beta, "BETA"))
     beta: float = _f(0.125, "beta of the other methods' runs (unused by them; names the run)")
     chains: int = _f(3, "test chains of the learned-PM condition: chain i retrains SFT, PM/RM and reruns "
                      "every selected setting with seed --seed + i (no test policy is a sweep run)")
@@ -624,7 +500,7 @@ class StudyConfig(JudgeTraining, ModelShape, RunConfig):
         super().validate()
         _validate_chains(self)
         _held(self, "taus", "a mapping {method: (tau, ...)}", lambda v: _method_map(v, _number_tuple))
-        _tau_grids(self.taus)  # every grid: a known method, taus > 0, none twice
+        tau_grids(self.taus)  # every grid: a known method, taus > 0, none twice
         missing = [m for m in self.methods if m not in self.taus]
         if missing:
             raise UsageError(f"--taus lacks a grid for {', '.join(missing)}")

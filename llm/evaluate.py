@@ -5,7 +5,7 @@ Steps:
   2. sample ``samples_per_prompt`` responses per held-out prompt from each policy (fixed seeds);
   3. for every ordered pair of names (row, column) and every pair of their seeds, the mean over
      prompts of ``P(row's response > column's response)`` under the **gold judge** (exact
-     probabilities) and under the **PM** (:func:`llm.sampling.pm_prob_rows`, exactly antisymmetric);
+     probabilities) and under the **PM** (:func:`llm.scorers.pm_prob_rows`, exactly antisymmetric);
   4. the matrices of means and standard deviations (ddof = 1) over seed pairs (diagonal = 1/2),
      written to ``OUT/eval.json`` and printed as ``mean (std)``.
 """
@@ -23,9 +23,10 @@ from opo_toolkit.progress import progress as progress_bar
 from opo_toolkit.stats import t_halfwidth
 
 from .align import read_prompt_file
-from .models import check_context, load_causal_lm, load_scorer
+from .models import check_context, load_causal_lm
 from .runtime import open_stage, stage_function
-from .sampling import pm_prob_rows, sample_responses, stream_seed
+from .sampling import sample_responses, stream_seed
+from .scorers import load_scorer, pm_prob_rows
 
 __all__ = ["run_evaluate", "win_matrices", "format_matrix", "chain_matrices", "across_chains", "t_halfwidth"]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .sampling import pm_prob, rm_reward
+from .scorers import pm_prob, rm_reward
 
 __all__ = ["PromptBatch", "Responses", "PairJudge", "RewardJudge", "LearnedPM", "LearnedRM", "GoldJudge",
            "GoldBradleyTerry", "TableJudge", "TableReward", "first_token"]
@@ -100,7 +100,7 @@ class RewardJudge(abc.ABC):
 
 class LearnedPM(PairJudge):
     """The trained preference model (``train-pm``), antisymmetric by construction
-    (:func:`llm.sampling.pm_prob`)."""
+    (:func:`llm.scorers.pm_prob`)."""
 
     def __init__(self, pm, codec):
         self.pm, self.codec = pm, codec

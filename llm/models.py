@@ -4,12 +4,9 @@
   for ``text``) and saved as ``tokenizer.json`` beside each model.
 - The policy and the reference ``mu`` are causal LMs (default: a small GPT-2 configuration; any local
   checkpoint path loads with ``from_pretrained``).
-- The pairwise preference model (PM) and the Bradley-Terry reward model (RM) are sequence
-  classifiers with one logit (``GPT2ForSequenceClassification`` by default).
-  PM input ``<bos> x <sep> y <vs> y' <eos>`` gives a logit ``g(x, y, y')``; RM input
-  ``<bos> x <sep> y <eos>`` gives ``r(x, y)``. The PM reads both inputs with one network and
-  combines them by its ``config.pm_form`` (:func:`llm.sampling.pm_prob_rows`), exactly antisymmetric:
-  ``P(y > y') + P(y' > y) = 1``.
+- The preference model (PM) and the reward model (RM) are one-logit sequence classifiers built
+  on :func:`gpt2_config` and loaded by :func:`load_checked`, like the causal LMs; their forms,
+  loading and scoring are :mod:`llm.scorers`.
 - :class:`Codec` turns text into left-padded prompt batches and PM/RM inputs.
 - Pretrained models (:class:`ChatCodec`): any local Hugging Face causal LM folder with its own
   tokenizer (``tokenizer_config.json``, as ``save_pretrained`` writes it) or a ``.gguf`` file starts
@@ -22,7 +19,6 @@ Every check on a user-supplied path raises :class:`UsageError` with one line nam
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch
@@ -31,13 +27,9 @@ from tokenizers import Tokenizer
 from opo_toolkit.cliargs import UsageError
 from opo_toolkit.files import atomic_write_json
 
-__all__ = ["SPECIAL_TOKENS", "PM_FORMS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
-           "new_scorer", "load_causal_lm", "load_scorer", "load_codec", "save_model", "check_context",
+__all__ = ["SPECIAL_TOKENS", "Codec", "ChatCodec", "train_tokenizer", "new_causal_lm",
+           "load_causal_lm", "load_codec", "load_checked", "gpt2_config", "save_model", "check_context",
            "pad_left", "pad_right", "smollm2_gguf_path"]
-
-# How a preference model turns its logits into P(y > y' | x) (llm.sampling.pm_prob_rows; saved in the
-# PM's config as ``pm_form``; a PM saved without it is "pairwise"). train-pm's --pm-form choices.
-PM_FORMS = ("residual", "pairwise")
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<sep>", "<eos>", "<unk>", "<vs>"]
 
@@ -184,7 +176,7 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _gpt2_config(vocab_size: int, n_layer: int, n_embd: int, n_head: int, n_positions: int, pad_id: int):
+def gpt2_config(vocab_size: int, n_layer: int, n_embd: int, n_head: int, n_positions: int, pad_id: int):
     from transformers import GPT2Config
 
     _quiet_transformers()
@@ -200,16 +192,7 @@ def new_causal_lm(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: i
     """A freshly initialised GPT-2 causal LM (the default policy before SFT)."""
     from transformers import GPT2LMHeadModel
 
-    return GPT2LMHeadModel(_gpt2_config(vocab_size, n_layer, n_embd, n_head, n_positions, pad_id))
-
-
-def new_scorer(vocab_size: int, n_layer: int = 2, n_embd: int = 64, n_head: int = 4,
-               n_positions: int = 128, pad_id: int = 0):
-    """A freshly initialised GPT-2 with a one-logit head (PM or RM); reads the last non-pad token."""
-    from transformers import GPT2ForSequenceClassification
-
-    config = _gpt2_config(vocab_size, n_layer, n_embd, n_head, n_positions, pad_id)
-    return GPT2ForSequenceClassification(config)
+    return GPT2LMHeadModel(gpt2_config(vocab_size, n_layer, n_embd, n_head, n_positions, pad_id))
 
 
 def _check_dir(path: str, what: str) -> None:
@@ -255,7 +238,7 @@ def _check_vocab(config, codec: Codec, path: str) -> None:
                          f"{codec.vocab_size} tokens, model {config.vocab_size}")
 
 
-def _load(path: str, what: str, max_prompt_tokens: int, auto_model, is_kind, kind: str):
+def load_checked(path: str, what: str, max_prompt_tokens: int, auto_model, is_kind, kind: str):
     """Checks shared by every loader (one-line :class:`UsageError` each), then ``from_pretrained``.
 
     ``is_kind(config) -> bool`` says whether the folder holds the right kind of model."""
@@ -346,35 +329,7 @@ def load_causal_lm(path: str, what: str = "model", max_prompt_tokens: int = 64):
         return (type(config) in AutoModelForCausalLM._model_mapping
                 and (not arch or arch.endswith(("LMHeadModel", "ForCausalLM"))))
 
-    return _load(path, what, max_prompt_tokens, AutoModelForCausalLM, is_causal_lm, "causal LM")
-
-
-def load_scorer(path: str, what: str = "preference model", max_prompt_tokens: int = 64,
-                kind: str | None = None):
-    """Load a local one-logit sequence classifier (PM or RM) and its tokenizer. ``kind``
-    (``preference`` or ``bradley-terry``): refuse a ``train-pm`` model saved as the other kind (its
-    ``info.json``), e.g. the RM passed as ``--pm``, which would read as a pair-input PM."""
-    from transformers import AutoModelForSequenceClassification
-
-    def is_scorer(config):
-        arch = (config.architectures or [""])[0]
-        return arch.endswith("ForSequenceClassification") and config.num_labels == 1
-
-    model, codec = _load(path, what, max_prompt_tokens, AutoModelForSequenceClassification, is_scorer,
-                         "one-logit sequence classifier")
-    info_path = os.path.join(path, "info.json")
-    saved_as = None
-    if kind is not None and os.path.isfile(info_path):
-        with open(info_path) as f:
-            saved_as = json.load(f).get("kind")
-    if saved_as is not None and saved_as != kind:
-        raise UsageError(f"{what} {path} was saved by train-pm as a {saved_as} model, not a {kind} model "
-                         "(the PM is OUT/pm, the RM OUT/rm)")
-    form = getattr(model.config, "pm_form", "pairwise")
-    if form not in PM_FORMS:  # refused before any stage starts, not at its first PM call
-        raise UsageError(f"{what} {path} has pm_form {form!r} in its config.json; known forms: "
-                         f"{', '.join(PM_FORMS)}")
-    return model, codec
+    return load_checked(path, what, max_prompt_tokens, AutoModelForCausalLM, is_causal_lm, "causal LM")
 
 
 def check_context(model, what: str, tokens: int) -> None:

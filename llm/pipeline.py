@@ -49,10 +49,11 @@ from tabular.methods import METHODS
 from .align import run_align
 from .config import AlignConfig, PMConfig, SFTConfig
 from .evaluate import across_chains, chain_matrices, t_halfwidth
-from .models import load_causal_lm, load_scorer
+from .models import load_causal_lm
 from .report import SUMMARY_SCHEMA
 from .runtime import claim_run_dir, setup_torch, stage_function, start_run_dir
 from .sampling import sample_responses, stream_seed
+from .scorers import load_scorer
 from .train import run_sft, run_train_pm
 
 __all__ = ["run_pipeline", "summarise", "judge_summary", "train_chain_judges", "stage_flags", "provenance",

@@ -36,7 +36,8 @@ from opo_toolkit.files import check_output_file
 from opo_toolkit.stats import holm_adjust, t_halfwidth, t_pvalue
 from tabular.methods import METHODS
 
-from .config import JudgesConfig, PipelineConfig, StudyConfig, number_words, recorded_config
+from .config import JudgesConfig, PipelineConfig, StudyConfig
+from .flag_values import number_words, recorded_config
 
 __all__ = ["SUMMARY_SCHEMA", "current_schema", "render_report", "render_section", "replace_blocks",
            "read_summary", "check_documents",
@@ -127,7 +128,7 @@ def _origin(s: dict) -> str:
 
 def summary_config(s: dict) -> dict:
     """The config a summary records, its typed list flags read back whichever form they were
-    recorded in (:func:`llm.config.recorded_config`: values, or the words of a run from before the
+    recorded in (:func:`llm.flag_values.recorded_config`: values, or the words of a run from before the
     flags were typed): a judges run's, a study's (it has ``selected``) or a pipeline's."""
     cls = JudgesConfig if s.get("kind") == "judges" else StudyConfig if "selected" in s else PipelineConfig
     return recorded_config(cls, s["config"])

@@ -49,7 +49,8 @@ from opo_toolkit.progress import progress as progress_bar
 from opo_toolkit.runlock import LOCK_NAME, RunLock
 
 from . import distributed
-from .config import RESUMABLE_CHANGES, recorded_config
+from .config import RESUMABLE_CHANGES
+from .flag_values import recorded_config
 from .presets import PRESETS, apply_preset
 from .tasks import make_task
 
@@ -361,7 +362,7 @@ def _check_same(old: dict, new: dict, path: str, config=None) -> None:
     """Refuse to resume where the recorded config differs from the current one (outside
     ``RESUMABLE_CHANGES``). A field the recorded config lacks (added to the code since the run
     started) counts as unchanged when the current run leaves it at its default. With ``config``,
-    both are read through :func:`llm.config.recorded_config`: a typed list flag recorded as a JSON
+    both are read through :func:`llm.flag_values.recorded_config`: a typed list flag recorded as a JSON
     list, or as the words of a run from before the flags were typed, equals the same value."""
     if config is not None:
         old, new = recorded_config(type(config), old), recorded_config(type(config), new)

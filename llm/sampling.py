@@ -32,10 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models import PM_FORMS
-
-__all__ = ["Decoding", "sample", "sample_responses", "token_logprobs", "sequence_logprob", "pm_prob",
-           "pm_prob_rows", "pm_form", "rm_prob_rows", "rm_reward", "gumbel", "stream_seed"]
+__all__ = ["Decoding", "LOGP_REDUCTIONS", "sample", "sample_responses", "token_logprobs", "sequence_logprob",
+           "gumbel", "stream_seed"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +166,10 @@ def token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, r
     return logp * response_mask
 
 
+# How a response's token log-probs become its sequence log-prob (:func:`sequence_logprob`).
+LOGP_REDUCTIONS = ("sum", "mean")
+
+
 def sequence_logprob(tok_logp: torch.Tensor, response_mask: torch.Tensor,
                      reduction: str = "sum") -> torch.Tensor:
     """(B, T) -> (B,): ``log pi(y|x) = sum_t`` (default, SPEC §3) or the per-token ``mean`` (option)."""
@@ -177,83 +179,6 @@ def sequence_logprob(tok_logp: torch.Tensor, response_mask: torch.Tensor,
     if reduction == "mean":
         return total / response_mask.sum(-1).clamp_min(1)
     raise ValueError(f"unknown log-prob reduction {reduction!r}; choose sum or mean")
-
-
-def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
-    return [[t for t, m in zip(r, mr) if m] for r, mr in zip(ids.tolist(), mask.tolist())]
-
-
-def _one_logit(model, ids, mask, device) -> torch.Tensor:
-    return model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float()
-
-
-def _in_chunks(fn, batch: int, *rows: list) -> torch.Tensor:
-    """``fn`` on aligned row lists, ``batch`` rows at a time (bounded memory), concatenated."""
-    n = len(rows[0])
-    return torch.cat([fn(*(r[i:i + batch] for r in rows)) for i in range(0, n, batch)])
-
-
-def pm_form(pm) -> str:
-    """The form of a loaded PM (``config.pm_form``, default ``pairwise``); ValueError if unknown."""
-    form = getattr(pm.config, "pm_form", "pairwise")
-    if form not in PM_FORMS:
-        raise ValueError(f"preference model has pm_form {form!r}; known forms: {', '.join(PM_FORMS)}")
-    return form
-
-
-def pm_prob_rows(pm, codec, x_rows, y_rows, yp_rows, device, batch: int = 512) -> torch.Tensor:
-    """``P(y > y' | x)`` from the preference model on token-id rows. Returns (N,). The single
-    definition used in training, in alignment (:func:`pm_prob`) and in evaluation.
-
-    One network, two inputs: the pair input ``x y <vs> y'`` gives a logit ``g(x, y, y')``; the
-    single-response input ``x y`` (the RM's) gives a score ``r(x, y)``. By ``pm_form(pm)``:
-
-    - ``residual``: ``sigmoid(r(x, y) - r(x, y') + (g(x, y, y') - g(x, y', y)) / 2)``, a
-      Bradley-Terry term plus an antisymmetric pairwise residual. The residual is what lets the PM
-      represent intransitive preferences (which no score difference can); the Bradley-Terry term
-      gives it the RM's inductive bias (the RM is its special case of a constant residual). With
-      the pair input alone, the PM's held-out accuracy was below the RM's (measured accuracies:
-      llm/README.md's judge table).
-    - ``pairwise``: ``(sigmoid(g(x, y, y')) + sigmoid(-g(x, y', y))) / 2``, the pair input only.
-
-    Both are exactly antisymmetric: ``P(y > y') + P(y' > y) = 1``.
-    """
-    form = pm_form(pm)
-
-    def chunk(x, y, yp):
-        b = len(x)
-        ids, mask = codec.pm_inputs(x + x, y + yp, yp + y)  # (2b, L): both orders
-        g = _one_logit(pm, ids, mask, device)  # (2b,)
-        if form == "pairwise":
-            return 0.5 * (torch.sigmoid(g[:b]) + torch.sigmoid(-g[b:]))  # 1 - sigmoid(a) = sigmoid(-a)
-        ids, mask = codec.rm_inputs(x + x, y + yp)  # (2b, L'): y and y' alone
-        r = _one_logit(pm, ids, mask, device)  # (2b,)
-        return torch.sigmoid((r[:b] - r[b:]) + 0.5 * (g[:b] - g[b:]))  # (b,)
-    return _in_chunks(chunk, batch, x_rows, y_rows, yp_rows)
-
-
-def rm_prob_rows(rm, codec, x_rows, y_rows, yp_rows, device, batch: int = 512) -> torch.Tensor:
-    """Bradley-Terry ``P(y > y' | x) = sigmoid(r(x, y) - r(x, y'))`` from the reward model. (N,)."""
-    def chunk(x, y, yp):
-        ids, mask = codec.rm_inputs(x + x, y + yp)  # (2b, L)
-        r = _one_logit(rm, ids, mask, device)  # (2b,)
-        b = len(x)
-        return torch.sigmoid(r[:b] - r[b:])
-    return _in_chunks(chunk, batch, x_rows, y_rows, yp_rows)
-
-
-def pm_prob(pm, codec, prompt_ids, prompt_mask, y, y_mask, y_prime, y_prime_mask) -> torch.Tensor:
-    """:func:`pm_prob_rows` on sampled (B, T) tensors (the summary part of each response). (B,)."""
-    return pm_prob_rows(pm, codec, _rows(prompt_ids, prompt_mask),
-                        [codec.summary_ids(r) for r in _rows(y, y_mask)],
-                        [codec.summary_ids(r) for r in _rows(y_prime, y_prime_mask)], prompt_ids.device)
-
-
-def rm_reward(rm, codec, prompt_ids, prompt_mask, y, y_mask) -> torch.Tensor:
-    """Bradley-Terry reward ``r(x, y)`` from the reward model. Returns (B,)."""
-    ids, mask = codec.rm_inputs(_rows(prompt_ids, prompt_mask),
-                                [codec.summary_ids(r) for r in _rows(y, y_mask)])
-    return _one_logit(rm, ids, mask, prompt_ids.device)
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ reference summaries, token log-probs, mean NLL, step, log, checkpoint) -> save `
 
 ``run_train_pm`` steps: load the SFT model -> sample pairs of SFT responses on ``pm``-split prompts
 and label them with the exact gold probability -> train the PM (``--pm-form``, default a
-Bradley-Terry term plus an antisymmetric pairwise residual, :func:`llm.sampling.pm_prob_rows`) and
+Bradley-Terry term plus an antisymmetric pairwise residual, :func:`llm.scorers.pm_prob_rows`) and
 the Bradley-Terry RM by soft-label cross-entropy (``--pm-init rm``, the default: the RM first, then
 the PM from the RM's weights; ``scratch``: both side by side from fresh weights) -> held-out
 accuracy and calibration against the gold probabilities -> save ``OUT/pm`` and ``OUT/rm``.
@@ -26,12 +26,12 @@ from .models import (
     check_context,
     load_causal_lm,
     new_causal_lm,
-    new_scorer,
     save_model,
     train_tokenizer,
 )
 from .runtime import autocast, open_stage, save_checkpoint, stage_function
-from .sampling import pm_prob_rows, rm_prob_rows, sample, token_logprobs
+from .sampling import sample, token_logprobs
+from .scorers import new_scorer, pm_prob_rows, rm_prob_rows
 
 __all__ = ["run_sft", "run_train_pm", "pm_metrics"]
 

@@ -3,27 +3,28 @@
 Both the tabular sandbox (:mod:`tabular.algorithms`) and the transformer code (:mod:`llm`) read
 this table; neither keeps its own list of methods or re-derives a method's properties.
 
-| method        | kind     | loss | y ~ | y' ~ | display       | default SGD lr     |
-|---------------|----------|------|-----|------|---------------|--------------------|
-| offline_ipo   | pairwise | ipo  | mu  | mu   | offline IPO   | ipo_lr             |
-| offline_dpo   | pairwise | dpo  | mu  | mu   | offline DPO   | dpo_lr             |
-| offline_slic  | pairwise | slic | mu  | mu   | offline SLiC  | slic_lr            |
-| online_ipo    | pairwise | ipo  | pi  | pi   | online IPO    | ipo_lr             |
-| online_dpo    | pairwise | dpo  | pi  | pi   | online DPO    | dpo_lr             |
-| online_slic   | pairwise | slic | pi  | pi   | online SLiC   | slic_lr            |
-| ipo_md        | pairwise | ipo  | mix | mix  | IPO-MD        | ipo_lr             |
-| nash_md_pg    | pg       |      | pi  | mix  | Nash-MD-PG    | policy_gradient_lr |
-| self_play     | pg       |      | pi  | pi   | self-play     | policy_gradient_lr |
-| rl            | rl       |      | pi  |      | RL            | policy_gradient_lr |
-| nash_md       | md       |      |     |      | Nash-MD       |                    |
-| extragradient | md       |      |     |      | extragradient |                    |
+| method        | kind     | loss | y ~ | y' ~ | display       | default SGD lr     | llm tau |
+|---------------|----------|------|-----|------|---------------|--------------------|---------|
+| offline_ipo   | pairwise | ipo  | mu  | mu   | offline IPO   | ipo_lr             | 0.05    |
+| offline_dpo   | pairwise | dpo  | mu  | mu   | offline DPO   | dpo_lr             | 0.5     |
+| offline_slic  | pairwise | slic | mu  | mu   | offline SLiC  | slic_lr            | 0.5     |
+| online_ipo    | pairwise | ipo  | pi  | pi   | online IPO    | ipo_lr             | 0.05    |
+| online_dpo    | pairwise | dpo  | pi  | pi   | online DPO    | dpo_lr             | 0.5     |
+| online_slic   | pairwise | slic | pi  | pi   | online SLiC   | slic_lr            | 0.5     |
+| ipo_md        | pairwise | ipo  | mix | mix  | IPO-MD        | ipo_lr             | 0.05    |
+| nash_md_pg    | pg       |      | pi  | mix  | Nash-MD-PG    | policy_gradient_lr | 0.02    |
+| self_play     | pg       |      | pi  | pi   | self-play     | policy_gradient_lr | 0.02    |
+| rl            | rl       |      | pi  |      | RL            | policy_gradient_lr | 0.05    |
+| nash_md       | md       |      |     |      | Nash-MD       |                    |         |
+| extragradient | md       |      |     |      | extragradient |                    |         |
 
 Updates: a ``pairwise`` method follows the gradient of its loss on the margin ``h_pi(y, y')``
 (IPO-MD: margins under pi, the pair from the geometric mixture); ``pg``: REINFORCE on
 ``P(y, y') - 1/2 - tau r_pi(y)`` (self_play is nash_md_pg with beta = 0); ``rl``: REINFORCE on
 a Bradley-Terry reward ``s(y) - tau r_pi(y)``; ``md``: closed-form mirror descent and
 extragradient (tabular only). The default SGD learning rate at tau is the row's ``sgd_lr``
-(:func:`ipo_lr`, :func:`dpo_lr`, :func:`slic_lr`, :func:`policy_gradient_lr`).
+(:func:`ipo_lr`, :func:`dpo_lr`, :func:`slic_lr`, :func:`policy_gradient_lr`); ``llm tau`` is the
+transformer pipeline's default tau (``llm_tau``).
 
 ``mix`` is the geometric mixture ``pi^(1-beta) mu^beta`` (normalised), so ``pi`` means beta = 0
 and ``mu`` means beta = 1. ``rl`` draws a single response and scores it, so it has no ``y'``.
@@ -91,6 +92,9 @@ class Method:
     """How tables and figures name the method (``online IPO``); empty: its key."""
     sgd_lr: Callable[[float], float] | None = None
     """The default SGD learning rate at tau (gradient methods; ``AlgorithmConfig.effective_lr``)."""
+    llm_tau: float | None = None
+    """The transformer pipeline's default tau (``python -m llm pipeline --taus``), chosen on its
+    synthetic task; None: no default (the pipeline then needs ``--taus METHOD=TAU``)."""
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -104,6 +108,9 @@ class Method:
         if (self.kind != "md") != (self.sgd_lr is not None):
             raise ValueError(f"a {self.kind} method {'needs' if self.kind != 'md' else 'takes no'} "
                              f"default learning rate (sgd_lr)")
+        if self.llm_tau is not None and (self.kind == "md" or not self.llm_tau > 0):
+            raise ValueError(f"llm_tau is a tau > 0 of a method that learns from samples, got "
+                             f"{self.llm_tau!r} for a {self.kind} method")
 
     @property
     def uses_beta(self) -> bool:
@@ -127,16 +134,16 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "offline_ipo": Method("pairwise", "ipo", "mu", "mu", "offline IPO", ipo_lr),
-    "offline_dpo": Method("pairwise", "dpo", "mu", "mu", "offline DPO", dpo_lr),
-    "offline_slic": Method("pairwise", "slic", "mu", "mu", "offline SLiC", slic_lr),
-    "online_ipo": Method("pairwise", "ipo", "pi", "pi", "online IPO", ipo_lr),
-    "online_dpo": Method("pairwise", "dpo", "pi", "pi", "online DPO", dpo_lr),
-    "online_slic": Method("pairwise", "slic", "pi", "pi", "online SLiC", slic_lr),
-    "ipo_md": Method("pairwise", "ipo", "mix", "mix", "IPO-MD", ipo_lr),
-    "nash_md_pg": Method("pg", None, "pi", "mix", "Nash-MD-PG", policy_gradient_lr),
-    "self_play": Method("pg", None, "pi", "pi", "self-play", policy_gradient_lr),
-    "rl": Method("rl", None, "pi", None, "RL", policy_gradient_lr),
+    "offline_ipo": Method("pairwise", "ipo", "mu", "mu", "offline IPO", ipo_lr, 0.05),
+    "offline_dpo": Method("pairwise", "dpo", "mu", "mu", "offline DPO", dpo_lr, 0.5),
+    "offline_slic": Method("pairwise", "slic", "mu", "mu", "offline SLiC", slic_lr, 0.5),
+    "online_ipo": Method("pairwise", "ipo", "pi", "pi", "online IPO", ipo_lr, 0.05),
+    "online_dpo": Method("pairwise", "dpo", "pi", "pi", "online DPO", dpo_lr, 0.5),
+    "online_slic": Method("pairwise", "slic", "pi", "pi", "online SLiC", slic_lr, 0.5),
+    "ipo_md": Method("pairwise", "ipo", "mix", "mix", "IPO-MD", ipo_lr, 0.05),
+    "nash_md_pg": Method("pg", None, "pi", "mix", "Nash-MD-PG", policy_gradient_lr, 0.02),
+    "self_play": Method("pg", None, "pi", "pi", "self-play", policy_gradient_lr, 0.02),
+    "rl": Method("rl", None, "pi", None, "RL", policy_gradient_lr, 0.05),
     "nash_md": Method("md", display="Nash-MD"),
     "extragradient": Method("md", display="extragradient"),
 }
@@ -145,9 +152,10 @@ METHODS: dict[str, Method] = {
 def method_table() -> str:
     """The table in this module's docstring, rendered from :data:`METHODS` (a test keeps the two
     equal: a new row shows up in the documentation or the test fails)."""
-    rows = [("method", "kind", "loss", "y ~", "y' ~", "display", "default SGD lr")]
+    rows = [("method", "kind", "loss", "y ~", "y' ~", "display", "default SGD lr", "llm tau")]
     rows += [(name, m.kind, m.loss or "", m.beta_y or "", m.beta_y_prime or "", m.display,
-              m.sgd_lr.__name__ if m.sgd_lr else "") for name, m in METHODS.items()]
+              m.sgd_lr.__name__ if m.sgd_lr else "", "" if m.llm_tau is None else f"{m.llm_tau:g}")
+             for name, m in METHODS.items()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -17,8 +17,8 @@ from llm.config import (
     PMConfig,
     SFTConfig,
     StudyConfig,
-    recorded_config,
 )
+from llm.flag_values import recorded_config
 from opo_toolkit.cliargs import UsageError, config_from_args
 from tabular.losses import PAIRWISE_LOSSES
 from tabular.methods import METHODS, Method, sampled_methods, slic_lr
@@ -177,7 +177,7 @@ def _help(stage, capsys):
 
 def test_help_shows_the_typed_defaults_as_words(capsys):
     text = _help("pipeline", capsys)
-    assert "(default: online_ipo=0.05 ipo_md=0.05 online_dpo=0.5" in text
+    assert "(default: offline_ipo=0.05 offline_dpo=0.5 offline_slic=0.5 online_ipo=0.05" in text
     assert "(default: 0.02 0.05 0.2 1)" in text and "{" not in text.split("--taus")[-1].split("--beta")[0]
     text = _help("study", capsys)
     assert "(default: online_ipo=0.005,0.01,0.02,0.05,0.1,0.2,0.5,1 ipo_md=" in text

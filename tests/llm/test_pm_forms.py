@@ -4,8 +4,8 @@ intransitive preferences that only the pairwise residual can fit, and the form s
 import pytest
 import torch
 
-from llm.models import Codec, load_scorer, new_scorer, train_tokenizer
-from llm.sampling import pm_form, pm_prob_rows, rm_prob_rows
+from llm.models import Codec, train_tokenizer
+from llm.scorers import load_scorer, new_scorer, pm_form, pm_prob_rows, rm_prob_rows
 from llm.tasks import SyntheticTask
 from opo_toolkit.cliargs import UsageError
 

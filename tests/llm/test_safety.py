@@ -17,7 +17,8 @@ import pytest
 
 import llm.train
 from llm.cli import main
-from llm.config import MAX_SEED, PipelineConfig, recorded_config
+from llm.config import MAX_SEED, PipelineConfig
+from llm.flag_values import recorded_config
 from llm.models import load_codec, new_causal_lm, save_model
 from llm.pipeline import JUDGE_METRICS, summarise
 from llm.report import render_report

@@ -12,7 +12,7 @@ import tabular.methods
 from tabular import AlgorithmConfig, bradley_terry_random, run
 from tabular.algorithms import method_loss
 from tabular.losses import PAIRWISE_LOSSES
-from tabular.methods import METHODS, Method, method_table, sampled_methods, slic_lr
+from tabular.methods import METHODS, Method, ipo_lr, method_table, sampled_methods, slic_lr
 
 
 def test_every_pairwise_method_names_a_shared_loss():
@@ -41,6 +41,20 @@ def test_bad_entries_are_refused(bad):
     with pytest.raises(ValueError):
         Method(**bad)
 
+
+
+@pytest.mark.parametrize("bad", [dict(kind="md", llm_tau=0.1), dict(kind="rl", sgd_lr=ipo_lr, llm_tau=0.0),
+                                 dict(kind="rl", sgd_lr=ipo_lr, llm_tau=float("nan"))])
+def test_an_llm_default_tau_is_positive_and_only_for_a_method_that_learns_from_samples(bad):
+    with pytest.raises(ValueError, match="llm_tau is a tau > 0"):
+        Method(**bad)
+
+
+def test_the_pipelines_default_taus_are_the_rows_llm_taus():
+    from llm.config import PipelineConfig
+
+    taus = PipelineConfig(out="x").taus
+    assert taus == {name: m.llm_tau for name, m in sampled_methods().items()} and len(taus) == 10
 
 
 @pytest.mark.parametrize("bad", [dict(kind="pg", beta_y="pi"), dict(kind="md", sgd_lr=lambda t: 0.1)])
