@@ -52,7 +52,7 @@ def _t(x) -> torch.Tensor:
 
 def _population_loss(theta, log_mu, P, tau, loss, log_q):
     """tabular's exact pairwise objective: every pair ``y, y' ~ q`` weighted ``q(y) q(y')``."""
-    return pairwise_objective(pairs(P, log_q, log_q, "soft"), torch.log_softmax(theta, -1) - log_mu,
+    return pairwise_objective(pairs(P, log_q, None, "soft"), torch.log_softmax(theta, -1) - log_mu,
                               loss, tau)
 
 
@@ -83,7 +83,8 @@ def pg_ascent_direction(name, P, mu, tau, theta, beta=0.0, scores=None) -> np.nd
 
 def minimise_fixed_q(P, mu, tau, log_q, theta0, loss="ipo", steps=3) -> np.ndarray:
     """Minimise ``theta -> population loss with pairs from q`` (fixed) by Newton with the autodiff
-    Hessian (the IPO loss is a convex quadratic in theta, so one step is exact). Returns log pi."""
+    Hessian (the IPO loss is a convex quadratic in theta, so one step is exact; the Hessian is
+    singular along theta + c, hence least squares). Returns log pi."""
     log_mu = torch.log(_t(mu))[None]
     Pt, lq = _t(P)[None], _t(log_q)[None]
 
@@ -95,7 +96,11 @@ def minimise_fixed_q(P, mu, tau, log_q, theta0, loss="ipo", steps=3) -> np.ndarr
         x = th.clone().requires_grad_(True)
         (g,) = torch.autograd.grad(f(x), x)
         H = torch.autograd.functional.hessian(f, th)
-        th = th - torch.linalg.lstsq(H, g[:, None], rcond=1e-14).solution[:, 0]
+        # numpy's least squares (LAPACK gelsd): torch.linalg.lstsq on CPU (MKL) gave answers that
+        # moved in the last bits with the arrays' memory addresses (9 different results in 30
+        # calls on one singular matrix), so the ledger differed from run to run at round-off
+        step = np.linalg.lstsq(H.numpy(), g.detach().numpy(), rcond=1e-14)[0]
+        th = th - torch.from_numpy(step)
     return torch.log_softmax(th, -1).numpy()
 
 

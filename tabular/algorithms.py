@@ -283,17 +283,22 @@ def draw(log_q: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tenso
 def pairs(P, log_q, log_q_prime, label_type: str, batch: int | None = None, generator=None,
           sum_out_y_prime: bool = False) -> Pairs:
     """The pairs a loss is averaged over: ``y ~ q``, ``y' ~ q'`` (both detached), label from ``P``.
+    ``log_q_prime`` None: ``y'`` is drawn from ``q`` too (one sampler).
 
     ``batch`` None: the exact form, every pair weighted ``q(y) q'(y')`` with its expected label
-    (:func:`label_matrix`); with ``sum_out_y_prime`` (for a loss linear in the label, the policy
+    (:func:`label_matrix`); with one sampler only the pairs ``y <= y'`` (:func:`_pairs_one_sampler`,
+    the same objective); with ``sum_out_y_prime`` (for a loss linear in the label, the policy
     gradient) ``y'`` is summed out: ``label(y) = (label_matrix @ q')(y)``, weight ``q(y)``.
     ``batch`` K: K pairs drawn i.i.d. (``y`` first, then ``y'``, then the labels, from one
     ``generator``), weight ``1/K``, labels soft, Bernoulli or hard (:func:`make_labels`).
     """
+    one_sampler = log_q_prime is None
+    if one_sampler:
+        log_q_prime = log_q  # the same tensor: a sampled form draws exactly as it did before
     if batch is None:
         if sum_out_y_prime:
             return responses(log_q, P_times(P, log_q_prime, label_type))
-        if log_q_prime is log_q:
+        if one_sampler:
             return _pairs_one_sampler(P, log_q, label_type)
         weight = torch.exp(log_q)[:, :, None] * torch.exp(log_q_prime)[:, None, :]  # (B, n, n)
         return Pairs(None, None, weight, label_matrix(P, label_type))
@@ -382,9 +387,9 @@ def method_loss(cfg: AlgorithmConfig, theta, log_mu, P, scores=None, generator=N
     beta_y, beta_y_prime = method.betas(cfg.beta)
     log_q = sampling_log_policy(theta, log_mu, beta_y)  # (y ~ pi: log_q is log_pi bit for bit)
     if method.kind == "pairwise":
-        # one sampler for y and y' (every pairwise method: pi, mu or the same mixture) is passed
-        # as one tensor: the exact form then needs only the pairs y <= y' (:func:`pairs`)
-        log_q_prime = (log_q if beta_y_prime == beta_y else
+        # one sampler for y and y' (every pairwise method: pi, mu or the same mixture): the exact
+        # form then needs only the pairs y <= y' (:func:`pairs`)
+        log_q_prime = (None if beta_y_prime == beta_y else
                        sampling_log_policy(theta, log_mu, beta_y_prime))
         pr = pairs(P, log_q, log_q_prime, cfg.label_type, batch, generator)
         return pairwise_objective(pr, log_ratio, method.loss, cfg.tau)

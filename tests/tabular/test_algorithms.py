@@ -26,7 +26,7 @@ from tabular.algorithms import (
 def ipo_objective(theta, log_mu, P, tau, log_q, label_type="soft", batch=None, generator=None):
     """The shared pairwise objective with IPO's loss, ``y, y' ~ q`` i.i.d.: every pair (exact)
     or ``batch`` draws (sampled)."""
-    pr = pairs(P, log_q, log_q, label_type, batch, generator)
+    pr = pairs(P, log_q, None, label_type, batch, generator)
     return pairwise_objective(pr, torch.log_softmax(theta, -1) - log_mu, "ipo", tau)
 
 
@@ -498,9 +498,9 @@ def test_exact_pairs_are_the_full_grid_and_summing_y_prime_out_is_the_same_polic
 @pytest.mark.parametrize("label_type", ["soft", "hard"])
 @pytest.mark.parametrize("loss", ["ipo", "dpo", "slic"])
 def test_one_sampler_pairs_are_the_full_grid_folded_onto_y_le_y_prime(loss, label_type):
-    """y and y' from one q (one tensor passed twice): the pairs y <= y' only, each off-diagonal
-    pair counted twice. Objective and gradient equal the full n x n grid's (a distinct but equal
-    tensor for q' gives the grid), to round-off, for every pairwise loss and for hard labels
+    """y and y' from one q (log_q_prime None): the pairs y <= y' only, each off-diagonal
+    pair counted twice. Objective and gradient equal the full n x n grid's (the same q passed
+    as q' gives the grid), to round-off, for every pairwise loss and for hard labels
     with ties (the fold needs loss(-h, 1 - p) = loss(h, p) and an antisymmetric label)."""
     rng = np.random.default_rng(12)
     B, n, tau = 3, 6, 0.3
@@ -510,8 +510,8 @@ def test_one_sampler_pairs_are_the_full_grid_folded_onto_y_le_y_prime(loss, labe
     log_mu = torch.log(torch.tensor(np.stack([random_reference(n, rng) for _ in range(B)])))
     theta = torch.tensor(rng.normal(size=(B, n)), requires_grad=True)
     log_q = torch.log_softmax(theta, -1).detach()
-    folded = pairs(P, log_q, log_q, label_type)
-    grid = pairs(P, log_q, log_q.clone(), label_type)
+    folded = pairs(P, log_q, None, label_type)  # one sampler
+    grid = pairs(P, log_q, log_q, label_type)  # two (equal) samplers: every pair
     assert folded.weight.shape == (B, n * (n + 1) // 2) and grid.weight.shape == (B, n, n)
     assert torch.allclose(folded.weight.sum(-1), torch.ones(B, dtype=torch.float64), atol=1e-15)
     log_ratio = torch.log_softmax(theta, -1) - log_mu
@@ -529,7 +529,7 @@ def test_one_sampler_pairs_are_the_full_grid_folded_onto_y_le_y_prime(loss, labe
 def test_sampled_pairs_weigh_each_draw_one_over_k():
     P = torch.tensor(random_preference(4, np.random.default_rng(0)))[None].repeat(3, 1, 1)
     log_q = torch.log(torch.full((3, 4), 0.25, dtype=torch.float64))
-    pr = pairs(P, log_q, log_q, "hard", batch=6, generator=torch.Generator().manual_seed(0))
+    pr = pairs(P, log_q, None, "hard", batch=6, generator=torch.Generator().manual_seed(0))
     assert pr.y.shape == pr.y_prime.shape == pr.weight.shape == pr.label.shape == (3, 6)
     assert torch.all(pr.weight == 1 / 6)
     expected = P[torch.arange(3)[:, None], pr.y, pr.y_prime]  # hard label of each drawn pair

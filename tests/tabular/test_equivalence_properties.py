@@ -51,7 +51,7 @@ from tabular.solvers import duality_gap, fixed_point_residual
 def ipo_objective(theta, log_mu, P, tau, log_q, label_type="soft", batch=None, generator=None):
     """The shared pairwise objective with IPO's loss, ``y, y' ~ q`` i.i.d.: every pair (exact)
     or ``batch`` draws (sampled)."""
-    pr = pairs(P, log_q, log_q, label_type, batch, generator)
+    pr = pairs(P, log_q, None, label_type, batch, generator)
     return pairwise_objective(pr, torch.log_softmax(theta, -1) - log_mu, "ipo", tau)
 
 EPS32 = float(np.finfo(np.float32).eps)
