@@ -29,8 +29,8 @@ def policy_features(run_dir: str, n_prompts: int | None = None, progress=None) -
     responses and their exact gold win rate against the chain's SFT responses."""
     import torch
 
+    from .chains import label_of
     from .models import load_causal_lm
-    from .pipeline import label_of
     from .sampling import sample_responses, stream_seed
     from .tasks import make_task
 
@@ -53,7 +53,7 @@ def policy_features(run_dir: str, n_prompts: int | None = None, progress=None) -
             if not os.path.isdir(path):
                 raise UsageError(f"{path} is missing: is {run_dir} a finished pipeline run?")
             model, codec = load_causal_lm(path, label, task.max_prompt_tokens)
-            # the pipeline's evaluation stream (llm.pipeline.evaluate_chain): the same responses
+            # the pipeline's evaluation stream (llm.chains.evaluate_chain): the same responses
             texts[label] = sample_responses(model, codec, prompts, stream_seed(seed, label, "test"),
                                             torch.device("cpu"), task.max_new_tokens)[0]
             if progress:

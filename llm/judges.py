@@ -23,7 +23,7 @@ import numpy as np
 
 from opo_toolkit.files import atomic_write_json
 
-from .pipeline import (
+from .chains import (
     JUDGE_METRICS,
     chain_interval,
     judge_summary,

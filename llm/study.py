@@ -24,7 +24,7 @@ Steps (every run is a run folder; ``--resume`` reuses finished runs and continue
      c's SFT where it exists; no PM or RM is trained, as in ``pipeline --judges gold``;
      ``OUT/chainC/gold``). The selection made under the learned PM is used for both conditions;
   5. the final side-by-side matrices on the ``test`` split (mean and 95 % t interval over chains),
-     each condition its own summary in the pipeline's format (:func:`llm.pipeline.summarise`, one
+     each condition its own summary in the pipeline's format (:func:`llm.chains.summarise`, one
      Holm family each in ``python -m llm report``): ``summary.json`` and ``final_matrix.csv``
      (``judge,row,column,mean,ci95``; judged by the gold judge and the PM) for the learned-PM
      condition, ``summary_gold.json`` and ``final_matrix_gold.csv`` for the gold condition; both
@@ -52,9 +52,7 @@ from opo_toolkit.files import atomic_write_json
 from tabular.methods import METHODS
 
 from .align import run_align
-from .config import AlignConfig
-from .models import load_causal_lm
-from .pipeline import (
+from .chains import (
     evaluate_chain,
     label_of,
     provenance,
@@ -63,6 +61,8 @@ from .pipeline import (
     train_chain_judges,
     write_csv,
 )
+from .config import AlignConfig
+from .models import load_causal_lm
 from .runtime import claim_run_dir, setup_torch, stage_function, start_run_dir
 from .sampling import sample_responses, stream_seed
 

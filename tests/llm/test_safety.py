@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 import llm.train
+from llm.chains import JUDGE_METRICS, summarise
 from llm.cli import main
 from llm.config import MAX_SEED, PipelineConfig
 from llm.flag_values import recorded_config
 from llm.models import load_codec, new_causal_lm, save_model
-from llm.pipeline import JUDGE_METRICS, summarise
 from llm.report import render_report
 from opo_toolkit.runlock import LOCK_NAME, RunLock
 
