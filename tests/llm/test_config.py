@@ -270,3 +270,23 @@ def test_a_field_added_since_a_run_started_does_not_block_its_resume():
         _check_same(old, dataclasses.asdict(changed), "x/config.json", changed)
     with pytest.raises(UsageError, match="eval_vs"):  # without the config: no default to assume
         _check_same(old, dataclasses.asdict(cfg), "x/config.json")
+
+
+def test_every_stage_runs_the_checks_of_every_mixin_it_is_built_from():
+    """The mixins' validate()s chain through super(): a stage built from a mixin refuses that
+    mixin's bad value (so no stage's validate() breaks the chain)."""
+    from llm.config import STAGE_CONFIGS, DataParallel, JudgeTraining, ModelShape, RunConfig
+
+    minimal = {"sft": {}, "train-pm": {"sft": "s"}, "align": {"sft": "s", "pm": "p"},
+               "evaluate": {"models": ["a=b"]}, "pipeline": {}, "study": {}, "judges": {}}
+    bad = {RunConfig: ({"threads": 0}, "--threads"), ModelShape: ({"n_embd": 65}, "--n-embd"),
+           DataParallel: ({"shards": -1}, "--shards"), JudgeTraining: ({"pm_steps": 0}, "--pm-steps")}
+    checked = 0
+    for stage, cls in STAGE_CONFIGS.items():
+        cls(out="x", **minimal[stage]).validate()  # valid as built
+        for mixin, (change, flag) in bad.items():
+            if issubclass(cls, mixin):
+                with pytest.raises(UsageError, match=flag):
+                    cls(out="x", **minimal[stage], **change).validate()
+                checked += 1
+    assert checked == 7 + 5 + 3 + 3  # RunConfig everywhere; ModelShape 5, DataParallel 3, JudgeTraining 3
