@@ -37,7 +37,7 @@ import importlib
 
 _API = {
     "run_sft": "train", "run_train_pm": "train", "pm_metrics": "train",
-    "run_align": "align", "alignment_loss": "align", "gold_winrate": "align",
+    "run_align": "align", "alignment_loss": "align",
     "run_evaluate": "evaluate", "win_matrices": "evaluate", "format_matrix": "evaluate",
     "sample_responses": "sampling",
     "run_pipeline": "pipeline",

@@ -48,7 +48,7 @@ from .sampling import Decoding, sample, sample_responses, sequence_logprob, stre
 from .scorers import load_scorer
 from .tasks import fit_bradley_terry
 
-__all__ = ["run_align", "alignment_loss", "gold_winrate", "gold_bradley_terry", "read_prompt_file"]
+__all__ = ["run_align", "alignment_loss", "gold_bradley_terry", "read_prompt_file"]
 
 
 def alignment_loss(params: MethodParams, policy, ref, batch: PromptBatch, judge: PairJudge | RewardJudge,
@@ -110,13 +110,6 @@ def alignment_loss(params: MethodParams, policy, ref, batch: PromptBatch, judge:
     loss = losses.mean()
     stats["loss/train"] = loss.item()
     return loss, stats
-
-
-@torch.no_grad()
-def gold_winrate(task, codec, model, other_texts, prompts, seed, device, max_new_tokens, temperature=1.0):
-    """Mean exact gold ``P(model's response > other response)`` over ``prompts`` (aligned lists)."""
-    texts, _ = sample_responses(model, codec, prompts, seed, device, max_new_tokens, temperature)
-    return float(task.gold_prob(prompts, texts, other_texts).mean())
 
 
 @torch.no_grad()

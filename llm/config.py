@@ -40,7 +40,8 @@ from .scorers import PM_FORMS
 from .tasks import TASKS
 
 __all__ = ["RunConfig", "SFTConfig", "PMConfig", "AlignConfig", "EvalConfig", "PipelineConfig",
-           "StudyConfig", "JudgesConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES", "MAX_SEED"]
+           "StudyConfig", "JudgesConfig", "MethodParams", "STAGE_CONFIGS", "RESUMABLE_CHANGES",
+           "ADDED_FIELDS", "MAX_SEED"]
 
 
 def _f(default, help: str, **kw):
@@ -51,6 +52,10 @@ def _f(default, help: str, **kw):
 
 # Fields that may differ between a checkpoint and the run resuming it.
 RESUMABLE_CHANGES = {"resume", "overwrite", "device", "threads", "out"}
+# Fields added to a stage after runs of it were recorded, whose default does what the stage did
+# before: a recorded config without one resumes when the current run leaves it at its default.
+# (A field whose default changed what the stage does, such as study's --select-against, is not one.)
+ADDED_FIELDS = {"eval_vs"}
 # Seeds are limited to 32 bits: the stages derive further streams from them (seed + 2,
 # 10_000 + seed, 1000 seed + 10 i + s in evaluate), which must stay inside torch's 64-bit range.
 MAX_SEED = 2**32 - 1

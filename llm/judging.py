@@ -59,11 +59,6 @@ class PromptBatch:
         return PromptBatch(self.ids.repeat(k, 1), self.mask.repeat(k, 1),
                            None if self.texts is None else self.texts * k)
 
-    def rows(self, start: int, stop: int) -> PromptBatch:
-        """Rows ``start:stop``."""
-        return PromptBatch(self.ids[start:stop], self.mask[start:stop],
-                           None if self.texts is None else self.texts[start:stop])
-
     def require_texts(self, who: str) -> tuple[str, ...]:
         if self.texts is None:
             raise ValueError(f"{who} reads the prompts' texts; this batch has token ids only")

@@ -49,7 +49,7 @@ from opo_toolkit.progress import progress as progress_bar
 from opo_toolkit.runlock import LOCK_NAME, RunLock
 
 from . import distributed
-from .config import RESUMABLE_CHANGES
+from .config import ADDED_FIELDS, RESUMABLE_CHANGES
 from .flag_values import recorded_config
 from .presets import PRESETS, apply_preset
 from .tasks import make_task
@@ -314,7 +314,8 @@ def prepare_run_dir(config) -> bool:
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as e:
             raise UsageError(f"cannot read {existing}: {' '.join(str(e).split())}") from None
-        if set(old) != set(dataclasses.asdict(config)):
+        fields = set(dataclasses.asdict(config))
+        if set(old) - fields or (fields - set(old)) - ADDED_FIELDS:
             raise UsageError(f"{out} holds a run of another stage (its config.json has other fields); "
                              "--resume continues only a run of this stage")
         _check_same(old, dataclasses.asdict(config), existing, config)
@@ -358,16 +359,15 @@ def write_config(config, path: str) -> None:
     atomic_write_text(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True))
 
 
-def _check_same(old: dict, new: dict, path: str, config=None) -> None:
+def _check_same(old: dict, new: dict, path: str, config) -> None:
     """Refuse to resume where the recorded config differs from the current one (outside
-    ``RESUMABLE_CHANGES``). A field the recorded config lacks (added to the code since the run
-    started) counts as unchanged when the current run leaves it at its default. With ``config``,
-    both are read through :func:`llm.flag_values.recorded_config`: a typed list flag recorded as a JSON
-    list, or as the words of a run from before the flags were typed, equals the same value."""
-    if config is not None:
-        old, new = recorded_config(type(config), old), recorded_config(type(config), new)
+    ``RESUMABLE_CHANGES``). A field of :data:`~llm.config.ADDED_FIELDS` the recorded config lacks
+    counts as unchanged when the current run leaves it at its default. The recorded config is read
+    through :func:`llm.flag_values.recorded_config`: a typed list flag recorded as a JSON list, or as
+    the words of a run from before the flags were typed, equals the same value."""
+    old = recorded_config(type(config), old)
     defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(config)} if config is not None else {}
+                for f in dataclasses.fields(config) if f.name in ADDED_FIELDS}
     diff = sorted(k for k in set(old) | set(new)
                   if k not in RESUMABLE_CHANGES and old.get(k, defaults.get(k)) != new.get(k))
     if diff:

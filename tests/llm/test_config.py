@@ -268,8 +268,35 @@ def test_a_field_added_since_a_run_started_does_not_block_its_resume():
     changed = dataclasses.replace(cfg, eval_vs="some/policy")
     with pytest.raises(UsageError, match="eval_vs"):
         _check_same(old, dataclasses.asdict(changed), "x/config.json", changed)
-    with pytest.raises(UsageError, match="eval_vs"):  # without the config: no default to assume
-        _check_same(old, dataclasses.asdict(cfg), "x/config.json")
+    lacking = dataclasses.asdict(cfg)
+    lacking.pop("tau")  # not an added field: its absence is not read as its default
+    with pytest.raises(UsageError, match="tau"):
+        _check_same(lacking, dataclasses.asdict(cfg), "x/config.json", cfg)
+
+
+def test_a_run_folder_from_before_an_added_field_resumes_and_another_stages_does_not(tmp_path):
+    """prepare_run_dir, which reads the folder's config.json before _check_same: a field of
+    ADDED_FIELDS missing there is no reason to refuse; a judges folder (its fields a subset of
+    the pipeline's) is still another stage's run."""
+    import dataclasses
+    import json
+
+    from llm.config import AlignConfig, JudgesConfig, PipelineConfig
+    from llm.runtime import prepare_run_dir
+    from opo_toolkit.cliargs import UsageError
+
+    out = tmp_path / "align"
+    out.mkdir()
+    cfg = AlignConfig(out=str(out), sft="s", pm="p", resume=True)
+    old = dataclasses.asdict(cfg)
+    old.pop("eval_vs")
+    (out / "config.json").write_text(json.dumps(old))
+    assert prepare_run_dir(cfg) is True
+    judges = tmp_path / "judges"
+    judges.mkdir()
+    (judges / "config.json").write_text(json.dumps(dataclasses.asdict(JudgesConfig(out=str(judges)))))
+    with pytest.raises(UsageError, match="another stage"):
+        prepare_run_dir(PipelineConfig(out=str(judges), resume=True))
 
 
 def test_every_stage_runs_the_checks_of_every_mixin_it_is_built_from():

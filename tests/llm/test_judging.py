@@ -21,14 +21,12 @@ from llm.sampling import Decoding, sample
 from llm.tasks import SyntheticTask
 
 
-def test_a_prompt_batch_repeats_and_slices_ids_masks_and_texts_together():
+def test_a_prompt_batch_repeats_ids_masks_and_texts_together():
     ids = torch.arange(6).reshape(3, 2)
     batch = PromptBatch(ids, torch.ones_like(ids), ("a", "b", "c"))
     twice = batch.repeat(2)
     assert len(twice) == 6 and twice.texts == ("a", "b", "c") * 2
     assert torch.equal(twice.ids, torch.cat([ids, ids])) and torch.equal(twice.ids[4], ids[1])
-    part = twice.rows(2, 4)
-    assert part.texts == ("c", "a") and torch.equal(part.ids, ids[[2, 0]])
     with pytest.raises(ValueError, match="2 prompt texts for 3 rows"):
         PromptBatch(ids, torch.ones_like(ids), ("a", "b"))
     with pytest.raises(ValueError, match="token ids only"):
