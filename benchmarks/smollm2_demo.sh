@@ -26,8 +26,8 @@ load0=$(cut -d' ' -f1 /proc/loadavg); t0=$(date +%s.%N)
 t1=$(date +%s.%N); load1=$(cut -d' ' -f1 /proc/loadavg)
 "$PY" - "$OUT" "$RESULT" "$t0" "$t1" "$load0" "$load1" <<'PYEOF'
 import json, sys
-from tabular.files import atomic_write_json
-from tabular.provenance import measured_provenance
+from opo_toolkit.files import atomic_write_json
+from opo_toolkit.provenance import measured_provenance
 out, result, (t0, t1, l0, l1) = sys.argv[1], sys.argv[2], map(float, sys.argv[3:])
 done = json.load(open(f"{out}/done.json"))
 rows = [json.loads(line) for line in open(f"{out}/metrics.jsonl")]

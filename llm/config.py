@@ -517,11 +517,13 @@ class StudyConfig(JudgeTraining, ModelShape, RunConfig):
         _at_least(self, 0, "gold_chains")
         _validate_chain_count(self, "chains")
         _validate_chain_count(self, "gold_chains")
-        if self.select_seed < -1:
-            raise UsageError(f"--select-seed must be >= 0 (or -1: --seed + 1000), got {self.select_seed}")
+        if self.select_seed != -1:
+            checked("--select-seed", lambda v: validate_seed(v, "a seed (or -1: --seed + 1000)", MAX_SEED),
+                    self.select_seed)
         seed, tests = self.selection_seed, max(self.chains, self.gold_chains)
-        if seed > MAX_SEED:
-            raise UsageError(f"--select-seed {seed} (--seed + 1000) exceeds {MAX_SEED}; pass --select-seed")
+        if seed > MAX_SEED:  # -1: --seed + 1000
+            raise UsageError(f"--select-seed -1 means --seed + 1000 = {seed}, which exceeds {MAX_SEED}; "
+                             "pass --select-seed")
         if self.seed <= seed < self.seed + tests:
             raise UsageError(f"--select-seed {seed} is the seed of test chain {seed - self.seed} (--seed + "
                              f"{seed - self.seed}); the selection chain must be disjoint from the test "

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tabular.fixed_point import log_normalise_logaddexp
+
 from .tasks import partition, split_name
 
 __all__ = ["ResponseSpace", "EnumerableTask", "mask_response_vocab", "exact_law", "law_from_conditionals",
@@ -282,7 +284,7 @@ def per_token_mixture(law_pi: np.ndarray, law_mu: np.ndarray, beta: float, space
     mixed = []
     for a, b in zip(cp, cm):
         z = (1 - beta) * a + beta * b if beta not in (0.0, 1.0) else (a if beta == 0.0 else b)
-        mixed.append(z - np.logaddexp.reduce(z, axis=-1, keepdims=True))
+        mixed.append(log_normalise_logaddexp(z))
     return np.exp(law_from_conditionals(mixed, space))
 
 

@@ -392,7 +392,8 @@ def _matrix(s: dict) -> str:
 
 
 def _selected(s: dict) -> str:
-    """A study's selection on the ``valid`` split (chain 0): per method its tau, beta and checkpoint."""
+    """A study's selection on the ``valid`` split (its selection chain, ``OUT/select``; chain 0 in
+    studies from before it): per method its tau, beta and checkpoint."""
     if "selected" not in s:
         raise KeyError("selected (only a study's summary.json has it)")
     c = summary_config(s)

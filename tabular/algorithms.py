@@ -114,7 +114,7 @@ class AlgorithmConfig:
             raise ValueError(f"batch must be a positive integer, got {self.batch!r}")
         if self.label_type not in LABEL_TYPES:
             raise ValueError(f"unknown label type {self.label_type!r}; choose from {', '.join(LABEL_TYPES)}")
-        if self.kind != "md" and not self.effective_lr > 0:
+        if self.effective_lr is not None and not self.effective_lr > 0:
             raise ValueError(f"at tau = {self.tau!r} the default SGD learning rate of {self.name} "
                              f"underflows to 0; pass lr explicitly")
 

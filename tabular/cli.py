@@ -310,8 +310,7 @@ def _run_locked(cfg: RunConfig, algos, P, mu, scores) -> int:
     config = {
         "command": "run",
         "config": asdict(cfg),
-        "algorithms": [asdict(a) | {"effective_lr": a.effective_lr if a.kind != "md" else None}
-                       for a in algos],
+        "algorithms": [asdict(a) | {"effective_lr": a.effective_lr} for a in algos],
         "game": {"spec": cfg.game, "P": P.tolist(), "mu": mu_vec.tolist(),
                  "scores": None if scores is None else np.asarray(scores).tolist()},
         "pi_star": {"pi": eq.pi.tolist(), "gap": eq.gap, "residual": eq.residual,

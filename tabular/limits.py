@@ -20,6 +20,7 @@ from scipy.special import log_softmax
 
 from .certificates import duality_gap
 from .equilibrium import solve_equilibrium
+from .fixed_point import log_normalise_logaddexp
 from .game import validate_beta, validate_game, validate_tau
 from .losses import label_matrix
 from .pairwise_limits import online_dpo_limit
@@ -98,7 +99,7 @@ def rlhf_optimum(P, mu, tau: float, scores) -> RLHFOptimum:
     P, mu = validate_game(P, mu)
     tau = validate_tau(tau)
     log_pi = np.log(mu) + np.asarray(scores, np.float64) / tau
-    log_pi = log_pi - np.logaddexp.reduce(log_pi)
+    log_pi = log_normalise_logaddexp(log_pi)
     pi = np.exp(log_pi)
     return RLHFOptimum(pi, log_pi, tau, float(duality_gap(P, mu, tau, pi)))
 

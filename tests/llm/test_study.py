@@ -173,9 +173,13 @@ def test_tiny_study_selects_reruns_and_resumes(tmp_path):
     (["--seed", "10", "--select-seed", "29"], "--select-seed 29 is the seed of test chain 19"),  # 20 gold
     (["--preset", "paper", "--select-seed", "1000", "--gold-chains", "1001"],
      "--gold-chains 1001: at most 1000"),
-    (["--select-seed", "-2"], "--select-seed must be >= 0 (or -1: --seed + 1000), got -2"),
+    (["--select-seed", "-2"],
+     f"--select-seed: a seed (or -1: --seed + 1000) must lie in [0, {MAX_SEED}], got -2"),
+    (["--select-seed", str(2**33)],
+     f"--select-seed: a seed (or -1: --seed + 1000) must lie in [0, {MAX_SEED}], got {2**33}"),
     (["--gold-chains", "-1"], "--gold-chains must be >= 0, got -1"),
-    (["--seed", str(MAX_SEED - 5), "--preset", "paper", "--chains", "1"], "(--seed + 1000) exceeds"),
+    (["--seed", str(MAX_SEED - 5), "--preset", "paper", "--chains", "1"],
+     "--select-seed -1 means --seed + 1000 = 4294968290, which exceeds"),
     (["--methods", "online_ipo", "--taus", "online_ipo=0.1"],
      "--select-against rl selects against the selected RL"),
 ])

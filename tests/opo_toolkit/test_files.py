@@ -1,4 +1,4 @@
-"""tabular/files.py and tabular/runlock.py: outputs that overlap inputs, outputs that cannot be
+"""opo_toolkit/files.py and opo_toolkit/runlock.py: outputs that overlap inputs, outputs that cannot be
 written, and the one-writer lock of a run folder (held, released, stale)."""
 
 import json
