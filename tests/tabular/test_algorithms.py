@@ -595,3 +595,21 @@ def test_limit_points_have_their_own_result_types():
     rl = limit_point(AlgorithmConfig("rl", tau=tau), P, mu, scores=scores)
     assert isinstance(rl, RLHFOptimum)
     assert rl.gap == pytest.approx(float(duality_gap(P, mu, tau, rl.pi)), rel=1e-12) and rl.gap > 1e-6
+
+
+def test_above_fold_max_actions_one_sampler_takes_the_full_grid(monkeypatch):
+    """The fold's margins cost O(n^3) per game: above FOLD_MAX_ACTIONS one sampler gets the grid,
+    with the same objective to round-off."""
+    import tabular.algorithms as algorithms
+
+    rng = np.random.default_rng(3)
+    B, n = 2, 6
+    P = torch.tensor(np.stack([random_preference(n, rng) for _ in range(B)]))
+    theta = torch.tensor(rng.normal(size=(B, n)))
+    log_q, log_ratio = torch.log_softmax(theta, -1), torch.log_softmax(theta, -1) - 0.1
+    folded = pairs(P, log_q, None, "soft")
+    monkeypatch.setattr(algorithms, "FOLD_MAX_ACTIONS", n - 1)
+    grid = pairs(P, log_q, None, "soft")
+    assert folded.weight.shape == (B, n * (n + 1) // 2) and grid.weight.shape == (B, n, n)
+    a, b = (pairwise_objective(pr, log_ratio, "dpo", 0.5) for pr in (folded, grid))
+    assert torch.allclose(a, b, rtol=1e-13, atol=0)
