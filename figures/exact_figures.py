@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import finish, floor, pyplot
+from .common import FLOOR, finish, floor, pyplot
 
 __all__ = ["exact_figures", "EXACT_FIGURES", "kl_curve_data", "per_prompt_data", "vs_rl_data"]
 
@@ -58,19 +58,27 @@ def kl_curve_data(summary: dict, split: str = "test"):
 def draw_kl_curves(panels, split):
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.0), squeeze=False, sharey=True)
+    # A band whose 95 % interval includes 0 (two chains: t = 12.7) has no lower end on a log axis:
+    # it is cut at the axis's bottom, a decade below the smallest positive value drawn, instead of
+    # reaching down to the 1e-16 floor and squeezing every curve into the top of the panel.
+    shown = [v for _, lines in panels for _, _, mean, half, predicted in lines
+             for v in [*mean, *(mean - half), predicted or 0.0] if v > 0]
+    bottom = max(min(shown) / 10, FLOOR) if shown else FLOOR
     for ax, (rho, lines) in zip(axes[0], panels):
         for method, steps, mean, half, predicted in lines:
             c = _COLORS.get(method)
             ax.plot(steps, floor(mean), marker=".", color=c, label=method)
-            ax.fill_between(steps, floor(mean - half), floor(mean + half), color=c, alpha=0.15)
+            ax.fill_between(steps, np.maximum(mean - half, bottom), floor(mean + half), color=c, alpha=0.15)
             if predicted:
                 ax.axhline(predicted, color=c, ls="--", lw=1)
         ax.set(yscale="log", title=f"rho = {rho}", xlabel="alignment step",
                ylabel=f"KL(pi_t || pi*), {split} prompts")
+        ax.set_ylim(bottom=bottom)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Transformers against the exact equilibrium pi*; dashed: where tabular says each "
-                 "method ends (online IPO / self-play: 0; online SLiC has no point limit)", fontsize=9)
+                 "method ends (online IPO / self-play: 0; online SLiC has no point limit);\nbands: 95 % "
+                 "intervals over chains, cut at the bottom edge where they include 0", fontsize=9)
     fig.tight_layout()
     return fig
 
